@@ -1,0 +1,249 @@
+//! Command-line flags and their validation into a [`Config`].
+//!
+//! The filter flags are kept as the strings the user typed: they are checked here with
+//! [`Filter::from_params`] (so a typo fails fast, naming the flag) and then sent to the server
+//! unchanged, so that relative times such as `-since 15m` are resolved by the same code on both
+//! sides. Parse the arguments with [`Cli::parse_args`] so that Go-style `-pid 1234` works as
+//! well as `--pid 1234`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use awc::http::Uri;
+use awc::http::header::HeaderValue;
+use chrono::{DateTime, Utc};
+use clap::{CommandFactory, Parser};
+use liteobs_model::Filter;
+
+use crate::render::OutputFormat;
+
+/// Where the client looks when neither `-server` nor `LITEOBS_SERVER` says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Query a LiteObs server and print the HTTP exchanges it stored, newest first.
+#[derive(Debug, Parser)]
+#[command(
+    name = "liteobs-client",
+    version,
+    after_help = "Every long flag may also be written with one dash, Go-style: -pid 1234.",
+    // As with Go's flag package, a repeated flag is not an error: the last one wins.
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Exchanges where either side has this IPv4 or IPv6 address.
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<String>,
+    /// Exchanges where either side's process has this PID.
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// Request method, e.g. GET (any case).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Status code (404) or class (5xx); 0 selects exchanges that got no response.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Request-target prefix, e.g. /api/v1.
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Option<String>,
+    /// Only exchanges at or after this time: RFC 3339 or an age like 15m, 2h, 7d.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only exchanges before this time: RFC 3339 or an age like 15m, 2h, 7d.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// At most this many rows, 1 to 10000 (the server's default is 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<String>,
+    /// Base URL of the LiteObs server (http only).
+    #[arg(long, value_name = "URL", env = "LITEOBS_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Bearer token the server expects.
+    #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format: table for people, json (a pretty JSON array of records) or csv for
+    /// programs.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Give up on the server after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
+/// Everything [`crate::run`] needs, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Server base URL as the user gave it, without a trailing `/`; errors quote it.
+    pub server: String,
+    pub token: Option<String>,
+    /// Query parameters exactly as typed, in a fixed order; only flags that were given.
+    pub params: Vec<(&'static str, String)>,
+    pub output: OutputFormat,
+    pub timeout: Duration,
+}
+
+/// A flag whose value cannot be used; `flag` is its Go-style spelling (`-pid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}: {reason}")]
+pub struct ConfigError {
+    pub flag: String,
+    pub reason: String,
+}
+
+fn bad(flag: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { flag: flag.to_owned(), reason: reason.into() }
+}
+
+impl Cli {
+    /// Parses `args` (program name first), accepting `-name` for every `--name`. On a bad or
+    /// unknown flag, or `--help`, clap prints its message and exits (code 2 for errors).
+    pub fn parse_args<I, T>(args: I) -> Cli
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Cli::parse_from(liteobs_goflags::normalize(&Cli::command(), args))
+    }
+
+    /// Like [`Cli::parse_args`], but returns clap's error instead of exiting.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Cli::try_parse_from(liteobs_goflags::normalize(&Cli::command(), args))
+    }
+
+    /// Validates the flags. `now` anchors relative times, only for the local check: the server
+    /// resolves `15m` against its own clock.
+    pub fn into_config(self, now: DateTime<Utc>) -> Result<Config, ConfigError> {
+        let params: Vec<(&'static str, String)> = [
+            ("ip", self.ip),
+            ("pid", self.pid),
+            ("method", self.method),
+            ("status", self.status),
+            ("path", self.path),
+            ("since", self.since),
+            ("until", self.until),
+            ("limit", self.limit),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect();
+        Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now)
+            .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
+
+        let server = check_server(&self.server)?;
+        if let Some(token) = &self.token
+            && HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+        {
+            return Err(bad("-token", "may only contain printable ASCII characters"));
+        }
+        Ok(Config {
+            server,
+            token: self.token,
+            params,
+            output: self.output,
+            timeout: Duration::from_secs(self.timeout),
+        })
+    }
+}
+
+/// Checks that `raw` is an `http://host[:port][/prefix]` URL and drops a trailing `/`.
+fn check_server(raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let uri: Uri = trimmed.parse().map_err(|e| bad("-server", format!("{raw:?} is not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "-server",
+                "https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
+            ));
+        }
+        Some(other) => return Err(bad("-server", format!("unsupported scheme {other:?}; use http://"))),
+        None => {
+            return Err(bad("-server", format!("{raw:?} has no scheme; write http://{trimmed}")));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("-server", format!("{raw:?} has no host name")));
+    }
+    if uri.query().is_some() {
+        return Err(bad("-server", format!("{raw:?} must not have a query string")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["liteobs-client", "-server", "http://127.0.0.1:8080"];
+        all.extend_from_slice(args);
+        Cli::try_parse_args(all).unwrap().into_config(now())
+    }
+
+    #[test]
+    fn go_style_and_gnu_style_flags_mean_the_same() {
+        let go = config(&["-pid", "1234", "-status=5xx", "-o", "json", "-timeout", "3"]).unwrap();
+        let gnu = config(&["--pid", "1234", "--status", "5xx", "--output", "json", "--timeout=3"]).unwrap();
+        assert_eq!(go, gnu);
+        assert_eq!(go.params, [("pid", "1234".to_owned()), ("status", "5xx".to_owned())]);
+        assert_eq!(go.output, OutputFormat::Json);
+        assert_eq!(go.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn every_filter_is_passed_on_raw_in_a_fixed_order() {
+        let c = config(&[
+            "-limit", "5", "-until", "1h", "-since", "2h", "-path", "/a b&c", "-status", "404", "-method",
+            "post", "-pid", "1", "-ip", "::1",
+        ])
+        .unwrap();
+        let names: Vec<&str> = c.params.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["ip", "pid", "method", "status", "path", "since", "until", "limit"]);
+        assert!(c.params.contains(&("method", "post".to_owned())));
+        assert!(c.params.contains(&("path", "/a b&c".to_owned())));
+    }
+
+    #[test]
+    fn bad_filters_name_the_flag() {
+        for (args, flag) in [
+            (&["-pid", "abc"][..], "-pid"),
+            (&["-ip", "1.2.3"], "-ip"),
+            (&["-status", "5x"], "-status"),
+            (&["-limit", "0"], "-limit"),
+            (&["-since", "yesterday"], "-since"),
+            (&["-since", "1m", "-until", "2m"], "-since"),
+            (&["-server", "https://x"], "-server"),
+            (&["-server", "127.0.0.1:8080"], "-server"),
+            (&["-server", "http://"], "-server"),
+            (&["-token", "a\nb"], "-token"),
+        ] {
+            let e = config(args).unwrap_err();
+            assert_eq!(e.flag, flag, "{args:?}: {e}");
+        }
+        let e = config(&["-pid", "abc"]).unwrap_err();
+        assert_eq!(e.to_string(), r#"-pid: "abc" is not a process ID"#);
+    }
+
+    #[test]
+    fn server_url_loses_its_trailing_slash() {
+        assert_eq!(config(&["-server", "http://h:1/"]).unwrap().server, "http://h:1");
+        assert_eq!(config(&["-server", "http://h/liteobs/"]).unwrap().server, "http://h/liteobs");
+        assert_eq!(config(&["-server", "http://[::1]:8080"]).unwrap().server, "http://[::1]:8080");
+    }
+
+    #[test]
+    fn unknown_flags_and_formats_are_clap_errors() {
+        assert!(Cli::try_parse_args(["c", "-pdi", "1"]).is_err());
+        assert!(Cli::try_parse_args(["c", "-o", "yaml"]).is_err());
+        assert!(Cli::try_parse_args(["c", "-timeout", "0"]).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! The one HTTP call: `GET {server}/query` with the filter as query parameters.
+//!
+//! Failures are sorted by what the user should do about them: the server could not be reached
+//! (start it, fix `-server`), it did not answer in time (raise `-timeout`), it refused the token,
+//! it rejected the query, or it answered something that is not a LiteObs answer. Each
+//! [`QueryError`] displays as one complete sentence fragment, so the binary prints it as is.
+
+use std::io;
+use std::time::Duration;
+
+use awc::error::{ConnectError, PayloadError, SendRequestError};
+use liteobs_model::QueryResponse;
+use serde::Deserialize;
+
+use crate::cli::Config;
+use crate::render::text;
+
+/// Largest answer accepted: 10 000 records with long paths fit comfortably.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why no records came back. `server` is the base URL as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("cannot reach server at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("server at {server} did not answer within {}s (raise -timeout?)", timeout.as_secs())]
+    Timeout { server: String, timeout: Duration },
+    #[error("lost the connection to server at {server}: {reason}")]
+    Transport { server: String, reason: String },
+    #[error("server {server} refused the token ({status}): {message}")]
+    Unauthorized { server: String, status: u16, message: String },
+    #[error("server rejected the query ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("server {server} failed ({status}): {message}")]
+    ServerError { server: String, status: u16, message: String },
+    #[error("unexpected answer from {server}: {reason}")]
+    BadAnswer { server: String, reason: String },
+    /// The filter could not be written as a query string (not expected: all values are strings).
+    #[error("cannot encode the query: {0}")]
+    Encode(String),
+}
+
+/// Asks the server. Must run inside an actix-rt system. `config.timeout` bounds the whole
+/// exchange, connecting and reading the body included.
+pub async fn fetch(config: &Config) -> Result<QueryResponse, QueryError> {
+    let timeout = || QueryError::Timeout { server: config.server.clone(), timeout: config.timeout };
+    match actix_rt::time::timeout(config.timeout, exchange(config)).await {
+        Ok(Err(QueryError::Timeout { .. })) | Err(_) => Err(timeout()),
+        Ok(result) => result,
+    }
+}
+
+async fn exchange(config: &Config) -> Result<QueryResponse, QueryError> {
+    let server = &config.server;
+    let connector = awc::Connector::new().timeout(config.timeout);
+    let client = awc::Client::builder().connector(connector).timeout(config.timeout).finish();
+    let mut request = client
+        .get(format!("{server}/query"))
+        .query(&config.params)
+        .map_err(|e| QueryError::Encode(e.to_string()))?;
+    if let Some(token) = &config.token {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await.map_err(|e| send_error(config, e))?;
+    let status = response.status();
+    let body = response.body().limit(MAX_BODY_BYTES).await.map_err(|e| match e {
+        PayloadError::Overflow => QueryError::BadAnswer {
+            server: server.clone(),
+            reason: format!("the answer is larger than {} MiB; lower -limit", MAX_BODY_BYTES >> 20),
+        },
+        other => QueryError::Transport { server: server.clone(), reason: other.to_string() },
+    })?;
+    interpret(server, status.as_u16(), &body)
+}
+
+/// Turns a status and body into records or the matching error; pure, so it is tested on bytes.
+pub fn interpret(server: &str, status: u16, body: &[u8]) -> Result<QueryResponse, QueryError> {
+    match status {
+        200..=299 => serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
+            server: server.to_owned(),
+            reason: format!("{status} but not a query result: {e}"),
+        }),
+        401 | 403 => Err(QueryError::Unauthorized {
+            server: server.to_owned(),
+            status,
+            message: error_message(status, body),
+        }),
+        400..=499 => Err(QueryError::Rejected { status, message: error_message(status, body) }),
+        500..=599 => Err(QueryError::ServerError {
+            server: server.to_owned(),
+            status,
+            message: error_message(status, body),
+        }),
+        _ => Err(QueryError::BadAnswer {
+            server: server.to_owned(),
+            reason: format!("status {status}: {}", error_message(status, body)),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// The server's `{"error": "..."}` text; failing that (a proxy's page, say) the body's first
+/// line, shortened; failing that the status's standard reason.
+pub fn error_message(status: u16, body: &[u8]) -> String {
+    if let Ok(ErrorBody { error }) = serde_json::from_slice(body) {
+        return printable(&error, 300);
+    }
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    if !line.is_empty() {
+        return printable(line, 200);
+    }
+    awc::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("no reason given")
+        .to_owned()
+}
+
+/// At most `max` chars, control characters escaped: this text comes from the network and goes
+/// to a terminal.
+fn printable(s: &str, max: usize) -> String {
+    text::ellipsize(&text::printable(s), max).into_owned()
+}
+
+fn send_error(config: &Config, e: SendRequestError) -> QueryError {
+    let server = config.server.clone();
+    match e {
+        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+            QueryError::Timeout { server, timeout: config.timeout }
+        }
+        SendRequestError::Connect(ConnectError::Io(io)) => {
+            QueryError::Unreachable { server, reason: io_reason(&io) }
+        }
+        SendRequestError::Connect(ConnectError::Resolver(e)) => {
+            QueryError::Unreachable { server, reason: format!("cannot resolve the host name: {e}") }
+        }
+        SendRequestError::Connect(other) => QueryError::Unreachable { server, reason: other.to_string() },
+        SendRequestError::Send(io) => QueryError::Transport { server, reason: io_reason(&io) },
+        other => QueryError::Transport { server, reason: other.to_string() },
+    }
+}
+
+/// `Connection refused (os error 111)` → `Connection refused`: the number helps nobody here.
+fn io_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(p) if s.ends_with(')') => s[..p].to_owned(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "http://127.0.0.1:8080";
+
+    #[test]
+    fn statuses_map_to_the_right_error() {
+        let ok = interpret(S, 200, br#"{"records":[],"limit":100,"truncated":false}"#).unwrap();
+        assert!(ok.records.is_empty() && !ok.truncated);
+        let msg = |status, body: &[u8]| interpret(S, status, body).unwrap_err().to_string();
+        assert_eq!(
+            msg(401, br#"{"error":"bad token"}"#),
+            "server http://127.0.0.1:8080 refused the token (401): bad token"
+        );
+        assert_eq!(msg(403, b""), "server http://127.0.0.1:8080 refused the token (403): Forbidden");
+        assert_eq!(
+            msg(400, br#"{"error":"bad query parameter `pid`"}"#),
+            "server rejected the query (400): bad query parameter `pid`"
+        );
+        assert_eq!(
+            msg(502, b"<html>\n<h1>Bad Gateway</h1>"),
+            "server http://127.0.0.1:8080 failed (502): <html>"
+        );
+        assert!(
+            msg(200, b"[]")
+                .starts_with("unexpected answer from http://127.0.0.1:8080: 200 but not a query result")
+        );
+        assert!(msg(302, b"").starts_with("unexpected answer"));
+    }
+
+    #[test]
+    fn error_text_from_the_network_is_made_printable_and_short() {
+        assert_eq!(error_message(400, b"{\"error\":\"a\\u001b[2Jb\"}"), r"a\u{1b}[2Jb");
+        let long = "x".repeat(500);
+        assert_eq!(error_message(500, long.as_bytes()).chars().count(), 200);
+        assert_eq!(error_message(500, b"\xff\xfe oops"), "\u{fffd}\u{fffd} oops");
+        assert_eq!(error_message(599, b"  \n "), "no reason given");
+    }
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        let e = io::Error::from_raw_os_error(111);
+        assert_eq!(io_reason(&e), e.to_string().split(" (os error").next().unwrap());
+        assert_eq!(io_reason(&io::Error::other("plain")), "plain");
+    }
+}

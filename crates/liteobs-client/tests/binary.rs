@@ -1,0 +1,197 @@
+//! The built binary against a stand-in server: a thread that answers one request with canned
+//! bytes and hands back the request head, so that exit codes, stderr lines, query encoding
+//! and the token header are checked without the real server (an end-to-end test with it lives
+//! elsewhere).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const RECORD: &str = r#"{"ts":"2026-11-25T14:02:44.123456Z","src_ip":"10.0.0.1","src_port":51234,"dst_ip":"::1","dst_port":8080,"method":"GET","path":"/api","status":200,"latency_us":1500,"req_bytes":0,"resp_bytes":512,"src_pid":1234,"src_comm":"curl","node":"n"}"#;
+
+/// Serves one connection with `status` and `body`; the handle yields the request head.
+fn stand_in(status: &str, body: &str) -> (String, JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let head = read_head(&mut conn);
+        conn.write_all(response.as_bytes()).unwrap();
+        head
+    });
+    (url, handle)
+}
+
+fn read_head(conn: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "client closed before finishing its request");
+        head.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+fn client(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_liteobs-client"))
+        .args(args)
+        .env_remove("LITEOBS_SERVER")
+        .env_remove("LITEOBS_TOKEN")
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn unreachable_server_is_one_clear_line_and_exit_1() {
+    let out = client(&["-server", "http://127.0.0.1:1", "-pid", "1234"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("liteobs-client: cannot reach server at http://127.0.0.1:1: "), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn server_comes_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_liteobs-client"))
+        .env("LITEOBS_SERVER", "http://127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot reach server at http://127.0.0.1:1: "), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_values_and_unknown_flags_exit_2_before_any_request() {
+    let out = client(&["-server", "http://127.0.0.1:1", "-pid", "abc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(r#"-pid: "abc" is not a process ID"#), "{}", stderr(&out));
+    let out = client(&["-pdi", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = client(&["-server", "https://example.test"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("-server: https is not supported"), "{}", stderr(&out));
+}
+
+#[test]
+fn filters_are_url_encoded_and_the_token_is_a_bearer_header() {
+    let body = format!(r#"{{"records":[{RECORD}],"limit":100,"truncated":false}}"#);
+    let (url, server) = stand_in("200 OK", &body);
+    let out =
+        client(&["-server", &url, "-pid", "1234", "-path", "/a b&c/ü", "-token", "s3cret", "-o", "json"]);
+    let head = server.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = head.lines().next().unwrap();
+    assert_eq!(first, "GET /query?pid=1234&path=%2Fa+b%26c%2F%C3%BC HTTP/1.1");
+    assert!(head.to_lowercase().contains("\r\nauthorization: bearer s3cret\r\n"), "{head}");
+    let records: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(records.as_array().map(Vec::len), Some(1));
+    assert!(stderr(&out).is_empty());
+}
+
+#[test]
+fn table_when_piped_is_plain_and_ends_with_the_count() {
+    let body = format!(r#"{{"records":[{RECORD},{RECORD}],"limit":2,"truncated":true}}"#);
+    let (url, server) = stand_in("200 OK", &body);
+    let out = client(&["--server", &url, "--limit", "2"]);
+    let head = server.join().unwrap();
+    assert!(head.starts_with("GET /query?limit=2 HTTP/1.1\r\n"), "{head}");
+    assert!(!head.to_lowercase().contains("authorization"), "{head}");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(text.starts_with("TIME "), "{text}");
+    assert!(!text.contains('\x1b'), "no colour into a pipe");
+    assert_eq!(
+        text.lines().nth(1).map(|l| l.starts_with("2026-11-25 14:02:44.123  10.0.0.1:51234 1234/curl")),
+        Some(true),
+        "{text}"
+    );
+    assert_eq!(text.lines().last(), Some("2 exchanges (limit 2 reached; more match — raise -limit)"));
+}
+
+#[test]
+fn json_output_warns_on_stderr_when_cut() {
+    let body = format!(r#"{{"records":[{RECORD}],"limit":1,"truncated":true}}"#);
+    let (url, server) = stand_in("200 OK", &body);
+    let out = client(&["-server", &url, "-o", "csv"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out).lines().count(), 2);
+    assert_eq!(stderr(&out), "liteobs-client: 1 exchange (limit 1 reached; more match — raise -limit)\n");
+}
+
+#[test]
+fn refused_token_quotes_the_server() {
+    let (url, server) = stand_in("401 Unauthorized", r#"{"error":"missing or wrong token"}"#);
+    let out = client(&["-server", &url, "-token", "nope"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("liteobs-client: server {url} refused the token (401): missing or wrong token\n")
+    );
+}
+
+#[test]
+fn rejected_query_gives_the_servers_words() {
+    let (url, server) =
+        stand_in("400 Bad Request", r#"{"error":"bad query parameter `pid`: \"x\" is not a process ID"}"#);
+    let out = client(&["-server", &url]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "liteobs-client: server rejected the query (400): bad query parameter `pid`: \"x\" is not a process ID\n"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hold = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(conn);
+    });
+    let out = client(&["-server", &url, "-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("liteobs-client: server at {url} did not answer within 1s (raise -timeout?)\n")
+    );
+    hold.join().unwrap();
+}
+
+#[test]
+fn a_non_liteobs_answer_is_named_as_such() {
+    let (url, server) = stand_in("200 OK", "<html>hello</html>");
+    let out = client(&["-server", &url]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "liteobs-client: unexpected answer from {url}: 200 but not a query result"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

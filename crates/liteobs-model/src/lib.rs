@@ -1,0 +1,18 @@
+//! The data LiteObs moves between its three programs.
+//!
+//! * [`TrafficLog`]: one HTTP request/response exchange seen on the wire, in the JSON form the agent
+//!   uploads, the server stores and the client prints. Field names are a stable wire contract.
+//! * [`batch`]: decoding an upload body (JSON array or NDJSON) into records, with errors that name
+//!   the record index and the field, so a bad batch is rejected whole and explained.
+//! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
+//!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
+//!
+//! This crate does no I/O; everything here is a pure function of its input.
+
+pub mod batch;
+pub mod filter;
+mod record;
+
+pub use batch::{BatchError, decode_json_array, decode_ndjson};
+pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};
+pub use record::{TrafficLog, format_ts};

@@ -1,0 +1,148 @@
+//! The exchange record and its JSON form.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One HTTP/1.x request and its response, as seen on the wire by one agent.
+///
+/// "Source" is always the client side of the TCP connection (the side that sent the request),
+/// "destination" the server side, whatever the capture direction was.
+///
+/// JSON: field names are snake_case and stable. Unknown fields are ignored when decoding so that a
+/// newer agent can upload to an older server; `host`, `src_pid`, `src_comm`, `dst_pid` and
+/// `dst_comm` may be absent (and are omitted when unknown); every other field is required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficLog {
+    /// Time of the request's first packet, UTC. Serialized as RFC 3339 with microseconds.
+    #[serde(serialize_with = "ser_ts", deserialize_with = "de_ts")]
+    pub ts: DateTime<Utc>,
+    /// Client address (IPv4 or IPv6).
+    pub src_ip: IpAddr,
+    /// Client port.
+    pub src_port: u16,
+    /// Server address.
+    pub dst_ip: IpAddr,
+    /// Server port.
+    pub dst_port: u16,
+    /// Request method as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// Request-target as sent, query string included.
+    pub path: String,
+    /// `Host` header, when the request had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Response status code; 0 when no response was seen.
+    pub status: u16,
+    /// First packet of the response minus first packet of the request, in microseconds
+    /// (0 when no response was seen).
+    pub latency_us: u64,
+    /// Request body bytes (after de-chunking; headers not counted).
+    pub req_bytes: u64,
+    /// Response body bytes (after de-chunking; headers not counted).
+    pub resp_bytes: u64,
+    /// Process ID (tgid) of the client process, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_pid: Option<u32>,
+    /// Command name of the client process, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_comm: Option<String>,
+    /// Process ID (tgid) of the server process, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_pid: Option<u32>,
+    /// Command name of the server process, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_comm: Option<String>,
+    /// Name of the node (agent) that saw the exchange.
+    pub node: String,
+}
+
+impl TrafficLog {
+    /// The timestamp as microseconds since the Unix epoch: the form both stores keep, so
+    /// that ordering and range filters are plain integer comparisons.
+    pub fn ts_micros(&self) -> i64 {
+        self.ts.timestamp_micros()
+    }
+}
+
+/// Formats a timestamp the way every LiteObs program writes it: RFC 3339, UTC, microseconds.
+pub fn format_ts(ts: &DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn ser_ts<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(ts))
+}
+
+fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 timestamp ({e}): {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> TrafficLog {
+        TrafficLog {
+            ts: DateTime::parse_from_rfc3339("2026-11-25T14:02:44.123456Z").unwrap().with_timezone(&Utc),
+            src_ip: "10.0.0.1".parse().unwrap(),
+            src_port: 51234,
+            dst_ip: "::1".parse().unwrap(),
+            dst_port: 8080,
+            method: "GET".into(),
+            path: "/api/v1/items?id=7".into(),
+            host: Some("example.test".into()),
+            status: 200,
+            latency_us: 1500,
+            req_bytes: 0,
+            resp_bytes: 512,
+            src_pid: Some(1234),
+            src_comm: Some("curl".into()),
+            dst_pid: None,
+            dst_comm: None,
+            node: "node-a".into(),
+        }
+    }
+
+    #[test]
+    fn json_form_is_stable() {
+        insta::assert_snapshot!(serde_json::to_string_pretty(&sample()).unwrap());
+    }
+
+    #[test]
+    fn round_trips_and_keeps_microseconds() {
+        let r = sample();
+        let back: TrafficLog = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.ts_micros() % 1_000_000, 123_456);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_optional_fields_may_be_absent() {
+        let json = r#"{"ts":"2026-11-25T14:02:44.5+01:00","src_ip":"127.0.0.1","src_port":1,
+            "dst_ip":"127.0.0.1","dst_port":80,"method":"GET","path":"/","status":0,
+            "latency_us":0,"req_bytes":0,"resp_bytes":0,"node":"n","tls_version":"1.3"}"#;
+        let r: TrafficLog = serde_json::from_str(json).unwrap();
+        assert_eq!(r.host, None);
+        assert_eq!(r.src_pid, None);
+        assert_eq!(format_ts(&r.ts), "2026-11-25T13:02:44.500000Z");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_timestamps_are_rejected() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["status"] = serde_json::json!("200");
+        assert!(serde_json::from_value::<TrafficLog>(v).is_err());
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["ts"] = serde_json::json!("yesterday");
+        let err = serde_json::from_value::<TrafficLog>(v).unwrap_err().to_string();
+        assert!(err.contains("RFC 3339"), "{err}");
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["src_port"] = serde_json::json!(70000);
+        assert!(serde_json::from_value::<TrafficLog>(v).is_err());
+    }
+}

@@ -1,0 +1,63 @@
+# Shared by scripts/*.sh: the one cargo profile and target dir, and installing what is missing.
+# shellcheck shell=bash
+
+# DuckDB's bundled C++ takes ~20 minutes per cargo profile on 2 cores: every script uses the
+# release profile and a target dir outside the clone, so it is compiled once per machine.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/liteobs/target}
+CARGO_PROFILE_FLAG=--release
+BIN_DIR=$CARGO_TARGET_DIR/release
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root for: $* (run as root or install sudo)"; fi
+}
+
+# ensure_target_dir: create CARGO_TARGET_DIR, owned by the caller, even when /var/cache needs root.
+ensure_target_dir() {
+    mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || {
+        as_root mkdir -p "$CARGO_TARGET_DIR" && as_root chown "$(id -u):$(id -g)" "$CARGO_TARGET_DIR"
+    }
+}
+
+# ensure_packages PKG...: apt-get install the Debian packages that are not installed yet.
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install them by hand"
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_rust: cargo with rustfmt and clippy.
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null || die "cargo not found: install Rust 1.95 with rustup (https://rustup.rs)"
+    if command -v rustup >/dev/null; then
+        for c in rustfmt clippy; do
+            rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+        done
+    fi
+}
+
+# free_port: a free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL [SECONDS]: wait until URL answers.
+wait_http() {
+    local url=$1 secs=${2:-60} i=0
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+        i=$((i + 1)); [ "$i" -gt $((secs * 10)) ] && return 1; sleep 0.1
+    done
+}
