@@ -21,6 +21,7 @@ local *ARGS:
 query *ARGS:
     bash scripts/start.sh query {{ARGS}}
 
-# ingest and query benchmarks (see BENCHMARKS.md)
+# store ingest and query benchmark through the real server (see BENCHMARKS.md)
 bench-store *ARGS:
-    cargo run --release --locked -p liteobs-server --bin liteobs-bench-store -- {{ARGS}}
+    cargo build --release --locked -p liteobs-server
+    cargo run --release --locked -p liteobs-integration --bin bench-store -- {{ARGS}}

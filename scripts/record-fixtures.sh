@@ -220,7 +220,7 @@ mkdir -p "$OUT"
 if [ $# -gt 0 ]; then names=("$@"); else mapfile -t names < <(printf '%s\n' "${!SCENARIOS[@]}" | sort); fi
 for name in "${names[@]}"; do record "$name"; done
 
-# A pcapng with two interfaces of different link types (lo: Ethernet, any: Linux cooked v2),
+# A pcapng with two interfaces of different link types (lo: Ethernet, any: Linux cooked),
 # so every packet appears twice. Needs dumpcap (it comes with tshark); skipped without it.
 if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qx multi-iface; then
     if command -v dumpcap >/dev/null; then
@@ -233,7 +233,7 @@ if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qx multi-iface; then
         stop_capture
         chmod 644 "$file"
         printf '%-24s %8s bytes  %s\n' "multi-iface.pcapng" "$(stat -c %s "$file")" \
-            "two GETs seen on lo (Ethernet) and any (cooked v2): two interfaces, every packet twice"
+            "two GETs seen on lo (Ethernet) and any (Linux cooked): two interfaces, every packet twice"
     else
         echo "record-fixtures: dumpcap not installed; multi-iface.pcapng not re-recorded" >&2
     fi

@@ -1,26 +1,39 @@
-//! Harness for the cross-program tests in `integration/tests/`: finds the built binaries, runs
-//! a real `liteobs-server` on an ephemeral port, and decides when a privileged test may skip.
+//! Harness for the cross-program tests in `integration/tests/` and the benchmarks in
+//! `integration/src/bin/`: finds the built binaries, runs a real `liteobs-server` on an ephemeral
+//! port, and decides when a privileged test may skip.
 //!
-//! The binaries are the ones `cargo build --release --workspace` put next to the test executable
-//! (scripts/test.sh builds them first); a missing one is a clear failure, not a skip.
+//! The binaries are the ones `cargo build --release --workspace` put in the target directory of
+//! the running test or benchmark (scripts/test.sh builds them first); a missing one is a clear
+//! failure, not a skip. Tests use the panicking forms ([`bin`], [`Server::start`],
+//! [`Server::stop`]); programs use the fallible ones (`try_*`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail, ensure};
+
 /// Path of a workspace binary in the same target directory as the running test.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    try_bin(name).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Path of a workspace binary in the target directory of the running executable: a test runs
+/// from `target/<profile>/deps/`, a binary such as `bench-store` from `target/<profile>/`.
+pub fn try_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let mut dir = exe.parent().with_context(|| format!("{} has no parent directory", exe.display()))?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().with_context(|| format!("{} has no parent directory", dir.display()))?;
+    }
     let path = dir.join(name);
-    assert!(
+    ensure!(
         path.exists(),
         "{} is missing: build the workspace first (cargo build --release --workspace)",
         path.display()
     );
-    path
+    Ok(path)
 }
 
 /// True when the test may use root-only facilities. When not root: prints why the test is
@@ -29,7 +42,9 @@ pub fn privileged(test: &str) -> bool {
     // Effective UID from /proc: no libc call, readable by everyone.
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false);
     if root {
         return true;
@@ -59,7 +74,17 @@ impl Server {
     /// Starts a server with `backend` on `db_path`, listening on an ephemeral loopback port
     /// (or `listen` when given, to restart on the same port).
     pub fn start(backend: &str, db_path: &Path, token: Option<&str>, listen: Option<&str>) -> Server {
-        let mut cmd = Command::new(bin("liteobs-server"));
+        Server::try_start(backend, db_path, token, listen).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Server::start`], with an error instead of a panic.
+    pub fn try_start(
+        backend: &str,
+        db_path: &Path,
+        token: Option<&str>,
+        listen: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let mut cmd = Command::new(try_bin("liteobs-server")?);
         cmd.args(["-db-type", backend, "-db-path"])
             .arg(db_path)
             .args(["-listen", listen.unwrap_or("127.0.0.1:0")])
@@ -69,20 +94,37 @@ impl Server {
         if let Some(t) = token {
             cmd.args(["-token", t]);
         }
-        let mut child = cmd.spawn().expect("spawn liteobs-server");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut child = cmd.spawn().context("spawning liteobs-server")?;
+        let stdout = child.stdout.take().context("liteobs-server has no stdout pipe")?;
+        // From here on, dropping `server` kills the child, so every early return cleans up.
+        let mut server =
+            Server { child, url: String::new(), db_path: db_path.to_owned(), backend: backend.to_owned() };
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut reader = BufReader::new(stdout);
         while !line.starts_with("listening on ") {
             line.clear();
-            let n = reader.read_line(&mut line).expect("read server stdout");
-            assert!(n > 0 && Instant::now() < deadline, "liteobs-server exited before listening");
+            let n = reader.read_line(&mut line).context("reading liteobs-server's stdout")?;
+            if n == 0 {
+                bail!("liteobs-server ({backend}, {}) exited before listening", db_path.display());
+            }
+            ensure!(Instant::now() < deadline, "liteobs-server did not listen within 60 s");
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
-        let url = line.trim().trim_start_matches("listening on ").to_owned();
-        Server { child, url, db_path: db_path.to_owned(), backend: backend.to_owned() }
+        server.url = line.trim().trim_start_matches("listening on ").to_owned();
+        // The line is printed before the server installs its signal handlers; once it answers a
+        // request, a SIGTERM from `stop` is a graceful shutdown rather than a kill.
+        let agent = http();
+        loop {
+            match agent.get(&format!("{}/healthz", server.url)).call() {
+                Ok(resp) if resp.status() == 200 => break,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(resp) => bail!("liteobs-server answers /healthz with {}", resp.status()),
+                Err(e) => return Err(e).context("liteobs-server does not answer /healthz"),
+            }
+        }
+        Ok(server)
     }
 
     /// `host:port` the server listens on.
@@ -91,15 +133,21 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit (graceful shutdown).
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.try_stop().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Server::stop`], with an error instead of a panic (a non-zero exit is not an error here:
+    /// the caller decides).
+    pub fn try_stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
+            if let Some(st) = self.child.try_wait().context("waiting for liteobs-server")? {
+                return Ok(st);
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            ensure!(Instant::now() < deadline, "liteobs-server did not stop within 40 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -62,7 +62,7 @@ fn query_json(server: &Server, args: &[&str]) -> Vec<TrafficLog> {
 }
 
 fn newest_first(mut v: Vec<TrafficLog>) -> Vec<TrafficLog> {
-    v.sort_by(|a, b| b.ts.cmp(&a.ts));
+    v.sort_by_key(|r| std::cmp::Reverse(r.ts));
     v
 }
 
@@ -90,7 +90,10 @@ fn upload_query_restart_query_with_each_backend() {
         );
         assert_eq!(by_ip, want, "{backend}: -ip ::1 -status 5xx");
         let by_path = query_json(&server, &["-path", "/items/1", "-method", "get"]);
-        assert!(!by_path.is_empty() && by_path.iter().all(|r| r.path.starts_with("/items/1") && r.method == "GET"));
+        assert!(
+            !by_path.is_empty()
+                && by_path.iter().all(|r| r.path.starts_with("/items/1") && r.method == "GET")
+        );
 
         // The table names both processes and says how many rows and whether the limit cut them.
         let (code, table, _) =
@@ -98,9 +101,13 @@ fn upload_query_restart_query_with_each_backend() {
         assert_eq!(code, 0);
         assert!(table.contains("1001/curl") && table.contains("/nginx"), "{table}");
         assert!(table.contains("limit 3 reached"), "{table}");
-        let (code, csv, _) = client(&["-server", &server.url, "-token", TOKEN, "-ip", "127.0.0.2", "-o", "csv"]);
+        let (code, csv, _) =
+            client(&["-server", &server.url, "-token", TOKEN, "-ip", "127.0.0.2", "-o", "csv"]);
         assert_eq!(code, 0);
-        assert_eq!(csv.lines().count(), 1 + records.iter().filter(|r| r.src_ip.to_string() == "127.0.0.2").count());
+        assert_eq!(
+            csv.lines().count(),
+            1 + records.iter().filter(|r| r.src_ip.to_string() == "127.0.0.2").count()
+        );
 
         // Restart: everything is still there, and ordering holds across the restart.
         assert!(server.stop().success(), "{backend}: clean exit on SIGTERM");
@@ -128,10 +135,7 @@ fn bad_uploads_lose_nothing_already_accepted() {
         let v: serde_json::Value = resp.into_body().read_json().expect("json error");
         assert_eq!(v["index"], json!(0));
         assert!(v["error"].as_str().expect("error text").contains("record 0"));
-        let resp = http()
-            .post(&format!("{}/upload", server.url))
-            .send(&b"[]"[..])
-            .expect("request");
+        let resp = http().post(&format!("{}/upload", server.url)).send(&b"[]"[..]).expect("request");
         assert_eq!(resp.status().as_u16(), 401, "{backend}: no token");
         assert_eq!(query_json(&server, &["-limit", "100"]).len(), 10, "{backend}");
     }

@@ -60,10 +60,7 @@ mod tests {
     }
 
     fn run(args: &[&str]) -> Vec<String> {
-        normalize(&cmd(), args.iter().copied())
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect()
+        normalize(&cmd(), args.iter().copied()).into_iter().map(|s| s.into_string().unwrap()).collect()
     }
 
     #[test]

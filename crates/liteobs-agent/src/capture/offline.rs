@@ -1,0 +1,503 @@
+//! Reading capture files: classic pcap (micro- or nanosecond, either byte order) and pcapng
+//! (several sections and interfaces, each interface with its own link type and timestamp
+//! resolution), told apart by their first four bytes.
+//!
+//! Timestamps: pcap records carry seconds and a micro- or nanosecond fraction (by magic); pcapng
+//! Enhanced Packet Blocks carry a 64-bit count of units whose size the interface's
+//! `if_tsresol` option sets (10^-6 s when absent), plus the interface's `if_tsoffset`
+//! seconds. Both are turned into microseconds since the epoch here, truncating below 1 µs.
+//!
+//! A file cut off in the middle of a record (a capture that was killed) ends the file early
+//! and sets [`SourceStats::truncated`]; any other damage is a [`CaptureError::Malformed`].
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{PcapError, TsResolution};
+
+use super::{CaptureError, Next, Packet, PacketSource, SourceStats};
+use crate::pipeline::LinkType;
+
+const PCAP_MAGICS: [u32; 4] = [0xa1b2_c3d4, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x4d3c_b2a1];
+const PCAPNG_MAGIC: u32 = 0x0a0d_0d0a;
+
+/// A capture file being read front to back.
+pub struct OfflineSource {
+    name: String,
+    total: Option<u64>,
+    consumed: Arc<AtomicU64>,
+    format: Format,
+    /// Set at the end, after an error, or by a stop.
+    done: bool,
+    /// Records (pcap) or blocks (pcapng) read so far, for error messages.
+    record: u64,
+    stats: SourceStats,
+    /// pcapng Simple Packet Blocks carry no time; they get the last time seen.
+    last_ts_us: i64,
+    /// pcapng frames are copied here: the block reader's buffer cannot be lent out of the loop
+    /// that skips non-packet blocks.
+    frame: Vec<u8>,
+}
+
+enum Format {
+    Pcap { reader: Box<PcapReader<Counting>>, link: LinkType, nanos: bool },
+    PcapNg { reader: Box<PcapNgReader<Counting>>, ifaces: Vec<Interface> },
+}
+
+/// What a pcapng Interface Description Block says about the packets that name it.
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    /// None when the decoder does not know this link type: its packets are skipped.
+    link: Option<LinkType>,
+    clock: TsClock,
+}
+
+/// How to turn a pcapng timestamp (a count of units) into microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TsClock {
+    /// `if_tsresol`: high bit clear → units are 10^-n s; set → 2^-n s.
+    resol: u8,
+    /// `if_tsoffset`, seconds added to every timestamp.
+    offset_s: i64,
+}
+
+impl Default for TsClock {
+    fn default() -> Self {
+        TsClock { resol: 6, offset_s: 0 }
+    }
+}
+
+impl TsClock {
+    fn micros(self, units: u64) -> i64 {
+        let units = units as u128;
+        let n = u32::from(self.resol & 0x7f);
+        let us: u128 = if self.resol & 0x80 == 0 {
+            match n.cmp(&6) {
+                std::cmp::Ordering::Equal => units,
+                std::cmp::Ordering::Greater => units / 10u128.pow((n - 6).min(38)),
+                std::cmp::Ordering::Less => units * 10u128.pow(6 - n),
+            }
+        } else if n >= 127 {
+            0
+        } else {
+            (units * 1_000_000) >> n
+        };
+        i64::try_from(us).unwrap_or(i64::MAX).saturating_add(self.offset_s.saturating_mul(1_000_000))
+    }
+}
+
+/// A reader that counts the bytes it hands out, for progress reporting from another thread.
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    consumed: Arc<AtomicU64>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl OfflineSource {
+    /// Opens a capture file; `-` reads standard input.
+    pub fn open(path: &str) -> Result<OfflineSource, CaptureError> {
+        let io_err = |source| CaptureError::Io { path: path.to_owned(), source };
+        if path == "-" {
+            return OfflineSource::from_reader("stdin", Box::new(io::stdin()), None);
+        }
+        let file = File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        if meta.is_dir() {
+            return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory")));
+        }
+        OfflineSource::from_reader(path, Box::new(file), Some(meta.len()))
+    }
+
+    /// Reads a capture from any byte stream (`total` is its length when known, for progress).
+    pub fn from_reader(
+        name: &str,
+        mut reader: Box<dyn Read + Send>,
+        total: Option<u64>,
+    ) -> Result<OfflineSource, CaptureError> {
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match reader.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(CaptureError::Io { path: name.to_owned(), source }),
+            }
+        }
+        if got < 4 {
+            return Err(CaptureError::NotACapture {
+                path: name.to_owned(),
+                magic: if got == 0 { "nothing: it is empty".into() } else { hex(&magic[..got]) },
+            });
+        }
+        let consumed = Arc::new(AtomicU64::new(0));
+        let counting =
+            Counting { inner: Box::new(Cursor::new(magic).chain(reader)), consumed: consumed.clone() };
+        let malformed = |e: PcapError| CaptureError::Malformed {
+            path: name.to_owned(),
+            record: 0,
+            message: pcap_error_text(&e),
+        };
+        let magic_be = u32::from_be_bytes(magic);
+        let format = if PCAP_MAGICS.contains(&magic_be) {
+            let reader = PcapReader::new(counting).map_err(malformed)?;
+            let header = reader.header();
+            let linktype = u32::from(header.datalink);
+            let link = LinkType::from_linktype(linktype)
+                .ok_or_else(|| CaptureError::UnsupportedLink { path: name.to_owned(), linktype })?;
+            Format::Pcap {
+                reader: Box::new(reader),
+                link,
+                nanos: header.ts_resolution == TsResolution::NanoSecond,
+            }
+        } else if magic_be == PCAPNG_MAGIC {
+            let reader = PcapNgReader::new(counting).map_err(malformed)?;
+            Format::PcapNg { reader: Box::new(reader), ifaces: Vec::new() }
+        } else {
+            return Err(CaptureError::NotACapture { path: name.to_owned(), magic: hex(&magic) });
+        };
+        Ok(OfflineSource {
+            name: name.to_owned(),
+            total,
+            consumed,
+            format,
+            done: false,
+            record: 0,
+            stats: SourceStats::default(),
+            last_ts_us: 0,
+            frame: Vec::new(),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let body: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("bytes {}", body.join(" "))
+}
+
+fn pcap_error_text(e: &PcapError) -> String {
+    match e {
+        PcapError::IoError(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// True for the errors that mean "the file stops in the middle of a record".
+fn is_truncation(e: &PcapError) -> bool {
+    matches!(e, PcapError::IncompleteBuffer)
+        || matches!(e, PcapError::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof)
+}
+
+fn borrowed_or_copied<'a>(data: Cow<'a, [u8]>, frame: &'a mut Vec<u8>) -> &'a [u8] {
+    match data {
+        Cow::Borrowed(d) => d,
+        Cow::Owned(d) => {
+            *frame = d;
+            frame
+        }
+    }
+}
+
+impl PacketSource for OfflineSource {
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        if self.done {
+            return Ok(Next::End);
+        }
+        match &mut self.format {
+            Format::Pcap { reader, link, nanos } => {
+                let (link, nanos) = (*link, *nanos);
+                match reader.next_raw_packet() {
+                    None => {
+                        self.done = true;
+                        Ok(Next::End)
+                    }
+                    Some(Err(e)) if is_truncation(&e) => {
+                        self.stats.truncated = true;
+                        self.done = true;
+                        Ok(Next::End)
+                    }
+                    Some(Err(e)) => {
+                        let err = CaptureError::Malformed {
+                            path: self.name.clone(),
+                            record: self.record,
+                            message: pcap_error_text(&e),
+                        };
+                        self.done = true;
+                        Err(err)
+                    }
+                    Some(Ok(raw)) => {
+                        self.record += 1;
+                        let frac_us = if nanos { raw.ts_frac / 1000 } else { raw.ts_frac };
+                        let ts_us = i64::from(raw.ts_sec) * 1_000_000 + i64::from(frac_us);
+                        let data = borrowed_or_copied(raw.data, &mut self.frame);
+                        Ok(Next::Packet(Packet { ts_us, link, data }))
+                    }
+                }
+            }
+            Format::PcapNg { reader, ifaces } => {
+                // Copy the frame out of the block, so that the reader is free again for the next
+                // iteration when the block turns out not to be a packet.
+                let found: Option<(i64, LinkType)> = loop {
+                    let block = match reader.next_block() {
+                        None => break None,
+                        Some(Ok(block)) => block,
+                        Some(Err(e)) => {
+                            if is_truncation(&e) {
+                                self.stats.truncated = true;
+                                break None;
+                            }
+                            let err = CaptureError::Malformed {
+                                path: self.name.clone(),
+                                record: self.record,
+                                message: pcap_error_text(&e),
+                            };
+                            self.done = true;
+                            return Err(err);
+                        }
+                    };
+                    self.record += 1;
+                    let (iface_id, ts_us, data) = match block {
+                        Block::SectionHeader(_) => {
+                            ifaces.clear();
+                            continue;
+                        }
+                        Block::InterfaceDescription(idb) => {
+                            let linktype = u32::from(idb.linktype);
+                            let link = LinkType::from_linktype(linktype);
+                            if link.is_none() {
+                                tracing::warn!(
+                                    file = %self.name,
+                                    interface = ifaces.len(),
+                                    linktype,
+                                    "skipping the packets of an interface whose link type is not supported"
+                                );
+                            }
+                            let mut clock = TsClock::default();
+                            for opt in &idb.options {
+                                match opt {
+                                    InterfaceDescriptionOption::IfTsResol(r) => clock.resol = *r,
+                                    InterfaceDescriptionOption::IfTsOffset(o) => {
+                                        clock.offset_s = i64::try_from(*o).unwrap_or(0)
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            ifaces.push(Interface { link, clock });
+                            continue;
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            // pcap-file hands the raw 64-bit unit count over as nanoseconds.
+                            let units = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                            (epb.interface_id, Some(units), epb.data)
+                        }
+                        Block::Packet(pb) => (u32::from(pb.interface_id), Some(pb.timestamp), pb.data),
+                        Block::SimplePacket(spb) => (0, None, spb.data),
+                        _ => continue,
+                    };
+                    let Some(iface) = ifaces.get(iface_id as usize) else {
+                        let err = CaptureError::Malformed {
+                            path: self.name.clone(),
+                            record: self.record,
+                            message: PcapError::InvalidInterfaceId(iface_id).to_string(),
+                        };
+                        self.done = true;
+                        return Err(err);
+                    };
+                    let Some(link) = iface.link else {
+                        self.stats.unsupported_link += 1;
+                        continue;
+                    };
+                    let ts_us = ts_us.map_or(self.last_ts_us, |u| iface.clock.micros(u));
+                    self.frame.clear();
+                    self.frame.extend_from_slice(&data);
+                    break Some((ts_us, link));
+                };
+                match found {
+                    None => {
+                        self.done = true;
+                        Ok(Next::End)
+                    }
+                    Some((ts_us, link)) => {
+                        self.last_ts_us = ts_us;
+                        Ok(Next::Packet(Packet { ts_us, link, data: &self.frame }))
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) -> Result<(), CaptureError> {
+        self.done = true;
+        Ok(())
+    }
+
+    fn stats(&mut self) -> SourceStats {
+        self.stats
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.total.map(|t| (self.consumed.load(Ordering::Relaxed).min(t), t))
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pcap_file::DataLink;
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+
+    use super::*;
+
+    fn source(bytes: Vec<u8>) -> Result<OfflineSource, CaptureError> {
+        let len = bytes.len() as u64;
+        OfflineSource::from_reader("test", Box::new(Cursor::new(bytes)), Some(len))
+    }
+
+    fn drain(src: &mut OfflineSource) -> Vec<(i64, LinkType, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            match src.next_packet().unwrap() {
+                Next::Packet(p) => out.push((p.ts_us, p.link, p.data.to_vec())),
+                Next::Idle => panic!("files are never idle"),
+                Next::End => return out,
+            }
+        }
+    }
+
+    fn pcap_bytes(datalink: DataLink, ts_resolution: TsResolution, packets: &[(Duration, &[u8])]) -> Vec<u8> {
+        let header = PcapHeader { datalink, ts_resolution, ..PcapHeader::default() };
+        let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+        for (ts, data) in packets {
+            w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data)).unwrap();
+        }
+        w.into_writer()
+    }
+
+    #[test]
+    fn pcap_micro_and_nano_timestamps() {
+        let ts = Duration::new(1_764_000_000, 123_456_789);
+        for (res, want_us) in [
+            (TsResolution::MicroSecond, 1_764_000_000_123_456),
+            (TsResolution::NanoSecond, 1_764_000_000_123_456),
+        ] {
+            let mut src = source(pcap_bytes(DataLink::ETHERNET, res, &[(ts, b"abc")])).unwrap();
+            let got = drain(&mut src);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].0, want_us, "{res:?}");
+            assert!(matches!(got[0].1, LinkType::Ethernet));
+            assert_eq!(got[0].2, b"abc");
+            assert_eq!(src.progress(), Some((src.total.unwrap(), src.total.unwrap())));
+        }
+    }
+
+    #[test]
+    fn truncated_pcap_ends_early_and_says_so() {
+        let mut bytes = pcap_bytes(
+            DataLink::LINUX_SLL2,
+            TsResolution::MicroSecond,
+            &[(Duration::from_secs(1), b"first"), (Duration::from_secs(2), b"second")],
+        );
+        bytes.truncate(bytes.len() - 3);
+        let mut src = source(bytes).unwrap();
+        let got = drain(&mut src);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].1, LinkType::LinuxSll2));
+        assert!(src.stats().truncated);
+    }
+
+    #[test]
+    fn not_a_capture_and_unsupported_link_are_clear_errors() {
+        let e = source(b"GET / HTTP/1.1\r\n".to_vec()).err().unwrap();
+        assert_eq!(e.to_string(), "test: not a pcap or pcapng file (it starts with bytes 47 45 54 20)");
+        let e = source(Vec::new()).err().unwrap();
+        assert!(e.to_string().contains("it is empty"), "{e}");
+        let e = source(pcap_bytes(DataLink::IEEE802_11, TsResolution::MicroSecond, &[])).err().unwrap();
+        assert!(e.to_string().contains("link type 105 is not supported"), "{e}");
+    }
+
+    /// Two interfaces with different link types and resolutions, plus an unsupported one.
+    #[test]
+    fn pcapng_interfaces_keep_their_own_link_type_and_clock() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let mut eth = InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535);
+        eth.options.push(InterfaceDescriptionOption::IfTsResol(9)); // nanoseconds
+        let mut sll = InterfaceDescriptionBlock::new(DataLink::LINUX_SLL, 65535);
+        sll.options.push(InterfaceDescriptionOption::IfTsResol(0x80 | 10)); // 1/1024 s
+        sll.options.push(InterfaceDescriptionOption::IfTsOffset(100));
+        let wifi = InterfaceDescriptionBlock::new(DataLink::IEEE802_11, 65535);
+        let raw6 = InterfaceDescriptionBlock::new(DataLink::RAW, 65535); // default µs
+        for idb in [eth, sll, wifi, raw6] {
+            w.write_pcapng_block(idb).unwrap();
+        }
+        let epb = |interface_id: u32, units: u64, data: &'static [u8]| EnhancedPacketBlock {
+            interface_id,
+            timestamp: Duration::from_nanos(units),
+            original_len: data.len() as u32,
+            data: Cow::Borrowed(data),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb(0, 1_500_000_000_123_456_789, b"eth")).unwrap();
+        w.write_pcapng_block(epb(1, 2048 + 512, b"sll")).unwrap();
+        w.write_pcapng_block(epb(2, 1, b"wifi")).unwrap();
+        w.write_pcapng_block(epb(3, 7_000_001, b"raw")).unwrap();
+        let mut src = source(w.into_inner()).unwrap();
+        let got = drain(&mut src);
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].0, got[0].2.as_slice()), (1_500_000_000_123_456, &b"eth"[..]));
+        assert!(matches!(got[0].1, LinkType::Ethernet));
+        assert_eq!((got[1].0, got[1].2.as_slice()), (102_500_000, &b"sll"[..]));
+        assert!(matches!(got[1].1, LinkType::LinuxSll));
+        assert_eq!((got[2].0, got[2].2.as_slice()), (7_000_001, &b"raw"[..]));
+        assert!(matches!(got[2].1, LinkType::RawIp));
+        assert_eq!(src.stats().unsupported_link, 1);
+    }
+
+    #[test]
+    fn pcapng_packet_naming_a_missing_interface_is_malformed() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535)).unwrap();
+        // The writer refuses such a block, so append it by hand: type 6, length 36, interface
+        // 4, time 0, captured 1, original 1, data padded to 4, length again.
+        let mut bytes = w.into_inner();
+        for word in [6u32, 36, 4, 0, 0, 1, 1] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        bytes.extend_from_slice(b"x\0\0\0");
+        bytes.extend_from_slice(&36u32.to_le_bytes());
+        let mut src = source(bytes).unwrap();
+        let e = src.next_packet().err().unwrap();
+        assert!(e.to_string().contains("record 2"), "{e}");
+    }
+
+    #[test]
+    fn ts_clock_units() {
+        let c = |resol, offset_s| TsClock { resol, offset_s };
+        assert_eq!(c(6, 0).micros(5), 5);
+        assert_eq!(c(3, 0).micros(5), 5000);
+        assert_eq!(c(9, 0).micros(5_999), 5);
+        assert_eq!(c(0x80 | 1, 0).micros(3), 1_500_000);
+        assert_eq!(c(0, 0).micros(u64::MAX), i64::MAX);
+        assert_eq!(c(6, 2).micros(1), 2_000_001);
+    }
+}

@@ -1,0 +1,19 @@
+//! The LiteObs node agent, as a library so that tests and benchmarks drive the same pipeline as
+//! the binary.
+//!
+//! Data flows through one module per stage:
+//! capture → decode → reassemble → http → attribute → report.
+//! `pipeline` glues decode, reassemble and http into a pure, synchronous step from
+//! (timestamp, link type, frame bytes) to [`liteobs_model::TrafficLog`] records.
+//! `run` wires the stages onto threads the way the binary runs them; `config` holds the flags.
+
+pub mod attribute;
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod http;
+pub mod pidmap;
+pub mod pipeline;
+pub mod reassemble;
+pub mod report;
+pub mod run;

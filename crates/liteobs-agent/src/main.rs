@@ -1,0 +1,78 @@
+//! `liteobs-agent`: parses the flags into a [`Config`] and hands it to [`run`]; everything the
+//! agent does lives in the library, so that tests drive the same code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use liteobs_agent::config::Config;
+use liteobs_agent::run::{RunError, RunReport, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cfg = match Config::parse_from_args(std::env::args_os()) {
+        Ok(cfg) => cfg,
+        Err(e) => e.exit(),
+    };
+    match agent(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("liteobs-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agent(cfg: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::try_new(&f).context("RUST_LOG")?,
+        _ => EnvFilter::try_new(&cfg.log_level).context("-log-level")?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let report = match run(cfg) {
+        Ok(r) => r,
+        Err(RunError::StdoutClosed) => return Ok(()),
+        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. })) => return Err(e.into()),
+        Err(e) => {
+            let what = match &cfg.read {
+                Some(f) => format!("replaying {f}"),
+                None => format!("capturing on {}", cfg.iface),
+            };
+            return Err(anyhow::Error::new(e).context(what));
+        }
+    };
+    print_summary(cfg, &report);
+    Ok(())
+}
+
+/// A replay ends with its counters on stderr; a live run logs them once more.
+fn print_summary(cfg: &Config, report: &RunReport) {
+    let s = &report.summary;
+    if report.replay {
+        let secs = s.elapsed.as_secs_f64().max(1e-9);
+        let p = &s.snapshot.pipeline;
+        eprintln!(
+            "replayed {}: {} packets, {} exchanges in {:.3} s ({:.0} packets/s, {:.0} exchanges/s)",
+            cfg.read.as_deref().unwrap_or("-"),
+            p.packets,
+            p.exchanges,
+            secs,
+            p.packets as f64 / secs,
+            p.exchanges as f64 / secs,
+        );
+        eprint!("{}", s.snapshot);
+    } else {
+        tracing::info!(
+            packets = s.snapshot.pipeline.packets,
+            exchanges = s.snapshot.pipeline.exchanges,
+            kernel_dropped = s.snapshot.kernel.map_or(0, |k| k.dropped),
+            "stopped"
+        );
+        eprint!("{}", s.snapshot);
+    }
+}

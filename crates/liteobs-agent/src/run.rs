@@ -1,0 +1,601 @@
+//! Running the agent: wiring a packet source, the pipeline, attribution and a record sink
+//! together, on the threads the binary uses.
+//!
+//! * [`drive`] is the capture loop, synchronous and shared by every mode (and by the tests,
+//!   which replay fixtures through it): read a frame, push it through the pipeline, attribute
+//!   and emit the records it produced, expire idle flows, log counters, and on a stop drain
+//!   what the source already holds before finishing.
+//! * [`run`] is what `main` calls: it opens the source, starts [`drive`] on its own thread
+//!   (libpcap blocks), and on the calling thread runs an actix runtime for the reporter (awc
+//!   is single-threaded) and the SIGINT/SIGTERM handling. First signal: stop capturing, drain,
+//!   and deliver what is held until `-shutdown-timeout` passes. Second signal: give up on
+//!   delivery at once.
+//!
+//! Time: a replay runs on the file's clock (flows expire by packet timestamps, so a replay's
+//! records do not depend on how fast it runs); a live capture runs on the wall clock, so that
+//! flows expire even when no packet arrives.
+
+use std::fmt;
+use std::io::{self, BufWriter, IsTerminal, Stdout};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use liteobs_model::TrafficLog;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::attribute::{Attributor, NoAttribution};
+use crate::capture::offline::OfflineSource;
+use crate::capture::{CaptureError, KernelStats, Next, PacketSource, SourceStats};
+use crate::config::{Config, resolve_node};
+use crate::pidmap::{Mode, PidMap};
+use crate::pipeline::{Counters, Pipeline, PipelineConfig};
+use crate::report::{
+    NdjsonWriter, Overflow, RecordQueue, ReportCounters, ReportError, ReportStats, Reporter, ReporterConfig,
+};
+
+/// Where [`drive`] puts records.
+pub enum RecordSink {
+    /// NDJSON on standard output.
+    Stdout(NdjsonWriter<BufWriter<Stdout>>),
+    /// The reporter's queue.
+    Queue(Arc<RecordQueue>),
+    /// Kept in memory (tests, tools).
+    Collect(Vec<TrafficLog>),
+}
+
+impl RecordSink {
+    fn emit(&mut self, records: &mut Vec<TrafficLog>) -> Result<(), RunError> {
+        match self {
+            RecordSink::Stdout(w) => {
+                w.write(records).map_err(RunError::from_stdout)?;
+                records.clear();
+            }
+            RecordSink::Queue(q) => q.push(records),
+            RecordSink::Collect(v) => v.append(records),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        match self {
+            RecordSink::Stdout(w) => w.flush().map_err(RunError::from_stdout),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which clock expires idle flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The packets' own timestamps (replays: deterministic).
+    Packets,
+    /// The wall clock, checked at least every read timeout (live capture).
+    Wall,
+}
+
+/// How often [`drive`] expires flows, on its [`Clock`].
+const EXPIRE_EVERY_US: i64 = 1_000_000;
+/// Live: how often the wall clock is looked at (expiry, stdout flush, stats).
+const TICK: Duration = Duration::from_millis(200);
+
+/// Settings for [`drive`].
+pub struct DriveOptions {
+    pub clock: Clock,
+    /// Log counters this often (wall clock); None: never during the run.
+    pub stats_interval: Option<Duration>,
+    /// Shows the file's progress; updated every few thousand packets.
+    pub progress: Option<ProgressBar>,
+}
+
+/// Every counter worth logging, at one instant.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Snapshot {
+    /// The pipeline's counters (packets, bytes, exchanges, parse errors, gaps, ...).
+    #[serde(flatten)]
+    pub pipeline: Counters,
+    pub flows_open: usize,
+    /// The kernel's (live capture only).
+    pub kernel: Option<KernelStats>,
+    pub unsupported_link: u64,
+    pub truncated_file: bool,
+    /// The reporter's (with a server only).
+    pub report: Option<ReportStats>,
+}
+
+impl Snapshot {
+    fn log(&self, message: &'static str) {
+        let k = self.kernel.unwrap_or_default();
+        let r = self.report.unwrap_or_default();
+        let p = &self.pipeline;
+        tracing::info!(
+            packets = p.packets,
+            bytes = p.bytes,
+            kernel_received = k.received,
+            kernel_dropped = k.dropped,
+            kernel_if_dropped = k.if_dropped,
+            flows_open = self.flows_open,
+            exchanges = p.exchanges,
+            parse_errors = p.parse_errors,
+            gaps = p.gaps,
+            records_dropped = r.records_dropped,
+            records_acked = r.records_acked,
+            upload_failures = r.upload_failures,
+            "{message}"
+        );
+    }
+}
+
+impl fmt::Display for Snapshot {
+    /// One `name value` line per counter, for the end of a replay.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut lines: Vec<(String, String)> = Vec::new();
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&self.pipeline) {
+            for (k, v) in map {
+                lines.push((k, v.to_string()));
+            }
+        }
+        lines.push(("flows_open".into(), self.flows_open.to_string()));
+        if let Some(k) = self.kernel {
+            lines.push(("kernel_received".into(), k.received.to_string()));
+            lines.push(("kernel_dropped".into(), k.dropped.to_string()));
+            lines.push(("kernel_if_dropped".into(), k.if_dropped.to_string()));
+        }
+        if self.unsupported_link > 0 {
+            lines.push(("unsupported_link_packets".into(), self.unsupported_link.to_string()));
+        }
+        if self.truncated_file {
+            lines.push(("truncated_file".into(), "true".into()));
+        }
+        if let Some(r) = self.report
+            && let Ok(serde_json::Value::Object(map)) = serde_json::to_value(r)
+        {
+            for (k, v) in map {
+                lines.push((k, v.to_string()));
+            }
+        }
+        let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in lines {
+            writeln!(f, "{k:<width$}  {v:>12}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`drive`] did.
+#[derive(Debug, Clone)]
+pub struct DriveSummary {
+    pub snapshot: Snapshot,
+    pub elapsed: Duration,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("writing records to standard output: {0}")]
+    Stdout(io::Error),
+    /// The reader of standard output went away (`| head`): not a failure.
+    #[error("standard output was closed")]
+    StdoutClosed,
+    #[error("-server {url:?}: {reason}")]
+    BadServer { url: String, reason: String },
+    #[error("starting the capture thread: {0}")]
+    Thread(io::Error),
+    #[error("the capture thread panicked")]
+    CapturePanicked,
+}
+
+impl RunError {
+    fn from_stdout(e: io::Error) -> RunError {
+        if e.kind() == io::ErrorKind::BrokenPipe { RunError::StdoutClosed } else { RunError::Stdout(e) }
+    }
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The capture loop: runs until the source ends (a file's end, or a live source drained after
+/// `stop` was set), then finishes the pipeline so that every pending exchange is emitted.
+///
+/// `report` adds the reporter's counters to logged snapshots.
+pub fn drive(
+    source: &mut dyn PacketSource,
+    pipeline: &mut Pipeline,
+    attributor: &mut dyn Attributor,
+    sink: &mut RecordSink,
+    stop: &AtomicBool,
+    opts: &DriveOptions,
+    report: &dyn Fn() -> Option<ReportStats>,
+) -> Result<DriveSummary, RunError> {
+    let started = Instant::now();
+    let mut out: Vec<TrafficLog> = Vec::with_capacity(256);
+    let emit = |out: &mut Vec<TrafficLog>,
+                sink: &mut RecordSink,
+                attributor: &mut dyn Attributor|
+     -> Result<(), RunError> {
+        if !out.is_empty() {
+            for r in out.iter_mut() {
+                attributor.attribute(r);
+            }
+            sink.emit(out)?;
+        }
+        Ok(())
+    };
+    let mut draining = false;
+    let mut packets: u64 = 0;
+    let mut last_ts_us = i64::MIN;
+    let mut last_expire_us = i64::MIN;
+    let mut next_tick = started + TICK;
+    let mut next_stats = opts.stats_interval.map(|i| started + i);
+    let snapshot = |source: &mut dyn PacketSource, pipeline: &Pipeline| {
+        let s: SourceStats = source.stats();
+        Snapshot {
+            pipeline: pipeline.counters().clone(),
+            flows_open: pipeline.open_flows(),
+            kernel: s.kernel,
+            unsupported_link: s.unsupported_link,
+            truncated_file: s.truncated,
+            report: report(),
+        }
+    };
+
+    loop {
+        if !draining && stop.load(Ordering::Relaxed) {
+            source.begin_drain()?;
+            draining = true;
+        }
+        let idle = match source.next_packet()? {
+            Next::Packet(p) => {
+                if p.ts_us > last_ts_us {
+                    last_ts_us = p.ts_us;
+                }
+                pipeline.push(p.ts_us, p.link, p.data, &mut out);
+                packets += 1;
+                false
+            }
+            Next::Idle => true,
+            Next::End => break,
+        };
+        emit(&mut out, sink, &mut *attributor)?;
+        match opts.clock {
+            Clock::Packets => {
+                // An integer comparison per packet: flows expire exactly when the file's clock
+                // says, however the file is split into reads.
+                if last_ts_us != i64::MIN && last_ts_us.saturating_sub(last_expire_us) >= EXPIRE_EVERY_US {
+                    pipeline.expire(last_ts_us, &mut out);
+                    last_expire_us = last_ts_us;
+                    emit(&mut out, sink, &mut *attributor)?;
+                }
+                if let Some(pb) = &opts.progress
+                    && packets.is_multiple_of(8192)
+                    && let Some((done, _)) = source.progress()
+                {
+                    pb.set_position(done);
+                }
+            }
+            // The wall clock is read every 256 packets, or when the source is idle.
+            Clock::Wall if idle || packets.is_multiple_of(256) => {
+                let now = Instant::now();
+                if now >= next_tick {
+                    next_tick = now + TICK;
+                    let now_us = wall_us().max(last_ts_us);
+                    if now_us.saturating_sub(last_expire_us) >= EXPIRE_EVERY_US {
+                        pipeline.expire(now_us, &mut out);
+                        last_expire_us = now_us;
+                        emit(&mut out, sink, &mut *attributor)?;
+                    }
+                    sink.flush()?;
+                    if let Some(at) = next_stats.filter(|at| now >= *at) {
+                        snapshot(source, pipeline).log("counters");
+                        attributor.log_stats();
+                        next_stats = opts.stats_interval.map(|i| at.max(now - i) + i);
+                    }
+                }
+            }
+            Clock::Wall => {}
+        }
+    }
+    pipeline.finish(&mut out);
+    emit(&mut out, sink, &mut *attributor)?;
+    sink.flush()?;
+    attributor.log_stats();
+    if let Some(pb) = &opts.progress {
+        pb.finish_and_clear();
+    }
+    Ok(DriveSummary { snapshot: snapshot(source, pipeline), elapsed: started.elapsed() })
+}
+
+/// Replays a capture file through the same loop the binary uses and returns its records
+/// (for tests and tools).
+pub fn replay_file(path: &Path, cfg: PipelineConfig) -> Result<(Vec<TrafficLog>, DriveSummary), RunError> {
+    let mut source = OfflineSource::open(&path.to_string_lossy())?;
+    let mut pipeline = Pipeline::new(cfg);
+    let mut sink = RecordSink::Collect(Vec::new());
+    let opts = DriveOptions { clock: Clock::Packets, stats_interval: None, progress: None };
+    let summary = drive(
+        &mut source,
+        &mut pipeline,
+        &mut NoAttribution,
+        &mut sink,
+        &AtomicBool::new(false),
+        &opts,
+        &|| None,
+    )?;
+    let RecordSink::Collect(records) = sink else { unreachable!("the sink was built as Collect above") };
+    Ok((records, summary))
+}
+
+/// What a whole run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: DriveSummary,
+    /// True when this was a replay of a file.
+    pub replay: bool,
+}
+
+/// Checks `-server` and returns its normalized base URL and the addresses it resolves to (so
+/// that the agent does not capture its own uploads).
+pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError> {
+    let bad = |reason: &str| RunError::BadServer { url: url.to_owned(), reason: reason.to_owned() };
+    let trimmed = url.trim();
+    let rest = match trimmed.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => {
+            return Err(bad(
+                "https is not supported by this agent build; use http:// (put TLS in front of the server)",
+            ));
+        }
+        Some(_) => return Err(bad("only http:// URLs are supported")),
+        None => trimmed,
+    };
+    let rest = rest.trim_end_matches('/');
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(bad("no host in the URL"));
+    }
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.matches(':').count() == 1,
+    };
+    let with_port = if has_port { authority.to_owned() } else { format!("{authority}:80") };
+    let addrs: Vec<SocketAddr> = match with_port.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            tracing::warn!(server = trimmed, error = %e, "cannot resolve the server now; its traffic is not excluded from capture");
+            Vec::new()
+        }
+    };
+    Ok((format!("http://{rest}"), addrs))
+}
+
+fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSource + Send>, RunError> {
+    if let Some(path) = &cfg.read {
+        return Ok(Box::new(OfflineSource::open(path)?));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use crate::capture::live::{LiveConfig, LiveSource};
+        let live = LiveConfig {
+            iface: cfg.iface.clone(),
+            filter: crate::capture::bpf_filter(&cfg.port_list(), exclude),
+            buffer_size: usize::try_from(cfg.buffer_size).unwrap_or(usize::MAX),
+            snaplen: cfg.snaplen,
+            read_timeout: Duration::from_millis(100),
+            immediate: cfg.immediate_mode,
+        };
+        if live.buffer_size < 32 << 20 {
+            tracing::warn!(
+                buffer_bytes = live.buffer_size,
+                "a capture buffer under 32 MiB drops packets under load (see BENCHMARKS.md)"
+            );
+        }
+        let src = LiveSource::open(&live)?;
+        tracing::info!(
+            iface = %live.iface,
+            filter = %live.filter,
+            buffer_bytes = live.buffer_size,
+            immediate = live.immediate,
+            "capturing"
+        );
+        Ok(Box::new(src))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = exclude;
+        Err(CaptureError::LiveUnsupported.into())
+    }
+}
+
+/// Runs the agent as configured until its input ends (replay) or a signal stops it (live).
+/// Live captures attribute processes as `-pidmap` says (the eBPF program is loaded before the
+/// capture starts, so it sees the connections the capture will see); a replay has no processes
+/// to ask, so its records keep the PID fields empty.
+pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
+    if cfg.read.is_some() || cfg.pidmap == Mode::Off {
+        return run_with(cfg, Box::new(NoAttribution));
+    }
+    run_with(cfg, Box::new(PidMap::new(&cfg.pidmap_config())))
+}
+
+/// [`run`] with an [`Attributor`] that fills in processes on the capture thread.
+pub fn run_with(cfg: &Config, mut attributor: Box<dyn Attributor + Send>) -> Result<RunReport, RunError> {
+    let node = resolve_node(cfg.node.as_deref(), Path::new("/proc/sys/kernel/hostname"));
+    let replay = cfg.read.is_some();
+    let server = cfg.server.as_deref().map(server_endpoint).transpose()?;
+    let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
+    let mut source = open_source(cfg, &exclude)?;
+    let mut pipeline = Pipeline::new(cfg.pipeline_config(node));
+
+    let queue = server.as_ref().map(|_| {
+        let overflow = if replay { Overflow::Wait } else { Overflow::DropOldest };
+        Arc::new(RecordQueue::new(cfg.buffer as usize, overflow))
+    });
+    let counters = Arc::new(ReportCounters::default());
+    let mut sink = match &queue {
+        Some(q) => RecordSink::Queue(q.clone()),
+        None => RecordSink::Stdout(NdjsonWriter::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
+    };
+    let progress = replay_progress(source.as_ref());
+    let opts = DriveOptions {
+        clock: if replay { Clock::Packets } else { Clock::Wall },
+        stats_interval: (!replay).then_some(cfg.stats_interval),
+        progress,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let capture = {
+        let stop = stop.clone();
+        let queue = queue.clone();
+        let counters = counters.clone();
+        std::thread::Builder::new()
+            .name("liteobs-capture".into())
+            .spawn(move || {
+                let report = || queue.as_ref().map(|q| counters.snapshot(q));
+                let result = drive(
+                    source.as_mut(),
+                    &mut pipeline,
+                    attributor.as_mut(),
+                    &mut sink,
+                    &stop,
+                    &opts,
+                    &report,
+                );
+                if let Some(q) = &queue {
+                    q.close();
+                }
+                let _ = done_tx.send(());
+                result
+            })
+            .map_err(RunError::Thread)?
+    };
+
+    let reporter_cfg = server.map(|(url, _)| ReporterConfig {
+        token: cfg.token.clone().filter(|t| !t.is_empty()),
+        batch_size: cfg.batch_size as usize,
+        flush_interval: cfg.flush_interval,
+        max_backoff: cfg.max_backoff.max(Duration::from_millis(1)),
+        ..ReporterConfig::new(url)
+    });
+    let shutdown_timeout = cfg.shutdown_timeout;
+    let report_result: Result<Option<ReportStats>, ReportError> = actix_rt::System::new().block_on(async {
+        let (deadline_tx, deadline_rx) = watch::channel::<Option<tokio::time::Instant>>(None);
+        let signals = {
+            let stop = stop.clone();
+            let queue = queue.clone();
+            async move {
+                wait_for_signal().await;
+                stop.store(true, Ordering::Relaxed);
+                if let Some(q) = &queue {
+                    q.stop_waiting();
+                }
+                let _ = deadline_tx.send(Some(tokio::time::Instant::now() + shutdown_timeout));
+                tracing::info!(
+                    held = queue.as_ref().map_or(0, |q| q.len()),
+                    deadline_s = shutdown_timeout.as_secs_f64(),
+                    "stopping: draining the capture and delivering what is held (a second signal gives up)"
+                );
+                wait_for_signal().await;
+                let _ = deadline_tx.send(Some(tokio::time::Instant::now()));
+                tracing::warn!("second signal: giving up on delivery");
+                std::future::pending::<()>().await;
+            }
+        };
+        let work = async {
+            let reported = match (&queue, reporter_cfg) {
+                (Some(q), Some(rcfg)) => {
+                    let r = Reporter::new(rcfg, counters.clone()).run(q, deadline_rx).await;
+                    if r.is_err() {
+                        // Nothing more can be delivered: stop capturing too.
+                        stop.store(true, Ordering::Relaxed);
+                        q.stop_waiting();
+                        q.close();
+                    }
+                    r.map(Some)
+                }
+                _ => Ok(None),
+            };
+            let _ = done_rx.await;
+            reported
+        };
+        tokio::select! {
+            r = work => r,
+            _ = signals => unreachable!("the signal task never ends"),
+        }
+    });
+    let drive_result = capture.join().map_err(|_| RunError::CapturePanicked)?;
+    let reported = report_result?;
+    let mut summary = drive_result?;
+    if let Some(q) = &queue {
+        summary.snapshot.report = Some(reported.unwrap_or_else(|| counters.snapshot(q)));
+    }
+    Ok(RunReport { summary, replay })
+}
+
+/// A progress bar for replays of large files when standard error is a terminal.
+fn replay_progress(source: &(dyn PacketSource + Send)) -> Option<ProgressBar> {
+    let (_, total) = source.progress()?;
+    if total < 32 << 20 || !io::stderr().is_terminal() {
+        return None;
+    }
+    let style = ProgressStyle::with_template(
+        "{spinner} replaying [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    )
+    .ok()?
+    .progress_chars("=> ");
+    let pb = ProgressBar::new(total).with_style(style);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Some(pb)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let (u, a) = server_endpoint("http://127.0.0.1:9000/").unwrap();
+        assert_eq!(u, "http://127.0.0.1:9000");
+        assert_eq!(a, vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]);
+        let (u, a) = server_endpoint("[::1]:7").unwrap();
+        assert_eq!(u, "http://[::1]:7");
+        assert_eq!(a, vec!["[::1]:7".parse::<SocketAddr>().unwrap()]);
+        let (_, a) = server_endpoint("http://127.0.0.1").unwrap();
+        assert_eq!(a[0].port(), 80);
+        assert!(server_endpoint("https://x").unwrap_err().to_string().contains("https is not supported"));
+        assert!(server_endpoint("ftp://x").is_err());
+        assert!(server_endpoint("http://").is_err());
+    }
+}

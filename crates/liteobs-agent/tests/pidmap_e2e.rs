@@ -1,0 +1,391 @@
+//! Root-only, end to end: the eBPF attribution against real processes this test starts.
+//!
+//! Servers: `python3 -m http.server` on 127.0.0.1 and on ::1, a `ThreadingHTTPServer` whose
+//! accept loop runs on a non-main thread, and nginx with two workers (whose responses carry
+//! the serving worker's PID). Clients: curl (short-lived; looked up after it exited) and a
+//! python client that holds its connection open. Every lookup is compared with PIDs the test
+//! spawned; one test opens its connection before the program is loaded and must be resolved
+//! through /proc.
+//!
+//! Skips with a message when not root or when a tool is missing; both are failures under
+//! LITEOBS_REQUIRE_PRIVILEGED=1 (CI installs python3, curl and nginx-light first).
+
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use liteobs_agent::pidmap::ebpf::{EbpfConfig, EbpfOwners};
+use liteobs_agent::pidmap::{Mode, PidMap, PidMapConfig, ProcessInfo};
+use liteobs_ebpf::layout::Stat;
+
+fn required() -> bool {
+    std::env::var("LITEOBS_REQUIRE_PRIVILEGED").as_deref() == Ok("1")
+}
+
+/// True when the test can run: root, and every tool in `tools` on PATH.
+fn can_run(test: &str, tools: &[&str]) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!required(), "{test} needs root, and LITEOBS_REQUIRE_PRIVILEGED=1 forbids skipping it");
+        eprintln!("SKIPPED {test}: needs root (set LITEOBS_REQUIRE_PRIVILEGED=1 to make this a failure)");
+        return false;
+    }
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(!required(), "{test} needs {tool} (scripts/test.sh installs it)");
+            eprintln!("SKIPPED {test}: {tool} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+/// A child process, killed and reaped on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        Proc { child, stdin }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// First line of stdout (the python helpers print one when ready).
+    fn line(&mut self) -> String {
+        let out = self.child.stdout.take().expect("stdout piped");
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).expect("read child stdout");
+        line.trim().to_owned()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections at `addr`.
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `python3 -m http.server` bound to `bind`, ready once `connect` accepts connections.
+fn python_http_server(bind: &str, connect: std::net::IpAddr, port: u16, dir: &Path) -> Proc {
+    let p = Proc::spawn(
+        Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", bind])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_listening(SocketAddr::new(connect, port));
+    p
+}
+
+/// A python client that connects, makes one request, prints its local address, and holds the
+/// connection until its stdin closes (when the `Proc` drops).
+const PY_CLIENT: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.connect((host, port))
+s.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+s.recv(65536)
+la = s.getsockname()
+print(la[0], la[1], flush=True)
+sys.stdin.read()
+"#;
+
+fn python_client(server: SocketAddr) -> (Proc, SocketAddr) {
+    let mut p = Proc::spawn(
+        Command::new("python3")
+            .args(["-c", PY_CLIENT, &server.ip().to_string(), &server.port().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let line = p.line();
+    let mut parts = line.split_whitespace();
+    let ip: std::net::IpAddr =
+        parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("client said {line:?}"));
+    let port: u16 =
+        parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("client said {line:?}"));
+    (p, SocketAddr::new(ip, port))
+}
+
+/// Runs curl once; returns (curl's PID, its local address, the response body).
+fn curl(url: &str) -> (u32, SocketAddr, String) {
+    let child = Command::new("curl")
+        .args(["-sS", "-g", "-w", "\n%{local_ip} %{local_port}", url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("curl output");
+    assert!(out.status.success(), "curl {url} failed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut parts = last.split_whitespace();
+    let ip: std::net::IpAddr =
+        parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("curl said {text:?}"));
+    let port: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("curl said {text:?}"));
+    (pid, SocketAddr::new(ip, port), body.to_owned())
+}
+
+fn pidmap() -> PidMap {
+    let cfg = PidMapConfig { mode: Mode::Ebpf, cache_ttl: Duration::ZERO, ..PidMapConfig::default() };
+    let m = PidMap::new(&cfg);
+    assert_eq!(m.effective_mode(), Mode::Ebpf, "the eBPF program must load as root");
+    m
+}
+
+fn pid_of(o: &Option<ProcessInfo>) -> Option<u32> {
+    o.as_ref().map(|p| p.pid)
+}
+
+/// Children of `parent`, from /proc/<pid>/stat (field 4, after the parenthesised comm).
+fn children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn python_servers_on_ipv4_and_ipv6_with_curl_and_python_clients() {
+    if !can_run("python_servers_on_ipv4_and_ipv6_with_curl_and_python_clients", &["python3", "curl"]) {
+        return;
+    }
+    let mut map = pidmap();
+    let dir = tempfile::tempdir().unwrap();
+    // IPv4, IPv6, and IPv4 clients of a dual-stack listener (the server's socket is AF_INET6
+    // with mapped addresses; packets and keys are plain IPv4).
+    for (bind, connect) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("::", "127.0.0.1")] {
+        let port = free_port();
+        let ip: std::net::IpAddr = connect.parse().unwrap();
+        let server = python_http_server(bind, ip, port, dir.path());
+        let server_addr = SocketAddr::new(ip, port);
+
+        // curl: short-lived, looked up after it exited and its connection closed.
+        let host = if ip.is_ipv6() { format!("[{connect}]") } else { connect.to_owned() };
+        let (curl_pid, curl_addr, _) = curl(&format!("http://{host}:{port}/"));
+        let (c, s) = map.ends(curl_addr, server_addr);
+        assert_eq!(pid_of(&c), Some(curl_pid), "{bind}: curl's side");
+        assert_eq!(c.map(|c| c.comm).as_deref(), Some("curl"));
+        assert_eq!(pid_of(&s), Some(server.pid()), "{bind}: http.server's side of curl's connection");
+
+        // python client: connection held open.
+        let (client, client_addr) = python_client(server_addr);
+        let (c, s) = map.ends(client_addr, server_addr);
+        assert_eq!(pid_of(&c), Some(client.pid()), "{bind}: python client's side");
+        assert_eq!(pid_of(&s), Some(server.pid()), "{bind}: http.server's side of the python client");
+        assert!(s.is_some_and(|s| s.comm.starts_with("python")));
+    }
+    let n = map.counters();
+    eprintln!("counters {n:?}, kernel {:?}", map.kernel_stats());
+    assert_eq!(n.proc_fallbacks, 0, "all answered by eBPF: {n:?}");
+    assert!(n.map_entries.unwrap_or(0) >= 8, "{n:?}");
+}
+
+/// A multi-threaded HTTP/1.1 (keep-alive) server whose accept loop runs on a non-main thread;
+/// responses say which thread handled them, and in which process.
+const THREADED_SERVER: &str = r#"
+import http.server, sys, threading
+class Quiet(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("%d %d" % (threading.get_native_id(), __import__("os").getpid())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Quiet)
+t = threading.Thread(target=srv.serve_forever, daemon=True)
+t.start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+fn threaded_server() -> (Proc, SocketAddr) {
+    let port = free_port();
+    let mut server = Proc::spawn(
+        Command::new("python3")
+            .args(["-c", THREADED_SERVER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(server.line(), "ready");
+    (server, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+/// The owner must be the process, not the thread that accepted or served.
+#[test]
+fn multi_threaded_server_is_attributed_to_its_process() {
+    if !can_run("multi_threaded_server_is_attributed_to_its_process", &["python3", "curl"]) {
+        return;
+    }
+    let mut map = pidmap();
+    let (server, server_addr) = threaded_server();
+    for _ in 0..3 {
+        let (curl_pid, curl_addr, body) = curl(&format!("http://{server_addr}/"));
+        let (handler_tid, pid) = body.split_once(' ').unwrap_or_else(|| panic!("server said {body:?}"));
+        assert_eq!(pid, server.pid().to_string());
+        assert_ne!(handler_tid, pid, "the request was handled on another thread");
+        let (c, s) = map.ends(curl_addr, server_addr);
+        assert_eq!(pid_of(&c), Some(curl_pid));
+        assert_eq!(pid_of(&s), Some(server.pid()), "tgid, never a thread id");
+    }
+}
+
+#[test]
+fn nginx_connections_belong_to_the_worker_that_accepted_them() {
+    if !can_run("nginx_connections_belong_to_the_worker_that_accepted_them", &["nginx", "curl", "python3"]) {
+        return;
+    }
+    let mut map = pidmap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let prefix = dir.path().display();
+    let conf = format!(
+        "worker_processes 2;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 \"$pid\"; }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let master = Proc::spawn(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("startup.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let server_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(server_addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut workers = children(master.pid());
+    while workers.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        workers = children(master.pid());
+    }
+    assert_eq!(workers.len(), 2, "nginx workers of {}: {workers:?}", master.pid());
+
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let (curl_pid, curl_addr, body) = curl(&format!("http://{server_addr}/"));
+        let worker: u32 = body.trim().parse().unwrap_or_else(|_| panic!("nginx said {body:?}"));
+        assert!(workers.contains(&worker), "{worker} is not one of {workers:?}");
+        let (c, s) = map.ends(curl_addr, server_addr);
+        assert_eq!(pid_of(&c), Some(curl_pid));
+        assert_eq!(pid_of(&s), Some(worker), "the accepting worker, not the master {}", master.pid());
+        assert_eq!(s.map(|s| s.comm).as_deref(), Some("nginx"));
+        seen.insert(worker);
+    }
+    // A python client on a kept-open connection, too.
+    let (client, client_addr) = python_client(server_addr);
+    let (c, s) = map.ends(client_addr, server_addr);
+    assert_eq!(pid_of(&c), Some(client.pid()));
+    assert!(pid_of(&s).is_some_and(|w| workers.contains(&w)), "{s:?} not a worker of {workers:?}");
+    eprintln!("workers {workers:?}, served by {seen:?}");
+}
+
+#[test]
+fn connection_opened_before_loading_is_resolved_through_proc() {
+    if !can_run("connection_opened_before_loading_is_resolved_through_proc", &["python3"]) {
+        return;
+    }
+    // Keep-alive server: both ends of the connection stay open for /proc to list.
+    let (server, server_addr) = threaded_server();
+    let (client, client_addr) = python_client(server_addr);
+
+    let mut map = pidmap(); // loaded after the connection exists
+    let (c, s) = map.ends(client_addr, server_addr);
+    assert_eq!(pid_of(&c), Some(client.pid()));
+    assert_eq!(pid_of(&s), Some(server.pid()));
+    let n = map.counters();
+    assert_eq!((n.ebpf_hits, n.proc_hits), (0, 2), "{n:?}");
+}
+
+#[test]
+fn port_filter_is_applied_in_the_kernel() {
+    if !can_run("port_filter_is_applied_in_the_kernel", &[]) {
+        return;
+    }
+    let watched = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (wa, oa) = (watched.local_addr().unwrap(), other.local_addr().unwrap());
+    let cfg = EbpfConfig { ports: vec![wa.port()], map_entries: 1024, tracefs: "/sys/kernel/tracing".into() };
+    let owners = EbpfOwners::load(&cfg).unwrap_or_else(|e| panic!("load: {e:?}"));
+    assert_eq!(owners.programs().len(), 5);
+    let c1 = TcpStream::connect(wa).unwrap();
+    let (_s1, _) = watched.accept().unwrap();
+    let c2 = TcpStream::connect(oa).unwrap();
+    let (_s2, _) = other.accept().unwrap();
+    let me = std::process::id();
+    assert_eq!(owners.lookup(c1.local_addr().unwrap(), wa).map(|o| o.tgid), Some(me));
+    assert_eq!(owners.lookup(wa, c1.local_addr().unwrap()).map(|o| o.tgid), Some(me));
+    assert_eq!(owners.lookup(c2.local_addr().unwrap(), oa), None, "port {} is not watched", oa.port());
+    assert_eq!(owners.lookup(oa, c2.local_addr().unwrap()), None);
+    let stats = owners.kernel_stats();
+    let filtered = stats.iter().find(|(s, _)| *s == Stat::Filtered).map(|(_, n)| *n);
+    assert!(filtered.unwrap_or(0) >= 1, "{stats:?}");
+    drop(owners); // detaches
+}

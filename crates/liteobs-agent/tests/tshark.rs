@@ -1,0 +1,206 @@
+//! The agent's records for every recorded fixture, checked against Wireshark's HTTP dissector
+//! (tshark): the same exchanges, in the same order per connection, with the same method, path,
+//! status and body sizes.
+//!
+//! Skips with a message when tshark is not installed; fails then if
+//! LITEOBS_REQUIRE_PRIVILEGED=1.
+//!
+//! How tshark's view becomes exchanges: requests and responses are listed per client port in
+//! frame order (1xx interim responses dropped, as the agent folds them into the exchange), and
+//! paired in order; a request left over has status 0. Body sizes are Content-Length, else the
+//! sum of chunk sizes, else 0; a response to HEAD, and a 204 or 304, has no body whatever its
+//! headers say.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use liteobs_agent::pipeline::PipelineConfig;
+use liteobs_agent::run::replay_file;
+
+/// The server ports scripts/record-fixtures.sh uses; tshark is told they carry HTTP.
+const HTTP_PORTS: [u16; 3] = [18080, 18081, 18082];
+
+/// What both sides must agree on for one exchange.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Exchange {
+    client_port: u16,
+    method: String,
+    path: String,
+    status: u16,
+    req_bytes: u64,
+    resp_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Message {
+    frame: u64,
+    client_port: u16,
+    kind: Kind,
+    body: u64,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Request { method: String, path: String },
+    Response { status: u16 },
+}
+
+/// Content-Length, else the sum of the chunk sizes (each chunk is one occurrence).
+fn body_size(content_length: &[String], chunks: &[String]) -> u64 {
+    if let Some(n) = content_length.first().and_then(|c| c.parse().ok()) {
+        return n;
+    }
+    chunks.iter().filter_map(|n| n.trim().parse::<u64>().ok()).sum()
+}
+
+fn tshark_messages(file: &Path) -> Vec<Message> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file);
+    for p in HTTP_PORTS {
+        cmd.args(["-d", &format!("tcp.port=={p},http")]);
+    }
+    cmd.args([
+        "-Y",
+        "http.request || http.response",
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+    ]);
+    // Repeated fields (several messages in one frame, several chunks in one body) come joined
+    // with '^', which no URI here uses (it is not a valid URI character).
+    cmd.args(["-E", "aggregator=^"]);
+    for f in [
+        "frame.number",
+        "tcp.srcport",
+        "tcp.dstport",
+        "http.request.method",
+        "http.request.uri",
+        "http.response.code",
+        "http.content_length",
+        "http.chunk_size",
+    ] {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("running tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msgs = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let field = |i: usize| f.get(i).copied().filter(|s| !s.is_empty());
+        let frame: u64 = field(0).and_then(|s| s.parse().ok()).expect("frame number");
+        let sport: u16 = field(1).and_then(|s| s.parse().ok()).expect("source port");
+        let dport: u16 = field(2).and_then(|s| s.parse().ok()).expect("destination port");
+        let split = |i: usize| -> Vec<String> {
+            field(i).map(|s| s.split('^').map(str::to_owned).collect()).unwrap_or_default()
+        };
+        let (methods, uris, codes) = (split(3), split(4), split(5));
+        let (lengths, chunks) = (split(6), split(7));
+        let n = methods.len().max(codes.len());
+        assert!(
+            n == 1 || (lengths.is_empty() && chunks.is_empty()),
+            "{}: frame {frame} holds {n} messages with bodies; this test cannot align their fields",
+            file.display()
+        );
+        for i in 0..methods.len() {
+            msgs.push(Message {
+                frame,
+                client_port: sport,
+                kind: Kind::Request { method: methods[i].clone(), path: uris[i].clone() },
+                body: body_size(&lengths, &chunks),
+            });
+        }
+        for c in &codes {
+            msgs.push(Message {
+                frame,
+                client_port: dport,
+                kind: Kind::Response { status: c.parse().expect("status code") },
+                body: body_size(&lengths, &chunks),
+            });
+        }
+    }
+    msgs
+}
+
+/// One connection's requests (method, path, body) and final responses (status, body), in order.
+#[derive(Default)]
+struct Conversation {
+    requests: Vec<(String, String, u64)>,
+    responses: Vec<(u16, u64)>,
+}
+
+fn tshark_exchanges(file: &Path) -> Vec<Exchange> {
+    let mut per_conn: BTreeMap<u16, Conversation> = BTreeMap::new();
+    let mut msgs = tshark_messages(file);
+    msgs.sort_by_key(|m| m.frame);
+    for m in msgs {
+        let e = per_conn.entry(m.client_port).or_default();
+        match m.kind {
+            Kind::Request { method, path } => e.requests.push((method, path, m.body)),
+            Kind::Response { status } if status >= 200 => e.responses.push((status, m.body)),
+            Kind::Response { .. } => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (client_port, Conversation { requests: reqs, responses: resps }) in per_conn {
+        assert!(
+            resps.len() <= reqs.len(),
+            "{}: port {client_port} has more responses than requests",
+            file.display()
+        );
+        for (i, (method, path, req_bytes)) in reqs.into_iter().enumerate() {
+            let (status, mut resp_bytes) = resps.get(i).copied().unwrap_or((0, 0));
+            if method == "HEAD" || status == 204 || status == 304 {
+                resp_bytes = 0;
+            }
+            out.push(Exchange { client_port, method, path, status, req_bytes, resp_bytes });
+        }
+    }
+    out
+}
+
+fn agent_exchanges(file: &Path) -> Vec<Exchange> {
+    let (records, _) =
+        replay_file(file, PipelineConfig::default()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut by_conn: BTreeMap<u16, Vec<Exchange>> = BTreeMap::new();
+    for r in records {
+        by_conn.entry(r.src_port).or_default().push(Exchange {
+            client_port: r.src_port,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            req_bytes: r.req_bytes,
+            resp_bytes: r.resp_bytes,
+        });
+    }
+    by_conn.into_values().flatten().collect()
+}
+
+#[test]
+fn agent_agrees_with_tshark_on_every_recorded_fixture() {
+    if !support::may_run(support::have_tool("tshark"), "tshark is not installed (apt-get install tshark)") {
+        return;
+    }
+    let mut checked = 0;
+    let mut exchanges = 0;
+    for file in support::recorded_fixtures() {
+        let want = tshark_exchanges(&file);
+        let got = agent_exchanges(&file);
+        assert!(!want.is_empty(), "{}: tshark found no HTTP at all", file.display());
+        assert_eq!(got, want, "{}: agent (left) and tshark (right) disagree", file.display());
+        checked += 1;
+        exchanges += got.len();
+    }
+    eprintln!("{checked} recorded fixtures, {exchanges} exchanges: agent and tshark agree");
+    assert!(checked >= 10, "expected the recorded fixtures, found {checked}");
+}

@@ -1,0 +1,833 @@
+//! Process attribution end to end, as root: the real `liteobs-agent` capturing live on `lo`
+//! with `-pidmap ebpf`, uploading to a real `liteobs-server` (SQLite), while real servers and
+//! clients the test starts talk over loopback. Every stored exchange must name the exact client
+//! process (`src_pid`) and the exact serving process (`dst_pid`), none may be missing, and
+//! `liteobs-client -pid N` must list exactly the exchanges of process N.
+//!
+//! What runs, and which attribution path each part exercises:
+//! - `python3 -m http.server` on 127.0.0.1 (started after the agent: the listener's owner is
+//!   the first guess, the accept refines it), with curl clients (short-lived: looked up after
+//!   they exited) and a python client;
+//! - a `ThreadingHTTPServer` whose accept loop runs on a non-main thread and whose requests are
+//!   handled on per-connection threads (the owner must be the process, never a thread), with
+//!   curl and a python client making several requests on one keep-alive connection;
+//! - nginx with two workers (master_process on): the response body is the serving worker's
+//!   `$pid`, and the record must name that worker, a child of the master, never the master;
+//! - `python3 -m http.server` bound to ::1, with curl and a python client (IPv6 keys);
+//! - a keep-alive server started *before* the agent, with a python client that connects before
+//!   the agent starts and sends its requests after (nothing in the eBPF maps: the /proc
+//!   fallback answers), and clients that connect afterwards (the listener predates the program,
+//!   so only the accept tracepoints can tell).
+//!
+//! Every process is stopped when the test ends, also on failure (drop guards; nginx is stopped
+//! through its master so that no worker outlives the test).
+
+#![cfg(target_os = "linux")]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use liteobs_integration::{Server, bin, client, http, privileged};
+use liteobs_model::{QueryResponse, TrafficLog};
+
+const TEST: &str = "agent_attributes_every_exchange_to_the_processes_the_test_started";
+
+/// A keep-alive (HTTP/1.1) server: `ThreadingHTTPServer`, its accept loop on a non-main
+/// thread, each connection on its own thread. The body says "<thread id> <process id>".
+const THREADED_SERVER: &str = r#"
+import http.server, os, sys, threading
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("%d %d" % (threading.get_native_id(), os.getpid())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// A client making `n` requests on one connection. Prints its local address once connected;
+/// when given a go file, waits for it before the first request; prints `resp <status> <body>`
+/// per response and `done` at the end; then keeps the connection open until stdin closes.
+const PY_CLIENT: &str = r#"
+import os, socket, sys, time
+host, port, n, tag, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect((host, port))
+la = s.getsockname()
+print(la[0], la[1], flush=True)
+if go != "-":
+    deadline = time.time() + 30
+    while not os.path.exists(go) and time.time() < deadline:
+        time.sleep(0.02)
+f = s.makefile("rb")
+for i in range(n):
+    s.sendall(("GET /%s/%d HTTP/1.1\r\nHost: liteobs-test\r\n\r\n" % (tag, i)).encode())
+    status = f.readline().split()[1].decode()
+    length = 0
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = h.decode().partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v)
+    print("resp", status, f.read(length).decode().strip().replace("\n", " "), flush=True)
+print("done", flush=True)
+sys.stdin.read()
+"#;
+
+/// A child process, killed and reaped on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
+    what: String,
+}
+
+impl Proc {
+    fn spawn(what: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what} ({cmd:?}): {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        Proc { child, stdin, stdout, what: what.to_owned() }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of stdout (the python helpers print when ready); panics at EOF.
+    fn line(&mut self) -> String {
+        let out = self.stdout.as_mut().unwrap_or_else(|| panic!("{}: stdout is not piped", self.what));
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap_or_else(|e| panic!("{}: reading stdout: {e}", self.what));
+        assert!(n > 0, "{} ended its output early (exit: {:?})", self.what, self.child.try_wait());
+        line.trim_end().to_owned()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0)).expect("binding an ephemeral port").local_addr().expect("local addr").port()
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The python interpreter itself (not a version-manager shim), so that the PID the test spawns
+/// is the interpreter's from the first instruction on.
+fn python() -> PathBuf {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("running python3");
+    assert!(out.status.success(), "python3 -c failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn has_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `python3 -m http.server` (HTTP/1.0: one request per connection) bound to `bind`.
+fn http_server(py: &Path, bind: SocketAddr, dir: &Path) -> Proc {
+    let p = Proc::spawn(
+        &format!("http.server on {bind}"),
+        Command::new(py)
+            .args(["-m", "http.server", &bind.port().to_string(), "--bind", &bind.ip().to_string()])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_listening(bind);
+    p
+}
+
+fn threaded_server(py: &Path, bind: SocketAddr) -> Proc {
+    let mut p = Proc::spawn(
+        &format!("threaded server on {bind}"),
+        Command::new(py)
+            .args(["-c", THREADED_SERVER, &bind.ip().to_string(), &bind.port().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    assert_eq!(p.line(), "ready");
+    p
+}
+
+/// A connected [`PY_CLIENT`] and its local address.
+struct PyClient {
+    proc: Proc,
+    local: SocketAddr,
+    tag: String,
+}
+
+impl PyClient {
+    /// Connects to `server`; `go`: a file to wait for before the first request.
+    fn connect(py: &Path, server: SocketAddr, n: usize, tag: &str, go: Option<&Path>) -> PyClient {
+        let go = go.map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+        let mut proc = Proc::spawn(
+            &format!("python client {tag}"),
+            Command::new(py)
+                .args(["-c", PY_CLIENT, &server.ip().to_string(), &server.port().to_string()])
+                .args([&n.to_string(), tag, &go])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let line = proc.line();
+        let (ip, port) = line.split_once(' ').unwrap_or_else(|| panic!("client {tag} said {line:?}"));
+        let ip: IpAddr = ip.parse().unwrap_or_else(|_| panic!("client {tag} said {line:?}"));
+        let port: u16 = port.parse().unwrap_or_else(|_| panic!("client {tag} said {line:?}"));
+        PyClient { proc, local: SocketAddr::new(ip, port), tag: tag.to_owned() }
+    }
+
+    /// Waits for every response: (path, status, body) per request, in order.
+    fn responses(&mut self) -> Vec<(String, u16, String)> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.proc.line();
+            if line == "done" {
+                return out;
+            }
+            let mut parts = line.splitn(3, ' ');
+            assert_eq!(parts.next(), Some("resp"), "client {} said {line:?}", self.tag);
+            let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+            let body = parts.next().unwrap_or_default().to_owned();
+            out.push((format!("/{}/{}", self.tag, out.len()), status, body));
+        }
+    }
+}
+
+/// One curl run; returns (curl's PID, its local address, status, body).
+fn curl(url: &str) -> (u32, SocketAddr, u16, String) {
+    let child = Command::new("curl")
+        .args(["-sS", "-g", "--max-time", "5", "-w", "\n%{local_ip} %{local_port} %{http_code}", url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning curl");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("curl's output");
+    assert!(out.status.success(), "curl {url} failed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let f: Vec<&str> = last.split_whitespace().collect();
+    let bad = || panic!("curl {url} said {text:?}");
+    let ip: IpAddr = f.first().and_then(|s| s.parse().ok()).unwrap_or_else(bad);
+    let port: u16 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or_else(bad);
+    let status: u16 = f.get(2).and_then(|s| s.parse().ok()).unwrap_or_else(bad);
+    (pid, SocketAddr::new(ip, port), status, body.trim().to_owned())
+}
+
+fn url(server: SocketAddr, path: &str) -> String {
+    format!("http://{server}{path}") // SocketAddr's Display brackets IPv6 addresses
+}
+
+/// Parent PID and state of a process, from /proc/<pid>/stat (fields after the comm).
+fn stat(pid: u32) -> Option<(u32, char, String)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = s.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((ppid, state, comm))
+}
+
+/// Live (not zombie) children of `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if stat(pid).is_some_and(|(ppid, state, _)| ppid == parent && state != 'Z') {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).stderr(Stdio::null()).status();
+}
+
+/// nginx, master and two workers. Stopped through the master (SIGTERM: it stops its workers,
+/// reaps them and exits); a worker still alive after that is killed, so none outlives the test.
+struct Nginx {
+    master: Child,
+    workers: Vec<u32>,
+    addr: SocketAddr,
+}
+
+impl Nginx {
+    fn start(dir: &Path, addr: SocketAddr) -> Nginx {
+        let prefix = dir.display();
+        let conf = format!(
+            "worker_processes 2;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen {addr};
+        location / {{ add_header X-Worker $pid; return 200 \"$pid\"; }}
+    }}
+}}
+"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("writing nginx.conf");
+        let master = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("startup.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning nginx");
+        let mut nginx = Nginx { master, workers: Vec::new(), addr };
+        wait_listening(addr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            nginx.workers = children(nginx.master.id());
+            if nginx.workers.len() >= 2 || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(nginx.workers.len(), 2, "workers of nginx {}: {:?}", nginx.master.id(), nginx.workers);
+        nginx
+    }
+
+    fn master_pid(&self) -> u32 {
+        self.master.id()
+    }
+
+    /// Workers still running (an exited one may linger as a zombie of init until reaped).
+    fn live_workers(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .copied()
+            .filter(|w| stat(*w).is_some_and(|(_, state, comm)| state != 'Z' && comm == "nginx"))
+            .collect()
+    }
+
+    /// Stops master and workers; returns the workers that had to be killed (none when nginx
+    /// shut down as it should).
+    fn shut_down(&mut self) -> Vec<u32> {
+        if self.master.try_wait().ok().flatten().is_none() {
+            signal(self.master.id(), "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.master.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.master.kill();
+            let _ = self.master.wait();
+        }
+        let stragglers = self.live_workers();
+        for w in &stragglers {
+            signal(*w, "-KILL");
+        }
+        stragglers
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// The agent, its stderr collected by a thread; killed on drop.
+struct Agent {
+    child: Child,
+    log: Option<JoinHandle<String>>,
+}
+
+impl Agent {
+    /// Starts the agent and waits until it captures (the eBPF program is attached before).
+    fn start(ports: &[u16], server: &Server) -> Agent {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let mut child = Command::new(bin("liteobs-agent"))
+            .args(["-iface", "lo", "-pidmap", "ebpf", "-ports", &ports.join(",")])
+            .args(["-server", &server.url, "-node", "attribution-it"])
+            .args(["-batch-size", "8", "-flush-interval", "100ms", "-stats-interval", "2s"])
+            .env_remove("LITEOBS_TOKEN")
+            .env_remove("LITEOBS_SERVER")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting liteobs-agent");
+        let stderr = child.stderr.take().expect("agent stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(" capturing ") {
+                    let _ = tx.send(());
+                }
+                all.push(line);
+            }
+            all.join("\n")
+        });
+        let mut agent = Agent { child, log: Some(log) };
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = agent.child.kill();
+            let _ = agent.child.wait();
+            let log = agent.log.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+            panic!("the agent did not start capturing within 20 s:\n{log}");
+        }
+        agent
+    }
+
+    /// SIGTERM (stop capturing, drain, deliver what is held), then its exit status and log.
+    fn stop(mut self) -> (ExitStatus, String) {
+        signal(self.child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("waiting for the agent") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "the agent did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.log.take().map(|h| h.join().expect("agent log thread")).unwrap_or_default();
+        (status, log)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One exchange as the client that made it saw it.
+#[derive(Debug, Clone)]
+struct Made {
+    scenario: &'static str,
+    client: SocketAddr,
+    server: SocketAddr,
+    path: String,
+    status: u16,
+    client_pid: u32,
+    /// Names the record may carry: the process's threads' (the kernel keeps a name per thread).
+    client_comms: Vec<String>,
+    server_pid: u32,
+    server_comms: Vec<String>,
+}
+
+/// The names of a running process's threads (`/proc/<pid>/task/*/comm`).
+fn comms(pid: u32) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|c| c.trim_end().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out.dedup();
+    assert!(!out.is_empty(), "process {pid} is gone");
+    out
+}
+
+/// Waits for a python client's responses and records its exchanges; the client stays
+/// connected (in `keep_open`) until the test lets it go.
+fn collect(
+    mut c: PyClient,
+    scenario: &'static str,
+    server: (SocketAddr, &[String]),
+    server_pid: &dyn Fn(&str) -> u32,
+    made: &mut Vec<Made>,
+    keep_open: &mut Vec<PyClient>,
+) {
+    let client_comms = comms(c.proc.pid());
+    for (path, status, body) in c.responses() {
+        made.push(Made {
+            scenario,
+            client: c.local,
+            server: server.0,
+            path,
+            status,
+            client_pid: c.proc.pid(),
+            client_comms: client_comms.clone(),
+            server_pid: server_pid(&body),
+            server_comms: server.1.to_vec(),
+        });
+    }
+    keep_open.push(c);
+}
+
+fn stored(server: &Server) -> Vec<TrafficLog> {
+    let mut resp = http().get(&format!("{}/query?limit=10000", server.url)).call().expect("query");
+    assert_eq!(resp.status(), 200);
+    let body: QueryResponse = serde_json::from_reader(resp.body_mut().as_reader()).expect("query response");
+    body.records
+}
+
+/// A value from the agent's last `attribution counters` log line (`name=value`).
+fn counter(log: &str, name: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("attribution counters"))?;
+    let prefix = format!("{name}=");
+    line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())?.parse().ok())
+}
+
+/// `liteobs-client -pid N -o json`, as records.
+fn client_by_pid(server: &Server, pid: u32) -> Vec<TrafficLog> {
+    let (code, out, err) =
+        client(&["-server", &server.url, "-pid", &pid.to_string(), "-o", "json", "-limit", "10000"]);
+    assert_eq!(code, 0, "liteobs-client -pid {pid} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("liteobs-client -o json printed no records ({e}): {out}"))
+}
+
+#[test]
+fn agent_attributes_every_exchange_to_the_processes_the_test_started() {
+    if !privileged(TEST) {
+        return;
+    }
+    for tool in ["python3", "curl", "nginx"] {
+        if !has_tool(tool) {
+            assert!(
+                std::env::var("LITEOBS_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "{TEST} needs {tool} (scripts/test.sh installs it)"
+            );
+            eprintln!("SKIPPED {TEST}: {tool} is not installed");
+            return;
+        }
+    }
+    let started = Instant::now();
+    let py = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).expect("mkdir www");
+    std::fs::write(www.join("hello.txt"), "hello\n").expect("writing hello.txt");
+    let go = dir.path().join("go");
+    let v4: IpAddr = "127.0.0.1".parse().expect("v4");
+    let v6: IpAddr = "::1".parse().expect("v6");
+    let plain4 = SocketAddr::new(v4, free_port(v4));
+    let threaded = SocketAddr::new(v4, free_port(v4));
+    let nginx_addr = SocketAddr::new(v4, free_port(v4));
+    let plain6 = SocketAddr::new(v6, free_port(v6));
+    let early = SocketAddr::new(v4, free_port(v4));
+
+    let server = Server::start("sqlite", &dir.path().join("store.sqlite"), None, None);
+
+    // Before the agent: a keep-alive server and a client connected to it, holding its
+    // requests until the go file appears.
+    let early_server = threaded_server(&py, early);
+    let mut early_client = PyClient::connect(&py, early, 4, "early-conn", Some(&go));
+
+    let ports = [plain4, threaded, nginx_addr, plain6, early].map(|a| a.port());
+    let agent = Agent::start(&ports, &server);
+
+    let mut made: Vec<Made> = Vec::new();
+    let mut keep_open: Vec<PyClient> = Vec::new();
+    let mut done_with = |c: PyClient,
+                         scenario: &'static str,
+                         server: SocketAddr,
+                         server_pid: &dyn Fn(&str) -> u32,
+                         server_comm: &'static str,
+                         made: &mut Vec<Made>| {
+        let mut c = c;
+        let responses = c.responses();
+        for (path, status, body) in responses {
+            made.push(Made {
+                scenario,
+                client: c.local,
+                server,
+                path,
+                status,
+                client_pid: c.proc.pid(),
+                client_comm: "python3",
+                server_pid: server_pid(&body),
+                server_comm,
+            });
+        }
+        keep_open.push(c);
+    };
+
+    // 1. python http.server on 127.0.0.1, curl and python clients.
+    let plain4_server = http_server(&py, plain4, &www);
+    let pid = plain4_server.pid();
+    for i in 0..4 {
+        let path = format!("/hello.txt?curl={i}");
+        let (client_pid, client, status, _) = curl(&url(plain4, &path));
+        made.push(Made {
+            scenario: "http.server v4 / curl",
+            client,
+            server: plain4,
+            path,
+            status,
+            client_pid,
+            client_comm: "curl",
+            server_pid: pid,
+            server_comm: "python3",
+        });
+    }
+    let c = PyClient::connect(&py, plain4, 1, "plain4-py", None);
+    done_with(c, "http.server v4 / python", plain4, &|_| pid, "python3", &mut made);
+
+    // 2. multi-threaded keep-alive server: curl, and several requests on one connection.
+    let threaded_server_proc = threaded_server(&py, threaded);
+    let pid = threaded_server_proc.pid();
+    let handled_by = |body: &str| -> u32 {
+        let (tid, p) = body.split_once(' ').unwrap_or_else(|| panic!("threaded server said {body:?}"));
+        assert_eq!(p, pid.to_string(), "threaded server's own PID");
+        assert_ne!(tid, p, "the request was handled on another thread than the main one");
+        pid
+    };
+    for i in 0..3 {
+        let path = format!("/threaded?curl={i}");
+        let (client_pid, client, status, body) = curl(&url(threaded, &path));
+        made.push(Made {
+            scenario: "threaded / curl",
+            client,
+            server: threaded,
+            path,
+            status,
+            client_pid,
+            client_comm: "curl",
+            server_pid: handled_by(&body),
+            server_comm: "python3",
+        });
+    }
+    let c = PyClient::connect(&py, threaded, 5, "threaded-keepalive", None);
+    done_with(c, "threaded / python keep-alive", threaded, &handled_by, "python3", &mut made);
+
+    // 3. nginx, master + 2 workers: the worker named in the body served the request.
+    let nginx_dir = dir.path().join("nginx");
+    std::fs::create_dir(&nginx_dir).expect("mkdir nginx");
+    let mut nginx = Nginx::start(&nginx_dir, nginx_addr);
+    let (master, workers) = (nginx.master_pid(), nginx.workers.clone());
+    let worker_of = |body: &str| -> u32 {
+        let w: u32 = body.trim().parse().unwrap_or_else(|_| panic!("nginx said {body:?}"));
+        assert!(workers.contains(&w), "nginx says worker {w}, not one of {workers:?}");
+        w
+    };
+    for i in 0..8 {
+        let path = format!("/nginx?curl={i}");
+        let (client_pid, client, status, body) = curl(&url(nginx.addr, &path));
+        made.push(Made {
+            scenario: "nginx / curl",
+            client,
+            server: nginx.addr,
+            path,
+            status,
+            client_pid,
+            client_comm: "curl",
+            server_pid: worker_of(&body),
+            server_comm: "nginx",
+        });
+    }
+    for k in 0..2 {
+        let c = PyClient::connect(&py, nginx.addr, 3, &format!("nginx-keepalive-{k}"), None);
+        done_with(c, "nginx / python keep-alive", nginx.addr, &worker_of, "nginx", &mut made);
+    }
+
+    // 4. IPv6: python http.server bound to ::1.
+    let plain6_server = http_server(&py, plain6, &www);
+    let pid = plain6_server.pid();
+    for i in 0..3 {
+        let path = format!("/hello.txt?curl6={i}");
+        let (client_pid, client, status, _) = curl(&url(plain6, &path));
+        made.push(Made {
+            scenario: "http.server v6 / curl",
+            client,
+            server: plain6,
+            path,
+            status,
+            client_pid,
+            client_comm: "curl",
+            server_pid: pid,
+            server_comm: "python3",
+        });
+    }
+    let c = PyClient::connect(&py, plain6, 1, "plain6-py", None);
+    done_with(c, "http.server v6 / python", plain6, &|_| pid, "python3", &mut made);
+
+    // 5. The connection opened before the agent: go. Then new connections to the server that
+    // was listening before the agent.
+    let pid = early_server.pid();
+    std::fs::write(&go, "go").expect("writing the go file");
+    let early_check = |body: &str| -> u32 {
+        assert!(body.ends_with(&format!(" {pid}")), "early server said {body:?}");
+        pid
+    };
+    done_with(early_client, "opened before the agent / python", early, &early_check, "python3", &mut made);
+    let c = PyClient::connect(&py, early, 2, "early-listener-py", None);
+    done_with(c, "listener before the agent / python", early, &early_check, "python3", &mut made);
+    for i in 0..2 {
+        let path = format!("/early?curl={i}");
+        let (client_pid, client, status, body) = curl(&url(early, &path));
+        made.push(Made {
+            scenario: "listener before the agent / curl",
+            client,
+            server: early,
+            path,
+            status,
+            client_pid,
+            client_comm: "curl",
+            server_pid: early_check(&body),
+            server_comm: "python3",
+        });
+    }
+    drop(done_with);
+
+    // Until all is stored (or 20 s), keep the python clients connected: the connection opened
+    // before the agent is attributed through /proc, which lists only open sockets.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&server).len() < made.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, log) = agent.stop();
+    drop(keep_open);
+    assert!(status.success(), "the agent failed:\n{log}");
+    assert!(log.contains("eBPF attribution attached"), "the eBPF program was not attached:\n{log}");
+
+    // Every exchange the clients made is stored once, attributed to the processes that made
+    // and served it; nothing else is stored.
+    let got = stored(&server);
+    let mut by_key: HashMap<(SocketAddr, String), Vec<&TrafficLog>> = HashMap::new();
+    for r in &got {
+        by_key.entry((SocketAddr::new(r.src_ip, r.src_port), r.path.clone())).or_default().push(r);
+    }
+    let mut problems = Vec::new();
+    for m in &made {
+        let Some(recs) = by_key.remove(&(m.client, m.path.clone())) else {
+            problems.push(format!("missing: {} {} {} → {}", m.scenario, m.path, m.client, m.server));
+            continue;
+        };
+        if recs.len() != 1 {
+            problems.push(format!("{} records of {} {} {}", recs.len(), m.scenario, m.path, m.client));
+        }
+        let r = recs[0];
+        let want = (
+            SocketAddr::new(r.dst_ip, r.dst_port),
+            r.status,
+            r.src_pid,
+            r.dst_pid,
+            r.src_comm.as_deref(),
+            r.dst_comm.as_deref(),
+        );
+        let expected = (
+            m.server,
+            m.status,
+            Some(m.client_pid),
+            Some(m.server_pid),
+            Some(m.client_comm),
+            Some(m.server_comm),
+        );
+        if want != expected {
+            problems.push(format!(
+                "{} {} {}: stored (server, status, src_pid, dst_pid, src_comm, dst_comm) = {want:?}, \
+                 the test saw {expected:?}",
+                m.scenario, m.path, m.client
+            ));
+        }
+    }
+    for ((client, path), recs) in by_key {
+        problems.push(format!("{} unexpected record(s) {client} {path}: {recs:?}", recs.len()));
+    }
+    let mut per_scenario: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &made {
+        *per_scenario.entry(m.scenario).or_default() += 1;
+    }
+    eprintln!("{} exchanges made, {} stored: {per_scenario:?}", made.len(), got.len());
+    assert!(problems.is_empty(), "{} problem(s):\n{}\n\nagent log:\n{log}", problems.len(), problems.join("\n"));
+
+    // Every nginx record names a worker, never the master.
+    let nginx_records: Vec<&TrafficLog> = got.iter().filter(|r| r.dst_port == nginx_addr.port()).collect();
+    assert!(nginx_records.iter().all(|r| r.dst_pid != Some(master) && r.dst_pid.is_some_and(|p| workers.contains(&p))));
+    let served: HashSet<u32> = nginx_records.iter().filter_map(|r| r.dst_pid).collect();
+    eprintln!("nginx master {master}, workers {workers:?}, served by {served:?}");
+
+    // The connection opened before the agent came from /proc; the rest from the eBPF maps.
+    let (ebpf_hits, proc_hits) = (counter(&log, "ebpf_hits"), counter(&log, "proc_hits"));
+    eprintln!("agent attribution: ebpf_hits {ebpf_hits:?}, proc_hits {proc_hits:?}");
+    assert!(ebpf_hits.unwrap_or(0) > 0, "no eBPF hits:\n{log}");
+    assert!(proc_hits.unwrap_or(0) >= 2, "the early connection was not resolved through /proc:\n{log}");
+
+    // liteobs-client -pid N lists exactly the exchanges of process N.
+    let mut servers: Vec<(u32, &str)> = vec![
+        (plain4_server.pid(), "http.server v4"),
+        (threaded_server_proc.pid(), "threaded server"),
+        (plain6_server.pid(), "http.server v6"),
+        (early_server.pid(), "early server"),
+    ];
+    servers.extend(served.iter().map(|w| (*w, "nginx worker")));
+    let a_curl = made.iter().find(|m| m.client_comm == "curl").expect("a curl exchange");
+    servers.push((a_curl.client_pid, "a curl client"));
+    for (pid, what) in servers {
+        let listed = client_by_pid(&server, pid);
+        let mut want: Vec<(SocketAddr, &str)> = made
+            .iter()
+            .filter(|m| m.server_pid == pid || m.client_pid == pid)
+            .map(|m| (m.client, m.path.as_str()))
+            .collect();
+        let mut have: Vec<(SocketAddr, &str)> =
+            listed.iter().map(|r| (SocketAddr::new(r.src_ip, r.src_port), r.path.as_str())).collect();
+        want.sort_unstable();
+        have.sort_unstable();
+        assert!(!want.is_empty());
+        assert_eq!(have, want, "liteobs-client -pid {pid} ({what})");
+        assert!(listed.iter().all(|r| r.dst_pid == Some(pid) || r.src_pid == Some(pid)));
+    }
+
+    // nginx stops with its workers.
+    let stragglers = nginx.shut_down();
+    assert!(stragglers.is_empty(), "nginx workers {stragglers:?} outlived their master");
+    drop(server);
+    let elapsed = started.elapsed();
+    eprintln!("took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(60), "the test took {elapsed:?}");
+    let _ = std::io::stderr().flush();
+}
