@@ -17,9 +17,25 @@ test:
 local *ARGS:
     bash scripts/start.sh local {{ARGS}}
 
-# liteobs-client against $LITEOBS_SERVER
+# liteobs-client against the deployed server (port-forward in a cluster), else $LITEOBS_SERVER
 query *ARGS:
     bash scripts/start.sh query {{ARGS}}
+
+# images, deploy to the current kubectl context (kind, minikube or $LITEOBS_REGISTRY), query
+full *ARGS:
+    bash scripts/start.sh full {{ARGS}}
+
+# liteobs-server and liteobs-agent images from the release binaries (deploy/docker/)
+images:
+    bash scripts/images.sh build
+
+# this machine as a Kubernetes node: server, agents as the DaemonSet runs them, workloads (root)
+e2e:
+    bash scripts/e2e.sh
+
+# the same scenario on a kind cluster with deploy/ (needs kind, kubectl, a registry; see README)
+e2e-kind:
+    bash scripts/e2e-kind.sh
 
 # store ingest and query benchmark through the real server (see BENCHMARKS.md)
 bench-store *ARGS:

@@ -3,13 +3,17 @@
 #   bash scripts/start.sh local [--keep]   build, run a server (default store: DuckDB) and, as root, the
 #                                         agent on lo; make real HTTP traffic; print the table; stop
 #                                         what it started (--keep leaves it running)
-#   bash scripts/start.sh query [ARGS...]  run liteobs-client against $LITEOBS_SERVER with ARGS
-#   bash scripts/start.sh full             build images and deploy to Kubernetes (not available yet)
+#   bash scripts/start.sh full [ARGS...]   build the images, load them into the current kubectl context
+#                                         (kind, minikube, or push to $LITEOBS_REGISTRY), kubectl apply
+#                                         -k deploy/, wait for the rollout, then run a query (ARGS)
+#   bash scripts/start.sh query [ARGS...]  run liteobs-client with ARGS against the deployed server
+#                                         (port-forward when a cluster runs LiteObs), else $LITEOBS_SERVER
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. scripts/images.sh
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 
 PIDS_TO_STOP=()
 # stop_all: SIGTERM what this script started, newest first, and wait for it.
@@ -128,12 +132,97 @@ local_mode() {
     fi
 }
 
+# need TOOL WHAT: one clear line when TOOL is missing.
+need() { command -v "$1" >/dev/null || die "mode $mode needs $1: $2"; }
+
+# in_cluster: a current kubectl context whose cluster runs the liteobs-server Service.
+in_cluster() {
+    command -v kubectl >/dev/null && kubectl config current-context >/dev/null 2>&1 \
+        && kubectl --request-timeout=10s -n liteobs get service liteobs-server >/dev/null 2>&1
+}
+
+query_mode() {
+    [ -x "$BIN_DIR/liteobs-client" ] || build
+    if [ -n "${LITEOBS_SERVER:-}" ] || ! in_cluster; then
+        exec "$BIN_DIR/liteobs-client" "$@"
+    fi
+    local port log pf
+    port=$(free_port)
+    log=$(mktemp /tmp/liteobs-port-forward.XXXXXX)
+    kubectl -n liteobs port-forward service/liteobs-server "$port:8080" >"$log" 2>&1 &
+    pf=$!
+    trap 'kill '"$pf"' 2>/dev/null || true; rm -f '"$log" EXIT
+    wait_http "http://127.0.0.1:$port/healthz" 30 || { cat "$log" >&2; die "kubectl port-forward to liteobs-server did not answer"; }
+    if [ -z "${LITEOBS_TOKEN:-}" ]; then
+        LITEOBS_TOKEN=$(kubectl -n liteobs get secret liteobs-token -o jsonpath='{.data.token}' | base64 -d) \
+            || die "cannot read the token from Secret liteobs/liteobs-token (set LITEOBS_TOKEN)"
+        export LITEOBS_TOKEN
+    fi
+    "$BIN_DIR/liteobs-client" -server "http://127.0.0.1:$port" "$@"
+}
+
+full_mode() {
+    need docker "install Docker (Debian: apt-get install docker.io)"
+    need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
+    local ctx tag=$IMAGE_TAG how=${LITEOBS_IMAGE_BUILD:-}
+    ctx=$(kubectl config current-context 2>/dev/null) \
+        || die "no current kubectl context: create a cluster (kind create cluster) or pick one (kubectl config use-context NAME)"
+    # Binaries built here fit the images' Debian 12 base only when this machine is Debian 12;
+    # elsewhere the Dockerfiles' builder stage compiles them (needs a registry for rust:1.95).
+    if [ -z "$how" ]; then
+        how=source
+        [ -r /etc/os-release ] && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release && how=prebuilt
+    fi
+    case $how in
+        prebuilt) build; bash scripts/images.sh build ;;
+        source) bash scripts/images.sh build-source ;;
+        *) die "LITEOBS_IMAGE_BUILD must be prebuilt or source, not '$how'" ;;
+    esac
+
+    local server=$SERVER_IMAGE agent=$AGENT_IMAGE registry=0
+    case $ctx in
+        kind-*)
+            need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/)"
+            kind load docker-image --name "${ctx#kind-}" "$server" "$agent" ;;
+        minikube)
+            need minikube "install minikube (https://minikube.sigs.k8s.io/docs/start/)"
+            minikube image load "$server" && minikube image load "$agent" ;;
+        *)
+            [ -n "${LITEOBS_REGISTRY:-}" ] \
+                || die "context '$ctx' is neither kind nor minikube: set LITEOBS_REGISTRY=host[:port]/path to push the images there"
+            registry=1
+            server=$LITEOBS_REGISTRY/liteobs-server:$tag
+            agent=$LITEOBS_REGISTRY/liteobs-agent:$tag
+            docker tag "$SERVER_IMAGE" "$server" && docker push "$server"
+            docker tag "$AGENT_IMAGE" "$agent" && docker push "$agent" ;;
+    esac
+
+    say "deploying to $ctx (kubectl apply -k deploy/)"
+    kubectl apply -f deploy/namespace.yaml >/dev/null
+    if ! kubectl -n liteobs get secret liteobs-token >/dev/null 2>&1; then
+        say "creating Secret liteobs/liteobs-token (a random bearer token)"
+        kubectl -n liteobs create secret generic liteobs-token \
+            --from-literal=token="$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >/dev/null
+    fi
+    if [ "$registry" = 1 ]; then
+        # The manifests name the local images; point them at the pushed ones.
+        kubectl kustomize deploy/ \
+            | sed -e "s#image: $SERVER_IMAGE\$#image: $server#" -e "s#image: $AGENT_IMAGE\$#image: $agent#" \
+            | kubectl apply -f -
+    else
+        kubectl apply -k deploy/
+    fi
+    kubectl -n liteobs rollout status deployment/liteobs-server --timeout=300s
+    kubectl -n liteobs rollout status daemonset/liteobs-agent --timeout=300s
+    say "LiteObs runs in $ctx; querying it (bash scripts/start.sh query ARGS for more)"
+    if [ $# -eq 0 ]; then set -- -limit 20; fi
+    LITEOBS_SERVER='' query_mode "$@"
+}
+
 case "$mode" in
     local) local_mode "$@" ;;
-    query)
-        [ -x "$BIN_DIR/liteobs-client" ] || build
-        exec "$BIN_DIR/liteobs-client" "$@" ;;
-    full) die "mode 'full' (images + Kubernetes) is not available yet; use: bash scripts/start.sh local" ;;
+    query) query_mode "$@" ;;
+    full) full_mode "$@" ;;
     ""|-h|--help|help) usage; [ -n "$mode" ] ;;
     *) usage; die "unknown mode '$mode' (use local, query or full)" ;;
 esac

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Every check LiteObs has: formatting, clippy, and all tests (unit, conformance, integration,
-# root-only capture tests), for the SQLite-only build and the default (DuckDB) build.
+# root-only capture tests), for the SQLite-only build and the default (DuckDB) build; then the
+# deployment's (deploy/check: manifests, the server image under testcontainers, the Nix flake) and
+# the container e2e (scripts/e2e.sh).
 # Installs missing system packages and cargo components first. Root-only tests skip when not
 # root, and fail instead when LITEOBS_REQUIRE_PRIVILEGED=1 (as .ci/run sets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tshark nginx-light wrk
+ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tshark nginx-light wrk \
+    docker.io debootstrap nix-bin kubectl
 ensure_rust
 ensure_target_dir
 say "target dir $CARGO_TARGET_DIR (one profile: release)"
 
 say "cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --manifest-path deploy/check/Cargo.toml --check
 
 # The SQLite-only server first (it builds in seconds), then the default build, so that the
 # binaries left in the target dir at the end are the default ones.
@@ -26,4 +30,23 @@ say "default build (DuckDB + SQLite): clippy and every test"
 cargo build $CARGO_PROFILE_FLAG --locked --workspace --all-targets
 cargo clippy $CARGO_PROFILE_FLAG --locked --workspace --all-targets -- -D warnings
 cargo test $CARGO_PROFILE_FLAG --locked --workspace
+
+# A workspace of its own (deploy/check/Cargo.toml says why) with its own target dir; it tests the
+# binaries just built, packaged in images.
+say "deploy/: manifests, server image under testcontainers, Nix flake"
+(
+    cd deploy/check
+    export CARGO_TARGET_DIR=$CARGO_TARGET_DIR/deploy-check LITEOBS_BIN_DIR=$BIN_DIR
+    cargo clippy $CARGO_PROFILE_FLAG --locked --all-targets -- -D warnings
+    cargo test $CARGO_PROFILE_FLAG --locked
+)
+
+if [ "$(id -u)" = 0 ]; then
+    say "e2e: this machine as a Kubernetes node, with containers (scripts/e2e.sh)"
+    timeout 1200 bash scripts/e2e.sh --no-build
+elif [ "${LITEOBS_REQUIRE_PRIVILEGED:-}" = 1 ]; then
+    die "the e2e (scripts/e2e.sh) needs root, and LITEOBS_REQUIRE_PRIVILEGED=1 forbids skipping it"
+else
+    say "SKIPPED e2e (scripts/e2e.sh): needs root (set LITEOBS_REQUIRE_PRIVILEGED=1 to make this a failure)"
+fi
 say "all checks passed"

@@ -6,11 +6,19 @@
 //! `-pidmap off`). An attributor must be quick (it runs on the capture thread, once per record)
 //! and must never fail a record: what it cannot tell, it leaves unset.
 
+use std::net::SocketAddr;
+
 use liteobs_model::TrafficLog;
 
 /// Fills in process information on a record, as far as it can.
 pub trait Attributor {
     fn attribute(&mut self, rec: &mut TrafficLog);
+
+    /// The capture saw a new TCP connection between `a` and `b` (either may be the client).
+    /// What was known about an earlier connection on the same 4-tuple must not be reused for
+    /// it: once a connection closes, its tuple can be taken by another process (an ephemeral
+    /// port reused) or be accepted by another worker.
+    fn connection_opened(&mut self, _a: SocketAddr, _b: SocketAddr) {}
 
     /// Logs the attributor's own counters (called with the agent's periodic counters).
     fn log_stats(&mut self) {}
@@ -19,6 +27,10 @@ pub trait Attributor {
 impl Attributor for crate::pidmap::PidMap {
     fn attribute(&mut self, rec: &mut TrafficLog) {
         self.fill(rec);
+    }
+
+    fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
+        self.forget(a, b);
     }
 
     fn log_stats(&mut self) {

@@ -135,6 +135,8 @@ pub struct Pipeline {
     next_id: u64,
     /// Flows with a live connection (not lingering after close).
     active: usize,
+    /// Connections the last [`Pipeline::push`] started (see [`Pipeline::opened`]).
+    opened: Vec<FlowKey>,
     counters: Counters,
 }
 
@@ -246,6 +248,7 @@ impl Pipeline {
             },
             next_id: 0,
             active: 0,
+            opened: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -257,6 +260,7 @@ impl Pipeline {
     /// One captured frame. Never panics on any input. `ts_us` = capture time, microseconds
     /// since the Unix epoch. Records completed by this frame are appended to `out`.
     pub fn push(&mut self, ts_us: i64, link: LinkType, frame: &[u8], out: &mut Vec<TrafficLog>) {
+        self.opened.clear();
         self.counters.packets += 1;
         self.counters.bytes += frame.len() as u64;
         match decode::decode(link, frame) {
@@ -294,6 +298,7 @@ impl Pipeline {
             );
             self.active += 1;
             self.counters.flows_opened += 1;
+            self.opened.push(key);
         }
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
@@ -323,6 +328,7 @@ impl Pipeline {
             flow.passive = false;
             self.active += 1;
             self.counters.flows_opened += 1;
+            self.opened.push(key);
         }
         let Some(conn) = flow.conn.as_deref_mut() else {
             return;
@@ -431,6 +437,14 @@ impl Pipeline {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The connections the last [`Pipeline::push`] started, including a new connection on a
+    /// reused 4-tuple (its records, if any, come later). Whatever was learnt about an earlier
+    /// connection on the same tuple (its processes, for instance) no longer applies. Records
+    /// that the same push completed belong to the earlier connection.
+    pub fn opened(&self) -> &[FlowKey] {
+        &self.opened
     }
 
     /// Connections currently tracked with live state (closed ones lingering for late
@@ -886,6 +900,18 @@ mod tests {
         assert_eq!(out.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200, 500]);
         assert_eq!(p.counters().flows_opened, 2);
         assert_eq!(p.counters().retransmitted_bytes, REQ1.len() as u64);
+
+        // Each start is reported by the push that saw it, the reuse included.
+        let mut p = Pipeline::new(config());
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        for (i, packet) in packets.iter().enumerate() {
+            p.push(packet.ts_us, LinkType::Ethernet, &packet.frame, &mut out);
+            starts.extend(p.opened().iter().map(|k| (i, *k)));
+        }
+        let key = FlowKey { a: ("10.0.0.1".parse().unwrap(), 40000), b: ("10.0.0.2".parse().unwrap(), 80) };
+        let second_syn = first.packets.len() + 2;
+        assert_eq!(starts, vec![(0, key), (second_syn, key)]);
     }
 
     #[test]

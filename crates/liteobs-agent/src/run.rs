@@ -268,7 +268,14 @@ pub fn drive(
             Next::Idle => true,
             Next::End => break,
         };
+        // Records first: those the packet completed belong to the connection it may have
+        // replaced on the same 4-tuple.
         emit(&mut out, sink, &mut *attributor)?;
+        if !idle {
+            for key in pipeline.opened() {
+                attributor.connection_opened(SocketAddr::from(key.a), SocketAddr::from(key.b));
+            }
+        }
         match opts.clock {
             Clock::Packets => {
                 // An integer comparison per packet: flows expire exactly when the file's clock
@@ -407,7 +414,7 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
             filter = %live.filter,
             buffer_bytes = live.buffer_size,
             immediate = live.immediate,
-            "capturing"
+            "capture open"
         );
         Ok(Box::new(src))
     }
@@ -424,18 +431,29 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
 /// to ask, so its records keep the PID fields empty.
 pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
     if cfg.read.is_some() || cfg.pidmap == Mode::Off {
-        return run_with(cfg, Box::new(NoAttribution));
+        return run_with(cfg, || Box::new(NoAttribution));
     }
-    run_with(cfg, Box::new(PidMap::new(&cfg.pidmap_config())))
+    run_with(cfg, || Box::new(PidMap::new(&cfg.pidmap_config())))
 }
 
-/// [`run`] with an [`Attributor`] that fills in processes on the capture thread.
-pub fn run_with(cfg: &Config, mut attributor: Box<dyn Attributor + Send>) -> Result<RunReport, RunError> {
+/// [`run`] with an [`Attributor`] that fills in processes on the capture thread. The attributor
+/// is made once the capture source is open, so a bad `-iface` or file fails before anything is
+/// loaded into the kernel.
+pub fn run_with(
+    cfg: &Config,
+    make_attributor: impl FnOnce() -> Box<dyn Attributor + Send>,
+) -> Result<RunReport, RunError> {
     let node = resolve_node(cfg.node.as_deref(), Path::new("/proc/sys/kernel/hostname"));
     let replay = cfg.read.is_some();
     let server = cfg.server.as_deref().map(server_endpoint).transpose()?;
     let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
     let mut source = open_source(cfg, &exclude)?;
+    let mut attributor = make_attributor();
+    if !replay {
+        // Logged once attribution is ready too: scripts and tests wait for this line before
+        // they make traffic.
+        tracing::info!(iface = %cfg.iface, "capturing");
+    }
     let mut pipeline = Pipeline::new(cfg.pipeline_config(node));
 
     let queue = server.as_ref().map(|_| {

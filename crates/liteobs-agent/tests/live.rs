@@ -160,7 +160,11 @@ fn agent_sees_every_exchange_real_clients_make() {
     );
     assert_eq!(curls.len(), CURLS, "every curl exchange is recorded");
     assert_eq!(curls.iter().filter(|r| r.status == 404).count(), CURLS / 5);
-    assert!(curls.iter().all(|r| r.node == "live-test" && r.method == "GET" && r.src_pid.is_none()));
+    assert!(curls.iter().all(|r| r.node == "live-test" && r.method == "GET"));
+    // Attribution is on by default (-pidmap ebpf) and ready before "capturing" is logged: both
+    // ends of every curl exchange are known (exact PIDs: integration/tests/attribution_e2e.rs).
+    let attributed = curls.iter().filter(|r| r.src_pid.is_some() && r.dst_pid.is_some()).count();
+    assert_eq!(attributed, CURLS, "every curl exchange attributed on both sides");
     // wrk counts the responses it read; a request still in flight when it stopped (at most one
     // per connection) may also have been answered on the wire, or not at all.
     assert!(wrk_answered >= wrk_n, "wrk completed {wrk_n} requests but only {wrk_answered} were recorded");

@@ -171,19 +171,84 @@ fn pid_of(o: &Option<ProcessInfo>) -> Option<u32> {
     o.as_ref().map(|p| p.pid)
 }
 
-/// Children of `parent`, from /proc/<pid>/stat (field 4, after the parenthesised comm).
+/// (parent PID, state, comm) of a process, from /proc/<pid>/stat.
+fn stat(pid: u32) -> Option<(u32, char, String)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = s.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((ppid, state, comm))
+}
+
+/// Live (not zombie) children of `parent`.
 fn children(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let ppid =
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(parent) {
+        if stat(pid).is_some_and(|(ppid, state, _)| ppid == parent && state != 'Z') {
             out.push(pid);
         }
     }
     out
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill has no memory-safety preconditions; a stale PID only yields ESRCH.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// An nginx master and its workers, stopped through the master: SIGTERM makes it stop its
+/// workers, reap them and exit. Killing the master outright (what dropping a plain child does)
+/// leaves the workers running, reparented to init. A worker still alive after the master
+/// exited is killed, so none outlives the test.
+struct Nginx {
+    master: Child,
+    workers: Vec<u32>,
+}
+
+impl Nginx {
+    fn pid(&self) -> u32 {
+        self.master.id()
+    }
+
+    /// Stops master and workers; returns the workers that had to be killed (none when nginx
+    /// shut down as it should).
+    fn shut_down(&mut self) -> Vec<u32> {
+        if self.master.try_wait().ok().flatten().is_none() {
+            for w in children(self.master.id()) {
+                if !self.workers.contains(&w) {
+                    self.workers.push(w);
+                }
+            }
+            signal(self.master.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.master.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.master.kill();
+            let _ = self.master.wait();
+        }
+        let stragglers: Vec<u32> = self
+            .workers
+            .iter()
+            .copied()
+            .filter(|w| stat(*w).is_some_and(|(_, state, comm)| state != 'Z' && comm == "nginx"))
+            .collect();
+        for w in &stragglers {
+            signal(*w, libc::SIGKILL);
+        }
+        stragglers
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
 }
 
 #[test]
@@ -306,18 +371,19 @@ http {{
     );
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let master = Proc::spawn(
-        Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("startup.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    );
+    let master = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("startup.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning nginx");
+    let mut master = Nginx { master, workers: Vec::new() };
     let server_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_listening(server_addr);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -326,6 +392,7 @@ http {{
         std::thread::sleep(Duration::from_millis(50));
         workers = children(master.pid());
     }
+    master.workers.clone_from(&workers);
     assert_eq!(workers.len(), 2, "nginx workers of {}: {workers:?}", master.pid());
 
     let mut seen = std::collections::HashSet::new();
@@ -345,6 +412,9 @@ http {{
     assert_eq!(pid_of(&c), Some(client.pid()));
     assert!(pid_of(&s).is_some_and(|w| workers.contains(&w)), "{s:?} not a worker of {workers:?}");
     eprintln!("workers {workers:?}, served by {seen:?}");
+    drop(client);
+    let stragglers = master.shut_down();
+    assert!(stragglers.is_empty(), "nginx workers {stragglers:?} outlived their master");
 }
 
 #[test]

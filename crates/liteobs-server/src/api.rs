@@ -109,18 +109,18 @@ async fn require_token(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let token = req.app_data::<web::Data<ApiState>>().and_then(|s| s.token.clone());
-    if let Some(want) = token {
-        if req.path() != "/healthz" {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !same_token(given.trim().as_bytes(), want.as_bytes()) {
-                let resp = ApiError::Unauthorized.error_response();
-                return Ok(req.into_response(resp).map_into_right_body());
-            }
+    if let Some(want) = token
+        && req.path() != "/healthz"
+    {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_token(given.trim().as_bytes(), want.as_bytes()) {
+            let resp = ApiError::Unauthorized.error_response();
+            return Ok(req.into_response(resp).map_into_right_body());
         }
     }
     Ok(next.call(req).await?.map_into_left_body())

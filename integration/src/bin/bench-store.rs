@@ -9,29 +9,36 @@
 //!    The server answers `{"accepted": N}` only after the batch is committed, so wall time from
 //!    the first request to the last answer gives committed rows/s. Bodies are serialized and
 //!    compressed before the clock starts: the agent pays for that, not the server.
-//! 2. **Query latency on the full table** (the table left by the gzip run):
+//! 2. **Query latency on the full table** (the table left by the first upload run):
 //!    `GET /query?pid=P&limit=100` for `--queries` different PIDs, and `GET /query?ip=A&limit=100`
 //!    for as many addresses; p50/p95/max in ms, seen by the client, after one warm-up query.
+//!    Then, with the server stopped, the server's own SQL on the same file in-process: the
+//!    difference is what HTTP and JSON add to a query.
 //! 3. **The engine's floor.** The same rows loaded in-process, without HTTP or JSON, into a copy
 //!    of an empty file the server itself created (so the table, and SQLite's indexes, are the
-//!    server's own): SQLite with one prepared INSERT in one transaction, and in one transaction
-//!    per batch as the server does, plus the `sqlite3` shell's `.import` of a CSV file when that
-//!    shell is installed; DuckDB with the Appender (one transaction, then one per batch, as the
-//!    server does) and `COPY ... FROM` a CSV file.
+//!    server's own): SQLite with one prepared INSERT in one transaction, in one transaction per
+//!    batch as the server does, and the same without the secondary indexes, plus the `sqlite3`
+//!    shell's `.import` of a CSV file when that shell is installed; DuckDB with the Appender
+//!    (one transaction, then one per batch, as the server does) and `COPY ... FROM` a CSV file.
 //!
 //! Reading the table: 1 minus 3 is what the server adds (HTTP, gzip, JSON decoding, a
 //! transaction per batch); "one transaction per batch" minus "one transaction" is what batching
-//! costs the engine.
+//! costs the engine. The notes under the tables give the client's and the server's per-row
+//! encoding costs, measured in-process on one thread, and upload round trips and file sizes.
 //!
-//! The workload is generated from a fixed seed, so runs are comparable: ~200 client and ~200
-//! server PIDs (a few processes on both sides; PIDs sometimes unknown), IPv4 and IPv6
-//! addresses, realistic methods, statuses, paths and sizes, timestamps over one hour in roughly
-//! arrival order. PIDs and addresses are spread evenly over the hour, so neither engine can skip
-//! data by time; each queried PID matches roughly 0.5 % of the rows.
+//! The workload is generated from a fixed seed, so runs are comparable: 200 client and 200
+//! server PIDs (20 processes on both sides; a PID is unknown for 15 % of clients and 40 % of
+//! servers), IPv4 and IPv6 (20 %) addresses, realistic methods, statuses, paths and sizes,
+//! timestamps over one hour in roughly arrival order. PIDs and addresses are spread evenly over
+//! the hour, so neither engine can skip data by time; a queried PID matches 0.3 to 0.7 % of
+//! the rows, a client address ~0.05 %, a server address ~1 %.
 //!
-//! Run with `just bench-store [--rows N] [--backend sqlite|duckdb|both] ...`; the server binary
-//! must be built first (`cargo build --release -p liteobs-server`). Progress goes to stderr, the
-//! markdown report to stdout. BENCHMARKS.md at the workspace root records the figures.
+//! Run with `just bench-store [--rows N] [--backend sqlite|duckdb|both] ...`, which builds the
+//! server and this program in one cargo invocation: built alone, this package resolves the
+//! build dependencies of DuckDB's bundled C++ with other features than the server does, and
+//! cargo would compile DuckDB a second time. The server binary is taken from the directory of
+//! this program. Progress goes to stderr, the markdown report to stdout; BENCHMARKS.md at the
+//! workspace root records the figures.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -78,6 +85,9 @@ struct Config {
     /// Skip the in-process reference loads (API ingest and queries only).
     #[arg(long)]
     no_reference: bool,
+    /// Print each engine's plan (with timings where it has them) of one by-PID query to stderr.
+    #[arg(long)]
+    explain: bool,
     /// Seed of the generated workload.
     #[arg(long, default_value_t = 20261125)]
     seed: u64,
@@ -175,6 +185,7 @@ fn run(config: &Config) -> Result<()> {
     let server_bin = liteobs_integration::try_bin("liteobs-server")?;
     progress(format_args!("server binary {}", server_bin.display()));
 
+    let load_before = load_average();
     let started = Instant::now();
     let workload = Workload::generate(config.rows, config.seed, config.queries);
     progress(format_args!("generated {} rows in {:.1} s", config.rows, started.elapsed().as_secs_f64()));
@@ -210,6 +221,7 @@ fn run(config: &Config) -> Result<()> {
             reference_runs(config, backend, scratch.path(), csv, &workload.records, &mut report)?;
         }
     }
+    report.load = [load_before, load_average()];
     report.print(config, &bodies, &decode);
     Ok(())
 }
@@ -581,18 +593,9 @@ fn api_run(
             let ip = v.parse::<IpAddr>().ok();
             Some(r.src_ip) == ip || Some(r.dst_ip) == ip
         })?;
-        report.queries.push(Latency {
-            backend,
-            query: "by PID, limit 100",
-            rows: config.rows,
-            samples: by_pid,
-        });
-        report.queries.push(Latency {
-            backend,
-            query: "by IP, limit 100",
-            rows: config.rows,
-            samples: by_ip,
-        });
+        for (query, samples) in [("by PID, HTTP GET /query", by_pid), ("by IP, HTTP GET /query", by_ip)] {
+            report.queries.push(Latency { backend, query: query.into(), rows: config.rows, samples });
+        }
     }
 
     let status = server.try_stop()?;
@@ -610,7 +613,107 @@ fn api_run(
         config.rows,
         db_size(&db) as f64 / (1 << 20) as f64
     ));
+    if queries {
+        // The same SQL on the same file without the server: what HTTP and JSON add to a query.
+        let pids: Vec<Key> = workload.query_pids.iter().map(|&p| Key::Pid(p.into())).collect();
+        let ips: Vec<Key> = workload.query_ips.iter().map(|ip| Key::Ip(ip.to_string())).collect();
+        for (query, keys) in [("by PID, in-process SQL", pids), ("by IP, in-process SQL", ips)] {
+            let samples = engine_query_latency(backend, &db, &keys)
+                .with_context(|| format!("{}: {query}", backend.name()))?;
+            report.queries.push(Latency { backend, query: query.into(), rows: config.rows, samples });
+        }
+        if config.explain {
+            let plan = explain(backend, &db, &Key::Pid(workload.query_pids[0].into()))?;
+            eprintln!("bench-store: {} plan of a by-PID query:\n{plan}", backend.name());
+        }
+    }
     Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// In-process queries: the server's SQL without the server
+
+/// What a query filters on, as the server binds it (PIDs as integers, addresses as text).
+enum Key {
+    Pid(i64),
+    Ip(String),
+}
+
+impl Key {
+    /// The server's statement for this filter (crates/liteobs-server/src/store/sql.rs, `select`):
+    /// either side matches, newest first, `limit + 1` rows so it can tell that the limit cut.
+    fn sql(&self) -> String {
+        let cond = match self {
+            Key::Pid(_) => "(src_pid = ? OR dst_pid = ?)",
+            Key::Ip(_) => "(src_ip = ? OR dst_ip = ?)",
+        };
+        format!(
+            "SELECT {} FROM traffic_logs WHERE {cond} ORDER BY ts DESC, seq DESC LIMIT ?",
+            COLUMNS.join(", ")
+        )
+    }
+}
+
+/// The server asks for one row more than the client's `limit=100`.
+const QUERY_ROWS: i64 = 101;
+
+/// Runs each key's query once (after one untimed warm-up) and reads every column of every
+/// row, as the server does before it builds its answer.
+fn engine_query_latency(backend: Backend, db: &Path, keys: &[Key]) -> Result<Vec<Duration>> {
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let run = |key: &Key| -> Result<Duration> {
+                let t = Instant::now();
+                let mut stmt = conn.prepare_cached(&key.sql())?;
+                let mut rows = match key {
+                    Key::Pid(p) => stmt.query(rusqlite::params![p, p, QUERY_ROWS])?,
+                    Key::Ip(ip) => stmt.query(rusqlite::params![ip, ip, QUERY_ROWS])?,
+                };
+                let mut n = 0;
+                while let Some(row) = rows.next()? {
+                    for c in 0..COLUMNS.len() {
+                        let _: rusqlite::types::Value = row.get(c)?;
+                    }
+                    n += 1;
+                }
+                ensure!(n > 0, "no rows");
+                Ok(t.elapsed())
+            };
+            keys.first().map(&run).transpose()?;
+            keys.iter().map(run).collect()
+        }
+        #[cfg(feature = "duckdb")]
+        Backend::Duckdb => duckdb_ref::query_latency(db, keys),
+        #[cfg(not(feature = "duckdb"))]
+        Backend::Duckdb => bail!("built without the `duckdb` feature"),
+    }
+}
+
+/// The engine's plan of `key`'s query: SQLite's `EXPLAIN QUERY PLAN`, DuckDB's `EXPLAIN ANALYZE`.
+fn explain(backend: Backend, db: &Path, key: &Key) -> Result<String> {
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", key.sql()))?;
+            let mut rows = match key {
+                Key::Pid(p) => stmt.query(rusqlite::params![p, p, QUERY_ROWS])?,
+                Key::Ip(ip) => stmt.query(rusqlite::params![ip, ip, QUERY_ROWS])?,
+            };
+            let mut plan = String::new();
+            while let Some(row) = rows.next()? {
+                plan.push_str(&row.get::<_, String>(3)?);
+                plan.push('\n');
+            }
+            Ok(plan)
+        }
+        #[cfg(feature = "duckdb")]
+        Backend::Duckdb => duckdb_ref::explain(db, key),
+        #[cfg(not(feature = "duckdb"))]
+        Backend::Duckdb => bail!("built without the `duckdb` feature"),
+    }
 }
 
 struct UploadRun {
@@ -870,6 +973,15 @@ fn reference_runs(
             measure("per-batch", format!("in-process rusqlite, 1 transaction per {batch} rows"), &|db| {
                 sqlite_insert(db, records, batch)
             })?;
+            // What the secondary indexes cost (dropping them from the empty table takes no time).
+            measure(
+                "per-batch-no-index",
+                format!("in-process rusqlite, 1 transaction per {batch} rows, secondary indexes dropped"),
+                &|db| {
+                    sqlite_drop_indexes(db)?;
+                    sqlite_insert(db, records, batch)
+                },
+            )?;
             if sqlite_shell_available() {
                 measure("shell-import", "sqlite3 shell `.import --csv`, 1 transaction".into(), &|db| {
                     sqlite_shell_import(db, csv)
@@ -953,6 +1065,18 @@ fn sqlite_insert(db: &Path, records: &[TrafficLog], tx_rows: usize) -> Result<()
     Ok(())
 }
 
+fn sqlite_drop_indexes(db: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let names = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'traffic_logs' AND sql IS NOT NULL")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for name in names {
+        conn.execute_batch(&format!("DROP INDEX \"{name}\""))?;
+    }
+    Ok(())
+}
+
 fn sqlite_shell_available() -> bool {
     Command::new("sqlite3")
         .arg("-version")
@@ -994,7 +1118,9 @@ mod duckdb_ref {
     use duckdb::{Connection, params};
     use liteobs_model::TrafficLog;
 
-    use super::{COLUMNS, i64_of};
+    use std::time::{Duration, Instant};
+
+    use super::{COLUMNS, Key, QUERY_ROWS, i64_of};
 
     pub fn check_columns(db: &Path) -> Result<()> {
         let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
@@ -1058,6 +1184,44 @@ mod duckdb_ref {
         Ok(())
     }
 
+    pub fn query_latency(db: &Path, keys: &[Key]) -> Result<Vec<Duration>> {
+        let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+        let run = |key: &Key| -> Result<Duration> {
+            let t = Instant::now();
+            let mut stmt = conn.prepare_cached(&key.sql())?;
+            let mut rows = match key {
+                Key::Pid(p) => stmt.query(params![p, p, QUERY_ROWS])?,
+                Key::Ip(ip) => stmt.query(params![ip, ip, QUERY_ROWS])?,
+            };
+            let mut n = 0;
+            while let Some(row) = rows.next()? {
+                for c in 0..COLUMNS.len() {
+                    let _: duckdb::types::Value = row.get(c)?;
+                }
+                n += 1;
+            }
+            ensure!(n > 0, "no rows");
+            Ok(t.elapsed())
+        };
+        keys.first().map(&run).transpose()?;
+        keys.iter().map(run).collect()
+    }
+
+    pub fn explain(db: &Path, key: &Key) -> Result<String> {
+        let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+        let mut stmt = conn.prepare(&format!("EXPLAIN ANALYZE {}", key.sql()))?;
+        let mut rows = match key {
+            Key::Pid(p) => stmt.query(params![p, p, QUERY_ROWS])?,
+            Key::Ip(ip) => stmt.query(params![ip, ip, QUERY_ROWS])?,
+        };
+        let mut plan = String::new();
+        while let Some(row) = rows.next()? {
+            plan.push_str(&row.get::<_, String>(1)?);
+            plan.push('\n');
+        }
+        Ok(plan)
+    }
+
     pub fn count(db: &Path) -> Result<u64> {
         let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
         Ok(conn.query_row("SELECT count(*) FROM traffic_logs", [], |r| r.get::<_, i64>(0))? as u64)
@@ -1098,7 +1262,7 @@ struct Ingest {
 
 struct Latency {
     backend: Backend,
-    query: &'static str,
+    query: String,
     /// Rows in the table queried.
     rows: usize,
     samples: Vec<Duration>,
@@ -1109,6 +1273,16 @@ struct Report {
     ingest: Vec<Ingest>,
     queries: Vec<Latency>,
     notes: Vec<String>,
+    /// One-minute load average when the run started and when it ended: on a shared machine,
+    /// the hint that other work competed with the measurement.
+    load: [String; 2],
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1142,12 +1316,15 @@ impl Report {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         println!();
         println!(
-            "bench-store: {} rows, batches of {}, {} uploaders, seed {}; {cores} cores, kernel {}",
+            "bench-store: {} rows, batches of {}, {} uploaders, seed {}; {cores} cores, kernel {}; \
+             load average {} at start, {} at end",
             thousands(config.rows as u64),
             config.batch,
             config.uploaders,
             config.seed,
-            kernel.trim()
+            kernel.trim(),
+            self.load[0],
+            self.load[1],
         );
         println!();
         println!("| backend | path | rows | seconds | rows/s |");

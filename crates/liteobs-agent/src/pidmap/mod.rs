@@ -9,11 +9,16 @@
 //!    inode), for connections opened before the agent started and anything the maps missed.
 //!    Scans are rate limited; results are cached.
 //!
-//! [`PidMap`] puts them together behind a per-connection cache with a short lifetime (a
-//! tuple can be reused by another process once its connection closed) and counts what it
-//! does ([`Counters`]). Construction never fails: when the eBPF program cannot be loaded (not
-//! root, tracepoint missing, old kernel) it logs one warning saying why and continues with
-//! /proc alone.
+//! [`PidMap`] puts them together behind a per-connection cache and counts what it does
+//! ([`Counters`]). A cached answer lasts until the capture sees a new connection on the same
+//! 4-tuple ([`PidMap::forget`]: once a connection closed, its tuple can be reused by another
+//! process within milliseconds under connection churn), and at most `cache_ttl`. Limit: the
+//! eBPF map keeps one owner per 4-tuple, so a tuple taken by another process before the
+//! capture caught up with the old connection (the capture's latency, some 100 ms) is
+//! attributed to the newer process.
+//!
+//! Construction never fails: when the eBPF program cannot be loaded (not root, tracepoint
+//! missing, old kernel) it logs one warning saying why and continues with /proc alone.
 
 #[cfg(target_os = "linux")]
 pub mod ebpf;
@@ -323,6 +328,15 @@ impl PidMap {
         owner
     }
 
+    /// Forgets the cached owners of the connection between `a` and `b` (both directions): a
+    /// new connection on that 4-tuple was seen, so its next lookup asks the sources again.
+    /// (The eBPF map already holds the new connection's owner. A /proc snapshot is kept: it
+    /// is what answers for connections first seen mid-stream, which also count as new here.)
+    pub fn forget(&mut self, a: SocketAddr, b: SocketAddr) {
+        self.cache.remove(&(a, b));
+        self.cache.remove(&(b, a));
+    }
+
     /// The eBPF program's in-kernel counters by name (see `liteobs_ebpf::layout::Stat`);
     /// empty without eBPF.
     pub fn kernel_stats(&self) -> Vec<(&'static str, u64)> {
@@ -380,6 +394,29 @@ mod tests {
         ProcessInfo { pid, comm: comm.into() }
     }
 
+    /// An exchange `client` → `server` with no process known.
+    fn record(client: SocketAddr, server: SocketAddr) -> TrafficLog {
+        TrafficLog {
+            ts: chrono::DateTime::UNIX_EPOCH,
+            src_ip: client.ip(),
+            src_port: client.port(),
+            dst_ip: server.ip(),
+            dst_port: server.port(),
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            status: 200,
+            latency_us: 1,
+            req_bytes: 0,
+            resp_bytes: 0,
+            src_pid: None,
+            src_comm: None,
+            dst_pid: None,
+            dst_comm: None,
+            node: "n".into(),
+        }
+    }
+
     fn table(entries: &[(&str, &str, ProcessInfo)]) -> (Box<Table>, Arc<Mutex<u32>>) {
         let asked = Arc::new(Mutex::new(0));
         let owners = entries.iter().map(|(l, r, o)| ((sa(l), sa(r)), o.clone())).collect();
@@ -422,6 +459,34 @@ mod tests {
         assert_eq!(m.counters().cache_hits, 2);
     }
 
+    /// A reused 4-tuple (another process, the same ephemeral port) is looked up again once
+    /// the capture says a new connection started on it, however young the cached answer.
+    #[test]
+    fn a_new_connection_on_the_tuple_is_looked_up_again() {
+        let (c, s) = (sa("127.0.0.1:45678"), sa("127.0.0.1:8080"));
+        let owners = Arc::new(Mutex::new(HashMap::from([((c, s), p(100, "curl"))])));
+        struct Shared(Arc<Mutex<HashMap<(SocketAddr, SocketAddr), ProcessInfo>>>);
+        impl OwnerLookup for Shared {
+            fn owner(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<ProcessInfo> {
+                self.0.lock().ok()?.get(&(local, remote)).cloned()
+            }
+        }
+        let mut m =
+            PidMap::with_sources(Some(Box::new(Shared(owners.clone()))), None, &PidMapConfig::default());
+        let t = Instant::now();
+        assert_eq!(m.owner_at(c, s, t), Some(p(100, "curl")));
+        owners.lock().unwrap().insert((c, s), p(200, "curl")); // the next connection's owner
+        assert_eq!(m.owner_at(c, s, t), Some(p(100, "curl")), "same connection: cached");
+        m.forget(s, c); // either order
+        assert_eq!(m.owner_at(c, s, t), Some(p(200, "curl")));
+        let mut a: Box<dyn crate::attribute::Attributor> = Box::new(m);
+        owners.lock().unwrap().insert((c, s), p(300, "curl"));
+        a.connection_opened(c, s);
+        let mut rec = record(c, s);
+        a.attribute(&mut rec);
+        assert_eq!(rec.src_pid, Some(300));
+    }
+
     #[test]
     fn cache_is_bounded() {
         let (ebpf, _) = table(&[]);
@@ -441,25 +506,7 @@ mod tests {
             ("[::1]:80", "[::1]:40000", p(8, "nginx")),
         ]);
         let mut m = PidMap::with_sources(Some(ebpf), None, &PidMapConfig::default());
-        let mut rec = TrafficLog {
-            ts: chrono::DateTime::UNIX_EPOCH,
-            src_ip: "::1".parse().unwrap(),
-            src_port: 40000,
-            dst_ip: "::1".parse().unwrap(),
-            dst_port: 80,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            status: 200,
-            latency_us: 1,
-            req_bytes: 0,
-            resp_bytes: 0,
-            src_pid: None,
-            src_comm: None,
-            dst_pid: None,
-            dst_comm: None,
-            node: "n".into(),
-        };
+        let mut rec = record(sa("[::1]:40000"), sa("[::1]:80"));
         m.fill(&mut rec);
         assert_eq!((rec.src_pid, rec.src_comm.as_deref()), (Some(7), Some("python3")));
         assert_eq!((rec.dst_pid, rec.dst_comm.as_deref()), (Some(8), Some("nginx")));

@@ -38,7 +38,7 @@ impl Store for FakeStore {
         *self.last_filter.lock().unwrap() = Some(filter.clone());
         let recs = self.records.lock().unwrap();
         let mut out: Vec<TrafficLog> = recs.iter().rev().filter(|r| filter.matches(r)).cloned().collect();
-        out.sort_by(|a, b| b.ts.cmp(&a.ts));
+        out.sort_by_key(|r| std::cmp::Reverse(r.ts));
         out.truncate(filter.limit);
         Ok(out)
     }
@@ -48,10 +48,10 @@ fn record(i: u32) -> TrafficLog {
     let status = [200, 404, 503][i as usize % 3];
     serde_json::from_value(json!({
         "ts": format!("2026-11-25T10:00:{:02}.000001Z", i % 60),
-        "src_ip": if i % 2 == 0 { "10.1.0.1" } else { "::1" },
+        "src_ip": if i.is_multiple_of(2) { "10.1.0.1" } else { "::1" },
         "src_port": 40000 + i,
         "dst_ip": "10.1.0.2", "dst_port": 8080,
-        "method": if i % 3 == 0 { "POST" } else { "GET" },
+        "method": if i.is_multiple_of(3) { "POST" } else { "GET" },
         "path": format!("/api/{i}"),
         "status": status,
         "latency_us": 100, "req_bytes": 0, "resp_bytes": 10,

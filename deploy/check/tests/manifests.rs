@@ -1,0 +1,445 @@
+//! The Kubernetes manifests in deploy/, checked without a cluster: every document parses into the
+//! Kubernetes API types (k8s-openapi, API 1.33), every field in them is one those types know (a
+//! misspelt field would be silently dropped by the API server, so the test serializes each
+//! object back and compares), and the properties the deployment relies on hold: the agent
+//! DaemonSet's namespaces, exact capabilities, mounts, node name, token, tolerations and
+//! resources; the server's probes, token, volume and non-root user; names that refer to each
+//! other agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, Namespace, PersistentVolumeClaim, PodSpec, Probe, ResourceRequirements, Service,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use liteobs_deploy_check::{repo_root, skip_or_fail, workspace_version};
+use serde::Deserialize;
+use serde_json::Value;
+
+fn deploy_dir() -> PathBuf {
+    repo_root().join("deploy")
+}
+
+/// Every object of the kustomization, by kind.
+#[derive(Default)]
+struct Manifests {
+    namespace: String,
+    namespaces: Vec<Namespace>,
+    daemonsets: Vec<DaemonSet>,
+    deployments: Vec<Deployment>,
+    services: Vec<Service>,
+    claims: Vec<PersistentVolumeClaim>,
+}
+
+/// Parses `value` as `T` and fails, naming `what` and the JSON path, if serializing it back does
+/// not give the same document: a field the type does not know, or a value of the wrong shape.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(what: &str, value: &Value) -> T {
+    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let back = serde_json::to_value(&typed).expect("k8s-openapi types serialize");
+    if let Some(diff) = first_difference("", value, &back) {
+        panic!("{what}: {diff} (a field the Kubernetes API does not have, or a misspelt one?)");
+    }
+    typed
+}
+
+fn first_difference(path: &str, written: &Value, parsed: &Value) -> Option<String> {
+    match (written, parsed) {
+        (Value::Object(w), Value::Object(p)) => {
+            for (k, wv) in w {
+                let sub = format!("{path}.{k}");
+                match p.get(k) {
+                    Some(pv) => {
+                        if let Some(d) = first_difference(&sub, wv, pv) {
+                            return Some(d);
+                        }
+                    }
+                    None => return Some(format!("{sub} is not a field of this type")),
+                }
+            }
+            p.keys().find(|k| !w.contains_key(*k)).map(|k| format!("{path}.{k} appeared when parsed"))
+        }
+        (Value::Array(w), Value::Array(p)) if w.len() == p.len() => w
+            .iter()
+            .zip(p)
+            .enumerate()
+            .find_map(|(i, (wv, pv))| first_difference(&format!("{path}[{i}]"), wv, pv)),
+        _ if written == parsed => None,
+        _ => Some(format!("{path}: written {written}, parsed {parsed}")),
+    }
+}
+
+fn load() -> Manifests {
+    let dir = deploy_dir();
+    let kustomization: Value =
+        yaml(&dir.join("kustomization.yaml")).pop().expect("kustomization.yaml is empty");
+    let resources: Vec<String> = kustomization["resources"]
+        .as_array()
+        .expect("kustomization.yaml: resources is a list")
+        .iter()
+        .map(|r| r.as_str().expect("kustomization.yaml: resources are file names").to_owned())
+        .collect();
+
+    // Every manifest next to kustomization.yaml is one of its resources, and the other way round.
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("deploy/")
+        .map(|e| e.expect("deploy/ entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| (n.ends_with(".yaml") || n.ends_with(".yml")) && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(
+        on_disk,
+        resources.iter().cloned().collect(),
+        "deploy/*.yaml and kustomization.yaml resources differ"
+    );
+
+    let mut m = Manifests {
+        namespace: kustomization["namespace"].as_str().expect("kustomization.yaml sets namespace").to_owned(),
+        ..Manifests::default()
+    };
+    for file in &resources {
+        for (i, doc) in yaml(&dir.join(file)).into_iter().enumerate() {
+            let what = format!("{file} document {}", i + 1);
+            let api = doc["apiVersion"].as_str().unwrap_or_else(|| panic!("{what}: no apiVersion"));
+            match (api, doc["kind"].as_str().unwrap_or_else(|| panic!("{what}: no kind"))) {
+                ("v1", "Namespace") => m.namespaces.push(typed(&what, &doc)),
+                ("apps/v1", "DaemonSet") => m.daemonsets.push(typed(&what, &doc)),
+                ("apps/v1", "Deployment") => m.deployments.push(typed(&what, &doc)),
+                ("v1", "Service") => m.services.push(typed(&what, &doc)),
+                ("v1", "PersistentVolumeClaim") => m.claims.push(typed(&what, &doc)),
+                (api, kind) => panic!("{what}: {api} {kind} is not expected in deploy/"),
+            }
+        }
+    }
+    m
+}
+
+/// The documents of a (multi-document) YAML file, as JSON values; empty documents are skipped.
+fn yaml(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn one<'a, T>(items: &'a [T], what: &str) -> &'a T {
+    assert_eq!(items.len(), 1, "expected exactly one {what}");
+    &items[0]
+}
+
+fn pod_spec<'a>(template: &'a Option<PodSpec>, what: &str) -> &'a PodSpec {
+    template.as_ref().unwrap_or_else(|| panic!("{what}: pod template has no spec"))
+}
+
+fn only_container<'a>(spec: &'a PodSpec, what: &str) -> &'a Container {
+    one(&spec.containers, &format!("container in {what}"))
+}
+
+fn env<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
+    c.env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("container {}: no env {name}", c.name))
+}
+
+/// The token comes from the Secret the README tells users to create.
+fn assert_token_from_secret(c: &Container) {
+    let e = env(c, "LITEOBS_TOKEN");
+    assert!(e.value.is_none(), "container {}: LITEOBS_TOKEN must not be written in the manifest", c.name);
+    let r = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref());
+    let r = r.unwrap_or_else(|| panic!("container {}: LITEOBS_TOKEN is not from a Secret", c.name));
+    assert_eq!((r.name.as_str(), r.key.as_str()), ("liteobs-token", "token"), "container {}", c.name);
+    assert_ne!(r.optional, Some(true), "container {}: the token Secret must not be optional", c.name);
+}
+
+/// The image is the one scripts/images.sh builds: liteobs-<what>:<workspace version>.
+fn assert_image(c: &Container, what: &str) {
+    let want = format!("liteobs-{what}:{}", workspace_version());
+    assert_eq!(c.image.as_deref(), Some(want.as_str()), "container {}", c.name);
+    assert_eq!(
+        c.image_pull_policy.as_deref(),
+        Some("IfNotPresent"),
+        "container {}: images loaded with kind/minikube",
+        c.name
+    );
+}
+
+/// CPU in millicores or memory in bytes.
+fn quantity(q: &Quantity) -> f64 {
+    let s = q.0.as_str();
+    let suffixes = [("m", 1e-3), ("Ki", 1024.0), ("Mi", 1024.0 * 1024.0), ("Gi", 1024.0 * 1024.0 * 1024.0)];
+    for (suffix, factor) in suffixes {
+        if let Some(n) = s.strip_suffix(suffix) {
+            return n.parse::<f64>().unwrap_or_else(|e| panic!("quantity {s}: {e}")) * factor;
+        }
+    }
+    s.parse().unwrap_or_else(|e| panic!("quantity {s}: {e}"))
+}
+
+/// Requests and limits for both CPU and memory, each request at most its limit.
+fn assert_resources(c: &Container) {
+    let r: &ResourceRequirements =
+        c.resources.as_ref().unwrap_or_else(|| panic!("container {}: no resources", c.name));
+    let empty = BTreeMap::new();
+    let requests = r.requests.as_ref().unwrap_or(&empty);
+    let limits = r.limits.as_ref().unwrap_or(&empty);
+    for res in ["cpu", "memory"] {
+        let req = requests.get(res).unwrap_or_else(|| panic!("container {}: no {res} request", c.name));
+        let lim = limits.get(res).unwrap_or_else(|| panic!("container {}: no {res} limit", c.name));
+        assert!(
+            quantity(req) <= quantity(lim),
+            "container {}: {res} request {} above limit {}",
+            c.name,
+            req.0,
+            lim.0
+        );
+    }
+}
+
+fn assert_healthz(probe: &Option<Probe>, c: &Container, kind: &str) {
+    let get = probe.as_ref().and_then(|p| p.http_get.as_ref());
+    let get = get.unwrap_or_else(|| panic!("container {}: no {kind} probe with httpGet", c.name));
+    assert_eq!(get.path.as_deref(), Some("/healthz"), "{kind} probe path");
+    let ports = c.ports.as_deref().unwrap_or_default();
+    let known = match &get.port {
+        IntOrString::Int(n) => ports.iter().any(|p| p.container_port == *n),
+        IntOrString::String(name) => ports.iter().any(|p| p.name.as_deref() == Some(name.as_str())),
+    };
+    assert!(known, "container {}: {kind} probe port {:?} is not a container port", c.name, get.port);
+}
+
+#[test]
+fn every_manifest_parses_into_the_kubernetes_types() {
+    let m = load();
+    let ns = one(&m.namespaces, "Namespace");
+    assert_eq!(ns.metadata.name.as_deref(), Some(m.namespace.as_str()), "kustomization namespace");
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("pod-security.kubernetes.io/enforce").map(String::as_str),
+        Some("privileged"),
+        "the agent needs the privileged Pod Security level"
+    );
+    for (kind, n) in [("DaemonSet", m.daemonsets.len()), ("Deployment", m.deployments.len())] {
+        assert_eq!(n, 1, "one {kind}");
+    }
+    assert_eq!((m.services.len(), m.claims.len()), (1, 1), "one Service and one PersistentVolumeClaim");
+}
+
+#[test]
+fn agent_daemonset_runs_like_the_e2e_on_every_node() {
+    let m = load();
+    let ds = one(&m.daemonsets, "DaemonSet");
+    let what = "DaemonSet liteobs-agent";
+    assert_eq!(ds.metadata.name.as_deref(), Some("liteobs-agent"));
+    let spec = ds.spec.as_ref().expect("DaemonSet spec");
+    let template_labels =
+        spec.template.metadata.as_ref().and_then(|md| md.labels.clone()).unwrap_or_default();
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| template_labels.get(k) == Some(v)),
+        "{what}: selector"
+    );
+
+    let pod = pod_spec(&spec.template.spec, what);
+    assert_eq!(pod.host_network, Some(true), "{what}: hostNetwork");
+    assert_eq!(pod.host_pid, Some(true), "{what}: hostPID");
+    assert_eq!(
+        pod.dns_policy.as_deref(),
+        Some("ClusterFirstWithHostNet"),
+        "{what}: Service names on the host network"
+    );
+    let tolerations = pod.tolerations.as_deref().unwrap_or_default();
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none() && t.effect.is_none()),
+        "{what}: a toleration of every taint (operator Exists, no key, no effect), to run on every node"
+    );
+
+    let c = only_container(pod, what);
+    assert_image(c, "agent");
+    let sc = c.security_context.as_ref().expect("agent securityContext");
+    assert_ne!(sc.privileged, Some(true), "{what}: not privileged");
+    let caps = sc.capabilities.as_ref().expect("agent capabilities");
+    let added: BTreeSet<&str> = caps.add.as_deref().unwrap_or_default().iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> =
+        ["BPF", "PERFMON", "NET_RAW", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"].into();
+    assert_eq!(added, want, "{what}: capabilities added (exactly these; see the comments in agent.yaml)");
+    assert_eq!(caps.add.as_ref().map(Vec::len), Some(want.len()), "{what}: a capability listed twice");
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]), "{what}: every other capability dropped");
+    assert_eq!(sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("Unconfined"), "{what}: seccomp");
+
+    let node = env(c, "NODE_NAME").value_from.as_ref().and_then(|v| v.field_ref.as_ref());
+    assert_eq!(
+        node.map(|f| f.field_path.as_str()),
+        Some("spec.nodeName"),
+        "{what}: NODE_NAME from the downward API"
+    );
+    assert_token_from_secret(c);
+    assert_resources(c);
+
+    // The agent uploads to the Service, by its cluster DNS name.
+    let svc = one(&m.services, "Service");
+    let port = svc.spec.as_ref().and_then(|s| s.ports.as_deref()).and_then(|p| p.first()).map(|p| p.port);
+    let url = format!(
+        "http://{}.{}.svc:{}",
+        svc.metadata.name.as_deref().unwrap_or_default(),
+        m.namespace,
+        port.expect("Service port")
+    );
+    let args = c.args.as_deref().unwrap_or_default();
+    let server_arg = args.iter().position(|a| a == "-server").and_then(|i| args.get(i + 1));
+    assert_eq!(server_arg, Some(&url), "{what}: -server is the Service");
+
+    // tracefs and bpffs come from the node, read-only.
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    for path in ["/sys/kernel/tracing", "/sys/fs/bpf"] {
+        let mount = mounts
+            .iter()
+            .find(|v| v.mount_path == path)
+            .unwrap_or_else(|| panic!("{what}: no mount at {path}"));
+        assert_eq!(mount.read_only, Some(true), "{what}: {path} read-only");
+        let volume = pod.volumes.as_deref().unwrap_or_default().iter().find(|v| v.name == mount.name);
+        let host = volume
+            .and_then(|v| v.host_path.as_ref())
+            .unwrap_or_else(|| panic!("{what}: {path} is not a hostPath"));
+        assert_eq!(host.path, path, "{what}: hostPath for {path}");
+    }
+}
+
+#[test]
+fn server_deployment_service_and_volume_fit_together() {
+    let m = load();
+    let dep = one(&m.deployments, "Deployment");
+    let what = "Deployment liteobs-server";
+    let spec = dep.spec.as_ref().expect("Deployment spec");
+    assert_eq!(spec.replicas, Some(1), "{what}: one writer for the embedded database");
+    assert_eq!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate"),
+        "{what}: never two pods on one volume"
+    );
+    let template_labels =
+        spec.template.metadata.as_ref().and_then(|md| md.labels.clone()).unwrap_or_default();
+
+    let pod = pod_spec(&spec.template.spec, what);
+    let c = only_container(pod, what);
+    assert_image(c, "server");
+    assert_healthz(&c.readiness_probe, c, "readiness");
+    assert_healthz(&c.liveness_probe, c, "liveness");
+    assert_token_from_secret(c);
+    assert_resources(c);
+
+    // Non-root, as the image's own user (deploy/docker/server.Dockerfile).
+    let psc = pod.security_context.as_ref().expect("server pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
+    let dockerfile =
+        std::fs::read_to_string(deploy_dir().join("docker/server.Dockerfile")).expect("server.Dockerfile");
+    let user =
+        dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("server.Dockerfile has a USER");
+    let uid: i64 = user.split(':').next().and_then(|u| u.trim().parse().ok()).expect("numeric USER");
+    assert_eq!(psc.run_as_user, Some(uid), "{what}: runAsUser is the image's USER");
+    assert_eq!(psc.fs_group, Some(uid), "{what}: fsGroup makes the volume writable");
+
+    // The database lives on the claim, under the mount.
+    let claim = one(&m.claims, "PersistentVolumeClaim");
+    let claim_name = claim.metadata.name.as_deref().expect("claim name");
+    let volume = pod
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.persistent_volume_claim.as_ref().is_some_and(|p| p.claim_name == claim_name));
+    let volume = volume.unwrap_or_else(|| panic!("{what}: no volume from claim {claim_name}"));
+    let mount = c.volume_mounts.as_deref().unwrap_or_default().iter().find(|v| v.name == volume.name);
+    let mount_path = &mount.unwrap_or_else(|| panic!("{what}: claim volume not mounted")).mount_path;
+    let args = c.args.as_deref().unwrap_or_default();
+    let db_path = args.iter().position(|a| a == "-db-path").and_then(|i| args.get(i + 1)).expect("-db-path");
+    assert!(
+        db_path.starts_with(&format!("{mount_path}/")),
+        "{what}: -db-path {db_path} outside {mount_path}"
+    );
+    let listen = args.iter().position(|a| a == "-listen").and_then(|i| args.get(i + 1)).expect("-listen");
+    assert!(
+        listen.starts_with("0.0.0.0:"),
+        "{what}: -listen {listen} must accept connections from other pods"
+    );
+
+    // The Service selects these pods and reaches the named port.
+    let svc = one(&m.services, "Service");
+    let sspec = svc.spec.as_ref().expect("Service spec");
+    let selector = sspec.selector.clone().unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| template_labels.get(k) == Some(v)),
+        "Service selector"
+    );
+    let sport = one(sspec.ports.as_deref().unwrap_or_default(), "Service port");
+    let target = sport.target_port.as_ref().expect("Service targetPort");
+    let ports = c.ports.as_deref().unwrap_or_default();
+    let ok = match target {
+        IntOrString::Int(n) => ports.iter().any(|p| p.container_port == *n),
+        IntOrString::String(name) => ports.iter().any(|p| p.name.as_deref() == Some(name.as_str())),
+    };
+    assert!(ok, "Service targetPort {target:?} is not a container port");
+    let listen_port: i32 = listen.rsplit(':').next().and_then(|p| p.parse().ok()).expect("-listen port");
+    assert!(
+        ports.iter().any(|p| p.container_port == listen_port),
+        "{what}: -listen port is the container port"
+    );
+}
+
+/// What `kubectl apply -k deploy/` would send: kustomize (inside kubectl) builds it, every object
+/// lands in the kustomization's namespace, and it is the same objects as the files.
+#[test]
+fn kustomize_builds_the_same_objects_in_one_namespace() {
+    let out = match std::process::Command::new("kubectl").args(["kustomize"]).arg(deploy_dir()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            skip_or_fail("kustomize build", "needs kubectl (apt-get install kubectl)");
+            return;
+        }
+        Err(e) => panic!("running kubectl kustomize: {e}"),
+    };
+    assert!(out.status.success(), "kubectl kustomize deploy/:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8 YAML");
+    let m = load();
+    let mut built: Vec<(String, String, Option<String>)> = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("kustomize output is YAML"))
+        .map(|v| {
+            let md = &v["metadata"];
+            (
+                v["kind"].as_str().unwrap_or_default().to_owned(),
+                md["name"].as_str().unwrap_or_default().to_owned(),
+                md["namespace"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    built.sort();
+    let ns = Some(m.namespace.clone());
+    let mut want = vec![
+        ("DaemonSet".to_owned(), "liteobs-agent".to_owned(), ns.clone()),
+        ("Deployment".to_owned(), "liteobs-server".to_owned(), ns.clone()),
+        ("Namespace".to_owned(), m.namespace.clone(), None),
+        ("PersistentVolumeClaim".to_owned(), "liteobs-data".to_owned(), ns.clone()),
+        ("Service".to_owned(), "liteobs-server".to_owned(), ns),
+    ];
+    want.sort();
+    assert_eq!(built, want);
+}
+
+#[test]
+fn a_broken_manifest_is_caught() {
+    // The round trip is what catches fields the API does not have.
+    let doc: Value = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "x"},
+        "spec": {"selector": {}, "template": {"spec": {"hostNetwrk": true, "containers": []}}}
+    });
+    let caught = std::panic::catch_unwind(|| typed::<DaemonSet>("test", &doc));
+    let message =
+        caught.err().and_then(|e| e.downcast_ref::<String>().cloned()).expect("a panic with a message");
+    assert!(message.contains(".spec.template.spec.hostNetwrk is not a field"), "{message}");
+}
