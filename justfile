@@ -38,6 +38,8 @@ e2e-kind:
     bash scripts/e2e-kind.sh
 
 # store ingest and query benchmark through the real server (see BENCHMARKS.md)
+# (built with the whole workspace: a `-p liteobs-integration` build resolves features differently
+# and would compile DuckDB's C++ once more)
 bench-store *ARGS:
-    cargo build --release --locked -p liteobs-server
-    cargo run --release --locked -p liteobs-integration --bin bench-store -- {{ARGS}}
+    cargo build --release --locked --workspace --all-targets
+    "$CARGO_TARGET_DIR/release/bench-store" {{ARGS}}
