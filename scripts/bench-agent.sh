@@ -21,6 +21,8 @@ PORT=${BENCH_PORT:-18090}
 MIN_PACKETS=1000000
 WHAT=${1:-all}
 LIVE_FLAGS=${LIVE_FLAGS:-} # e.g. LIVE_FLAGS=-immediate-mode
+REPEAT=${REPEAT:-5}             # replay runs of the agent and of tcpdump
+TSHARK_REPEAT=${TSHARK_REPEAT:-3} # tshark takes ~20 s a run
 
 die() { echo "bench-agent: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (tcpdump and live capture)"
@@ -94,12 +96,14 @@ make_big() {
     echo "wrk: $(grep -E 'requests in' "$WORK/wrk-big.txt")" >&2
 }
 
-# runs "$@" under /usr/bin/time -v; sets WALL (s), RSS_MB, CPU_PCT
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+max() { if [ "$1" -ge "$2" ]; then echo "$1"; else echo "$2"; fi; }
+
+# runs "$@" under /usr/bin/time -v; sets WALL (s) and RSS_MB
 timed() {
     /usr/bin/time -v -o "$WORK/time.txt" "$@"
     WALL=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.txt")
     RSS_MB=$(awk -F': ' '/Maximum resident set size/{printf "%.0f", $2/1024}' "$WORK/time.txt")
-    CPU_PCT=$(awk -F': ' '/Percent of CPU/{print $2}' "$WORK/time.txt")
 }
 
 replay_bench() {
@@ -112,26 +116,52 @@ replay_bench() {
     bytes=$(stat -c %s "$BIG")
     [ "${packets:-0}" -ge $MIN_PACKETS ] || die "$BIG has only $packets packets (< $MIN_PACKETS); REMAKE=1 BIG_SECONDS=40 $0"
     echo
-    echo "## replay: $BIG, $packets packets, $((bytes / 1048576)) MiB"
-    timed "$AGENT" -read "$BIG" >/dev/null 2>"$WORK/agent.err"
-    local exchanges agent_wall agent_rss
-    exchanges=$(awk '$1=="exchanges"{print $2}' "$WORK/agent.err")
-    agent_wall=$WALL agent_rss=$RSS_MB
-    printf '| %-40s | %8s | %12s | %12s | %8s |\n' tool "wall s" "packets/s" "exchanges/s" "peak RSS"
-    printf '| %-40s | %8s | %12s | %12s | %8s |\n' "---" "---:" "---:" "---:" "---:"
-    row() { printf '| %-40s | %8.2f | %12.0f | %12.0f | %5s MiB |\n' "$1" "$2" "$(echo "$packets / $2" | bc -l)" "$(echo "$exchanges / $2" | bc -l)" "$3"; }
-    row "liteobs-agent -read BIG.pcap > /dev/null" "$agent_wall" "$agent_rss"
-    timed tshark -r "$BIG" -d "tcp.port==$PORT,http" -Y http >/dev/null 2>&1
-    row "tshark -r BIG.pcap -Y http > /dev/null" "$WALL" "$RSS_MB"
-    timed tcpdump -r "$BIG" -w /dev/null 2>/dev/null
-    row "tcpdump -r BIG.pcap -w /dev/null" "$WALL" "$RSS_MB"
+    echo "## replay: $BIG, $packets packets, $((bytes / 1048576)) MiB; median of $REPEAT runs each (tshark: $TSHARK_REPEAT)"
+    printf '| %-40s | %8s | %13s | %12s | %12s | %8s |\n' tool "wall s" "min-max s" "packets/s" "exchanges/s" "peak RSS"
+    printf '| %-40s | %8s | %13s | %12s | %12s | %8s |\n' "---" "---:" "---:" "---:" "---:" "---:"
+    # The three tools take turns, run after run, so that a slow spell of the machine hits all
+    # of them alike; each one's median is reported.
+    local agent_walls=() tshark_walls=() tcpdump_walls=() agent_rss=0 tshark_rss=0 tcpdump_rss=0 exchanges=
+    for i in $(seq "$REPEAT"); do
+        timed "$AGENT" -read "$BIG" >/dev/null 2>"$WORK/agent.err"
+        agent_walls+=("$WALL") agent_rss=$(max "$agent_rss" "$RSS_MB")
+        local n
+        n=$(awk '$1=="exchanges"{print $2}' "$WORK/agent.err")
+        [ -z "$exchanges" ] || [ "$n" = "$exchanges" ] || die "the agent found $n exchanges, then $exchanges"
+        exchanges=$n
+        if [ "$i" -le "$TSHARK_REPEAT" ]; then
+            timed tshark -r "$BIG" -d "tcp.port==$PORT,http" -Y http >/dev/null 2>&1
+            tshark_walls+=("$WALL") tshark_rss=$(max "$tshark_rss" "$RSS_MB")
+        fi
+        timed tcpdump -r "$BIG" -w /dev/null 2>/dev/null
+        tcpdump_walls+=("$WALL") tcpdump_rss=$(max "$tcpdump_rss" "$RSS_MB")
+    done
+    row() {
+        local name=$1 rss=$2
+        shift 2
+        local med lo hi
+        med=$(median "$@") lo=$(printf '%s\n' "$@" | sort -g | head -1) hi=$(printf '%s\n' "$@" | sort -g | tail -1)
+        printf '| %-40s | %8.2f | %6.2f-%-6.2f | %12.0f | %12.0f | %5s MiB |\n' "$name" "$med" "$lo" "$hi" \
+            "$(echo "$packets / $med" | bc -l)" "$(echo "$exchanges / $med" | bc -l)" "$rss"
+    }
+    row "liteobs-agent -read BIG.pcap > /dev/null" "$agent_rss" "${agent_walls[@]}"
+    row "tshark -r BIG.pcap -Y http > /dev/null" "$tshark_rss" "${tshark_walls[@]}"
+    row "tcpdump -r BIG.pcap -w /dev/null" "$tcpdump_rss" "${tcpdump_walls[@]}"
+    local a t d
+    a=$(median "${agent_walls[@]}") t=$(median "${tshark_walls[@]}") d=$(median "${tcpdump_walls[@]}")
     echo "(exchanges: $exchanges, as the agent counted them; the same number divides every row)"
+    printf 'agent vs tshark: %.1fx faster (target >= 20x); agent vs tcpdump floor: %.2fx the time (target <= 3x)\n' \
+        "$(echo "$t / $a" | bc -l)" "$(echo "$a / $d" | bc -l)"
 }
 
 # One live run at a wrk load: prints "rate drops exchanges wrk_requests cpu%".
 live_run() {
     local threads=$1 conns=$2 secs=${LIVE_SECONDS:-5}
-    "$AGENT" -iface lo -ports "$PORT" -node bench -stats-interval 60s $LIVE_FLAGS >/dev/null 2>"$WORK/live.err" &
+    # Emptied here, not by the redirection below: that happens in the child, possibly after the
+    # first look for "capturing", which would then find the previous run's line.
+    : >"$WORK/live.err"
+    # shellcheck disable=SC2086 # LIVE_FLAGS is a list of flags
+    "$AGENT" -iface lo -ports "$PORT" -node bench -stats-interval 60s $LIVE_FLAGS >/dev/null 2>>"$WORK/live.err" &
     local agent=$!
     for _ in $(seq 100); do grep -q capturing "$WORK/live.err" && break; sleep 0.05; done
     local hz t0 t1
@@ -140,7 +170,7 @@ live_run() {
     wrk -t "$threads" -c "$conns" -d "${secs}s" "http://127.0.0.1:$PORT/hello.txt" >"$WORK/wrk.txt"
     t1=$(awk '{print $14 + $15}' "/proc/$agent/stat")
     sleep 0.3
-    kill -INT "$agent"
+    kill -TERM "$agent" # SIGINT is ignored by background jobs of a script until a handler is set
     wait "$agent" || true
     local reqs rate drops exchanges cpu
     reqs=$(awk '/requests in/{print $1}' "$WORK/wrk.txt")

@@ -23,6 +23,24 @@ ensure_target_dir() {
     }
 }
 
+# forget_other_checkout: when the shared target dir was last used from another checkout (CI
+# clones main afresh, elsewhere), clean this workspace's own packages so that they are rebuilt
+# here. Cargo does not see a moved package as changed, but tests embed their checkout's path
+# when compiled (env!("CARGO_MANIFEST_DIR"): fixtures, snapshots, scripts/images.sh), and would
+# read another checkout's files, or fail once it is gone. Dependencies (DuckDB) stay cached.
+forget_other_checkout() {
+    local stamp=$CARGO_TARGET_DIR/.liteobs-checkout here
+    here=$(pwd -P)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$here" ]; then
+        say "target dir last used from $(cat "$stamp" 2>/dev/null || echo 'an unknown checkout'): rebuilding this checkout's packages"
+        cargo clean $CARGO_PROFILE_FLAG -p liteobs-model -p liteobs-goflags -p liteobs-server -p liteobs-client \
+            -p liteobs-agent -p liteobs-ebpf -p liteobs-integration
+        (cd deploy/check && CARGO_TARGET_DIR=$CARGO_TARGET_DIR/deploy-check \
+            cargo clean $CARGO_PROFILE_FLAG -p liteobs-deploy-check)
+        printf '%s\n' "$here" >"$stamp"
+    fi
+}
+
 # ensure_packages PKG...: apt-get install the Debian packages that are not installed yet.
 ensure_packages() {
     local missing=()

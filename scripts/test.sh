@@ -14,15 +14,18 @@ ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tsha
 ensure_rust
 ensure_target_dir
 say "target dir $CARGO_TARGET_DIR (one profile: release)"
+forget_other_checkout
 
 say "cargo fmt --check"
 cargo fmt --all --check
 cargo fmt --manifest-path deploy/check/Cargo.toml --check
 
 # The SQLite-only server first (it builds in seconds), then the default build, so that the
-# binaries left in the target dir at the end are the default ones.
+# binaries left in the target dir at the end are the default ones. Every binary the integration
+# tests run is built here, the agent included: a warm target dir would otherwise hand them the
+# binaries of an earlier build.
 say "SQLite-only build: clippy and tests"
-cargo build $CARGO_PROFILE_FLAG --locked -p liteobs-server -p liteobs-client --no-default-features
+cargo build $CARGO_PROFILE_FLAG --locked -p liteobs-server -p liteobs-client -p liteobs-agent --no-default-features
 cargo clippy $CARGO_PROFILE_FLAG --locked -p liteobs-server -p liteobs-integration --no-default-features --all-targets -- -D warnings
 cargo test $CARGO_PROFILE_FLAG --locked -p liteobs-server -p liteobs-integration --no-default-features
 

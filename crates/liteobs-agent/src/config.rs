@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub immediate_mode: bool,
 
+    /// Put the interface in promiscuous mode, to see traffic between other hosts (a bridge or
+    /// a mirrored port). Not needed for the node's own traffic, pods' included.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub promisc: bool,
+
     /// Bytes kept of each packet.
     #[arg(long, default_value_t = 262_144, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=262_144))]
     pub snaplen: u32,
@@ -286,6 +291,8 @@ mod tests {
         assert!(!c.immediate_mode);
         assert!(parse(&["-immediate-mode"]).unwrap().immediate_mode);
         assert!(!parse(&["-immediate-mode=false"]).unwrap().immediate_mode);
+        assert!(!c.promisc);
+        assert!(parse(&["-promisc"]).unwrap().promisc);
     }
 
     #[test]

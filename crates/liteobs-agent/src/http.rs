@@ -29,8 +29,9 @@
 //! request sent before it; older unanswered ones are closed with status 0.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
-use httparse::{EMPTY_HEADER, Header, ParserConfig, Status};
+use httparse::{Header, ParserConfig, Status};
 
 use crate::reassemble::{Dir, Event, MemoryBudget};
 
@@ -226,7 +227,10 @@ enum Kind {
 }
 
 enum Parsed {
-    Ok,
+    /// A head of this many bytes was parsed and acted on.
+    Ok(usize),
+    /// The head does not end within the bytes given (nothing was changed).
+    Partial,
     /// A response with no request to answer yet: hold the bytes from the head on.
     Blocked,
     Error,
@@ -361,37 +365,35 @@ impl HttpConn {
             if blank > 0 {
                 return blank;
             }
-            match find_head_end(bytes, 0) {
-                Some(end) if end <= max => match self.parse_head(d, ts, &bytes[..end], cx) {
-                    Parsed::Ok => end,
-                    Parsed::Blocked => {
-                        self.hold(d, ts, bytes, cx);
-                        bytes.len()
-                    }
-                    Parsed::Error => {
-                        self.head_failed(d, cx);
-                        1
-                    }
-                },
-                Some(end) => {
-                    cx.stats.buffer_dropped_bytes += end as u64;
-                    self.head_failed(d, cx);
-                    end
-                }
-                None if bytes.len() > max => {
-                    cx.stats.buffer_dropped_bytes += bytes.len() as u64;
-                    self.head_failed(d, cx);
+            // Parse straight from the segment: httparse finds the end of the head itself, so a
+            // head that arrived whole is scanned once.
+            let window = &bytes[..bytes.len().min(max)];
+            match self.parse_head(d, ts, window, cx) {
+                Parsed::Ok(end) => end,
+                Parsed::Blocked => {
+                    self.hold(d, ts, bytes, cx);
                     bytes.len()
                 }
-                None => {
-                    let line_complete = bytes.contains(&b'\n');
-                    if line_complete && !plausible_head(bytes, role) {
-                        self.head_failed(d, cx);
-                        return 1;
-                    }
+                // Judged only once its first line is complete, like a head split over segments.
+                Parsed::Error if memchr::memchr(b'\n', window).is_some() || bytes.len() > max => {
+                    self.head_failed(d, cx);
+                    1
+                }
+                Parsed::Error | Parsed::Partial if bytes.len() > max => {
+                    // Longer than allowed: drop it whole, up to its end when that is here.
+                    let dropped = find_head_end(bytes, 0).unwrap_or(bytes.len());
+                    cx.stats.buffer_dropped_bytes += dropped as u64;
+                    self.head_failed(d, cx);
+                    dropped
+                }
+                parsed @ (Parsed::Error | Parsed::Partial) => {
+                    // Partial: httparse accepted everything so far, so a complete first line is
+                    // plausible. Error: the first line is still incomplete.
+                    let h = self.half(d);
                     h.buf.extend_from_slice(bytes);
                     h.buf_ts = ts;
-                    h.first_line_ok = line_complete;
+                    h.first_line_ok =
+                        matches!(parsed, Parsed::Partial) && memchr::memchr(b'\n', bytes).is_some();
                     bytes.len()
                 }
             }
@@ -404,7 +406,7 @@ impl HttpConn {
                     let mut buf = std::mem::take(&mut h.buf);
                     let head_ts = h.buf_ts;
                     match self.parse_head(d, head_ts, &buf[..end], cx) {
-                        Parsed::Ok => end.saturating_sub(old),
+                        Parsed::Ok(_) => end.saturating_sub(old),
                         Parsed::Blocked => {
                             buf.truncate(old);
                             let h = self.half(d);
@@ -412,7 +414,7 @@ impl HttpConn {
                             h.held.push_back(Held::Data(head_ts, buf));
                             0
                         }
-                        Parsed::Error => {
+                        Parsed::Error | Parsed::Partial => {
                             self.head_failed(d, cx);
                             end.saturating_sub(old).max(1)
                         }
@@ -498,22 +500,19 @@ impl HttpConn {
         match self.role(d) {
             Role::Request => self.request_head(d, ts, head, cx),
             Role::Response => self.response_head(d, ts, head, cx),
-            Role::Unknown => {
-                if head_kind(head) == Some(Kind::Response) {
-                    self.decide(d, Kind::Response);
-                    self.response_head(d, ts, head, cx)
-                } else {
-                    self.decide(d, Kind::Request);
-                    self.request_head(d, ts, head, cx)
-                }
-            }
+            // The head decides which side is the client, once it parsed completely.
+            Role::Unknown if head_kind(head) == Some(Kind::Response) => self.response_head(d, ts, head, cx),
+            Role::Unknown => self.request_head(d, ts, head, cx),
         }
     }
 
     fn request_head(&mut self, d: Dir, ts: i64, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
-        let Some(req) = with_headers(head, parse_request) else {
-            return Parsed::Error;
+        let (len, req) = match with_headers(head, parse_request) {
+            Ok(Status::Complete(parsed)) => parsed,
+            Ok(Status::Partial) => return Parsed::Partial,
+            Err(()) => return Parsed::Error,
         };
+        self.decide(d, Kind::Request);
         let body = match (req.facts.chunked, req.facts.content_length) {
             (Some(true), _) => Some(State::Chunked(Chunked::default())),
             (Some(false), _) | (None, Some(Err(()))) => return Parsed::Error,
@@ -525,7 +524,10 @@ impl HttpConn {
         self.exchanges.push_back(Pending {
             method: req.method.to_owned(),
             path: req.path.to_owned(),
-            host: req.facts.host.map(|h| String::from_utf8_lossy(h).trim().to_owned()),
+            host: req.facts.host.map(|h| match std::str::from_utf8(h) {
+                Ok(h) => h.trim().to_owned(),
+                Err(_) => String::from_utf8_lossy(h).trim().to_owned(),
+            }),
             req_ts: ts,
             req_bytes: 0,
             req_done: false,
@@ -549,13 +551,16 @@ impl HttpConn {
             _ => self.message_done(d, cx),
         }
         self.release_held(server, cx);
-        Parsed::Ok
+        Parsed::Ok(len)
     }
 
     fn response_head(&mut self, d: Dir, ts: i64, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
-        let Some(resp) = with_headers(head, parse_response) else {
-            return Parsed::Error;
+        let (len, resp) = match with_headers(head, parse_response) {
+            Ok(Status::Complete(parsed)) => parsed,
+            Ok(Status::Partial) => return Parsed::Partial,
+            Err(()) => return Parsed::Error,
         };
+        self.decide(d, Kind::Response);
         let code = resp.code;
         self.any_message = true;
         if self.half(d).lost_sync {
@@ -591,7 +596,7 @@ impl HttpConn {
         };
         if interim {
             self.half(d).state = State::Head;
-            return Parsed::Ok;
+            return Parsed::Ok(len);
         }
         let target = if matched {
             let e = &mut self.exchanges[self.responded];
@@ -606,7 +611,7 @@ impl HttpConn {
             if upgrade {
                 self.upgrade(cx);
                 self.emit_ready(cx);
-                return Parsed::Ok;
+                return Parsed::Ok(len);
             }
             if wanted_upgrade {
                 let client = self.half(d.reverse());
@@ -624,7 +629,7 @@ impl HttpConn {
             Some(state) => h.state = state,
             None => self.message_done(d, cx),
         }
-        Parsed::Ok
+        Parsed::Ok(len)
     }
 
     fn upgrade(&mut self, cx: &mut HttpContext<'_>) {
@@ -889,6 +894,10 @@ impl<'b> Facts<'b> {
         let mut facts = Facts::default();
         for h in headers {
             let name = h.name;
+            // The length first: most headers are none of these four, and this says so at once.
+            if !matches!(name.len(), 4 | 7 | 14 | 17) {
+                continue;
+            }
             if name.eq_ignore_ascii_case("host") {
                 facts.host.get_or_insert(h.value);
             } else if name.eq_ignore_ascii_case("content-length") {
@@ -945,61 +954,65 @@ fn parser_config() -> ParserConfig {
     config
 }
 
+/// A parsed head: its length and what it says.
+type HeadStatus<T> = Status<(usize, T)>;
+
 fn parse_request<'b>(
     head: &'b [u8],
-    headers: &mut [Header<'b>],
-) -> Result<Option<RequestHead<'b>>, httparse::Error> {
-    let mut req = httparse::Request::new(headers);
-    Ok(match parser_config().parse_request(&mut req, head)? {
-        Status::Complete(_) => match (req.method, req.path) {
+    headers: &mut [MaybeUninit<Header<'b>>],
+) -> Result<HeadStatus<RequestHead<'b>>, httparse::Error> {
+    let mut req = httparse::Request::new(&mut []);
+    Ok(match parser_config().parse_request_with_uninit_headers(&mut req, head, headers)? {
+        Status::Complete(len) => match (req.method, req.path) {
             (Some(method), Some(path)) => {
-                Some(RequestHead { method, path, facts: Facts::from_headers(req.headers) })
+                Status::Complete((len, RequestHead { method, path, facts: Facts::from_headers(req.headers) }))
             }
-            _ => None,
+            _ => return Err(httparse::Error::Token),
         },
-        Status::Partial => None,
+        Status::Partial => Status::Partial,
     })
 }
 
 fn parse_response<'b>(
     head: &'b [u8],
-    headers: &mut [Header<'b>],
-) -> Result<Option<ResponseHead<'b>>, httparse::Error> {
-    let mut resp = httparse::Response::new(headers);
-    Ok(match parser_config().parse_response(&mut resp, head)? {
-        Status::Complete(_) => {
-            resp.code.map(|code| ResponseHead { code, facts: Facts::from_headers(resp.headers) })
-        }
-        Status::Partial => None,
+    headers: &mut [MaybeUninit<Header<'b>>],
+) -> Result<HeadStatus<ResponseHead<'b>>, httparse::Error> {
+    let mut resp = httparse::Response::new(&mut []);
+    Ok(match parser_config().parse_response_with_uninit_headers(&mut resp, head, headers)? {
+        Status::Complete(len) => match resp.code {
+            Some(code) => {
+                Status::Complete((len, ResponseHead { code, facts: Facts::from_headers(resp.headers) }))
+            }
+            None => return Err(httparse::Error::Status),
+        },
+        Status::Partial => Status::Partial,
     })
 }
 
-/// Runs a head parser with a stack header array, retrying with a heap array sized for the head
-/// when there are more headers than that.
+/// Runs a head parser with an uninitialised stack header array (initialising 96 headers cost
+/// more than parsing a typical head), retrying with a heap array sized for the head when there
+/// are more headers than that. `Err` means the bytes are not an HTTP head.
 fn with_headers<'b, T>(
     head: &'b [u8],
-    parse: impl Fn(&'b [u8], &mut [Header<'b>]) -> Result<Option<T>, httparse::Error>,
-) -> Option<T> {
-    let mut headers = [EMPTY_HEADER; STACK_HEADERS];
+    parse: impl Fn(&'b [u8], &mut [MaybeUninit<Header<'b>>]) -> Result<HeadStatus<T>, httparse::Error>,
+) -> Result<HeadStatus<T>, ()> {
+    let mut headers = [const { MaybeUninit::uninit() }; STACK_HEADERS];
     match parse(head, &mut headers) {
-        Ok(parsed) => parsed,
+        Ok(parsed) => Ok(parsed),
         Err(httparse::Error::TooManyHeaders) => {
-            let mut headers = vec![EMPTY_HEADER; head.len() / 3 + 1];
-            parse(head, &mut headers).ok().flatten()
+            // A header line is at least "a:\n", 3 bytes.
+            let mut headers: Vec<MaybeUninit<Header<'b>>> =
+                std::iter::repeat_with(MaybeUninit::uninit).take(head.len() / 3 + 1).collect();
+            parse(head, &mut headers).map_err(|_| ())
         }
-        Err(_) => None,
+        Err(_) => Err(()),
     }
 }
 
 /// Whether a head whose first line is complete (but whose end is not yet seen) still parses.
 fn plausible_head(buf: &[u8], role: Role) -> bool {
-    let ok =
-        |r: Result<Status<usize>, httparse::Error>| matches!(r, Ok(_) | Err(httparse::Error::TooManyHeaders));
-    let config = parser_config();
-    let request =
-        || ok(config.parse_request(&mut httparse::Request::new(&mut [EMPTY_HEADER; STACK_HEADERS]), buf));
-    let response =
-        || ok(config.parse_response(&mut httparse::Response::new(&mut [EMPTY_HEADER; STACK_HEADERS]), buf));
+    let request = || with_headers(buf, parse_request).is_ok();
+    let response = || with_headers(buf, parse_response).is_ok();
     match role {
         Role::Request => request(),
         Role::Response => response(),
@@ -1014,16 +1027,14 @@ fn head_kind(head: &[u8]) -> Option<Kind> {
 
 /// Index just past the blank line that ends a head, searching for line ends from `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(pos) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
-        let lf = i + pos;
+    let rest = buf.get(from..)?;
+    memchr::memchr_iter(b'\n', rest).map(|pos| from + pos).find_map(|lf| {
         match (buf.get(lf + 1), buf.get(lf + 2)) {
-            (Some(b'\n'), _) => return Some(lf + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
-            _ => i = lf + 1,
+            (Some(b'\n'), _) => Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(lf + 3),
+            _ => None,
         }
-    }
-    None
+    })
 }
 
 enum Scan {

@@ -17,3 +17,5 @@ pub mod pipeline;
 pub mod reassemble;
 pub mod report;
 pub mod run;
+#[cfg(test)]
+mod testing;

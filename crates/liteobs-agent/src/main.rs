@@ -9,7 +9,29 @@ use liteobs_agent::config::Config;
 use liteobs_agent::run::{RunError, RunReport, run};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: every exchange allocates a few small strings, and
+/// mimalloc's small-object path made a replay 7% faster than glibc's (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Option numbers of mimalloc v3's `mi_option_e` (the Rust bindings name only some); the test
+/// below checks them against mimalloc's defaults.
+const MI_OPTION_PURGE_DECOMMITS: std::ffi::c_int = 5;
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Makes mimalloc give freed memory back to the kernel at once, by decommitting it. By default
+/// it waits a second after the last free, so the tens of MiB the agent frees after loading its
+/// eBPF program and the kernel's BTF stayed in its resident size while idle (+31 MiB measured).
+fn tune_allocator() {
+    // SAFETY: plain setters of mimalloc's global options, valid at any time and from any thread.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 1);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cfg = match Config::parse_from_args(std::env::args_os()) {
         Ok(cfg) => cfg,
         Err(e) => e.exit(),
@@ -74,5 +96,24 @@ fn print_summary(cfg: &Config, report: &RunReport) {
             "stopped"
         );
         eprint!("{}", s.snapshot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mimalloc_option_numbers_are_the_ones_meant() {
+        // mimalloc v3's defaults (src/options.c): purge_decommits = 1, purge_delay = 1000 ms.
+        // Another numbering (a mimalloc upgrade) would read other options, with other values.
+        // SAFETY: plain getters of mimalloc's global options.
+        let (decommits, delay) = unsafe {
+            (
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DECOMMITS),
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+            )
+        };
+        assert_eq!((decommits, delay), (1, 1000));
     }
 }

@@ -17,7 +17,10 @@
 //! instead of opening a bogus mid-stream connection. A SYN with a new ISN reopens it.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+
+use foldhash::fast::RandomState;
 
 use chrono::{DateTime, Utc};
 use liteobs_model::TrafficLog;
@@ -101,10 +104,25 @@ pub struct Counters {
 
 /// A TCP connection's 4-tuple, normalised: endpoint `a` is the smaller of the two, so both
 /// directions of a connection have the same key. [`Dir::AtoB`] is travel from `a` to `b`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub a: (IpAddr, u16),
     pub b: (IpAddr, u16),
+}
+
+/// Three integer writes instead of the derive's walk through two enums and their byte arrays
+/// (looked up once per packet). Equal keys hash equally; an IPv4 address and the IPv6 address
+/// `::a.b.c.d` only share a hash, not equality.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        state.write_u128(bits(self.a.0));
+        state.write_u128(bits(self.b.0));
+        state.write_u32(u32::from(self.a.1) << 16 | u32::from(self.b.1));
+    }
 }
 
 impl FlowKey {
@@ -130,7 +148,10 @@ impl FlowKey {
 
 /// The stateful frame → record step. See the module docs.
 pub struct Pipeline {
-    flows: HashMap<FlowKey, Flow>,
+    /// foldhash, not the standard SipHash: the table is looked up once per packet and SipHash
+    /// was a tenth of the replay's time. Its seed is random per process, so crafted tuples
+    /// cannot be aimed at one bucket from outside without seeing the agent's memory.
+    flows: HashMap<FlowKey, Flow, RandomState>,
     shared: Shared,
     next_id: u64,
     /// Flows with a live connection (not lingering after close).
@@ -238,7 +259,7 @@ fn record(key: &FlowKey, node: &str, e: Exchange) -> TrafficLog {
 impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Pipeline {
         Pipeline {
-            flows: HashMap::new(),
+            flows: HashMap::with_hasher(RandomState::default()),
             shared: Shared {
                 budget: MemoryBudget::new(cfg.max_total_buffer),
                 cfg,
@@ -277,31 +298,18 @@ impl Pipeline {
 
     fn segment(&mut self, ts_us: i64, seg: &TcpSegment<'_>, out: &mut Vec<TrafficLog>) {
         let (key, dir) = FlowKey::of(seg);
-        if !self.flows.contains_key(&key) {
-            let occupies_seq = seg.flags.syn || seg.flags.fin || !seg.payload.is_empty() || seg.missing > 0;
-            if !occupies_seq || seg.flags.rst {
-                // Pure ACKs and resets of connections we do not know start nothing.
-                return;
+        // One lookup for a known connection (every packet but the first of each).
+        let flow = match self.flows.get_mut(&key) {
+            Some(flow) => flow,
+            None => {
+                if !self.open_flow(key, ts_us, seg, out) {
+                    return;
+                }
+                let Some(flow) = self.flows.get_mut(&key) else {
+                    return;
+                };
+                flow
             }
-            self.make_room(out);
-            let id = self.next_id;
-            self.next_id += 1;
-            self.flows.insert(
-                key,
-                Flow {
-                    id,
-                    last_seen_us: ts_us,
-                    conn: Some(Connection::new()),
-                    closed_syn: None,
-                    passive: false,
-                },
-            );
-            self.active += 1;
-            self.counters.flows_opened += 1;
-            self.opened.push(key);
-        }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
         };
         flow.last_seen_us = flow.last_seen_us.max(ts_us);
         // Port reuse: a SYN with a new ISN ends whatever this 4-tuple held.
@@ -349,6 +357,34 @@ impl Pipeline {
             flow.conn = None;
             self.active -= 1;
         }
+    }
+
+    /// A segment of a connection not in the table: starts tracking it, unless the segment
+    /// cannot start anything (pure ACKs and resets of unknown connections). Returns whether
+    /// the flow now exists.
+    #[cold]
+    fn open_flow(
+        &mut self,
+        key: FlowKey,
+        ts_us: i64,
+        seg: &TcpSegment<'_>,
+        out: &mut Vec<TrafficLog>,
+    ) -> bool {
+        let occupies_seq = seg.flags.syn || seg.flags.fin || !seg.payload.is_empty() || seg.missing > 0;
+        if !occupies_seq || seg.flags.rst {
+            return false;
+        }
+        self.make_room(out);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.flows.insert(
+            key,
+            Flow { id, last_seen_us: ts_us, conn: Some(Connection::new()), closed_syn: None, passive: false },
+        );
+        self.active += 1;
+        self.counters.flows_opened += 1;
+        self.opened.push(key);
+        true
     }
 
     /// Makes room for one more flow when the table is full.

@@ -16,7 +16,7 @@
 //! flows expire even when no packet arrives.
 
 use std::fmt;
-use std::io::{self, BufWriter, IsTerminal, Stdout};
+use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,14 +34,15 @@ use crate::capture::{CaptureError, KernelStats, Next, PacketSource, SourceStats}
 use crate::config::{Config, resolve_node};
 use crate::pidmap::{Mode, PidMap};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
+use crate::report::stdout::ThreadedWriter;
 use crate::report::{
-    NdjsonWriter, Overflow, RecordQueue, ReportCounters, ReportError, ReportStats, Reporter, ReporterConfig,
+    Overflow, RecordQueue, ReportCounters, ReportError, ReportStats, Reporter, ReporterConfig,
 };
 
 /// Where [`drive`] puts records.
 pub enum RecordSink {
-    /// NDJSON on standard output.
-    Stdout(NdjsonWriter<BufWriter<Stdout>>),
+    /// NDJSON on standard output, written by a thread of its own.
+    Stdout(ThreadedWriter),
     /// The reporter's queue.
     Queue(Arc<RecordQueue>),
     /// Kept in memory (tests, tools).
@@ -51,19 +52,25 @@ pub enum RecordSink {
 impl RecordSink {
     fn emit(&mut self, records: &mut Vec<TrafficLog>) -> Result<(), RunError> {
         match self {
-            RecordSink::Stdout(w) => {
-                w.write(records).map_err(RunError::from_stdout)?;
-                records.clear();
-            }
+            RecordSink::Stdout(w) => w.write(records).map_err(RunError::from_stdout)?,
             RecordSink::Queue(q) => q.push(records),
             RecordSink::Collect(v) => v.append(records),
         }
         Ok(())
     }
 
+    /// Makes what was emitted visible (live capture calls this on its ticks).
     fn flush(&mut self) -> Result<(), RunError> {
         match self {
             RecordSink::Stdout(w) => w.flush().map_err(RunError::from_stdout),
+            _ => Ok(()),
+        }
+    }
+
+    /// Everything emitted is written (or handed to the reporter's queue).
+    fn finish(&mut self) -> Result<(), RunError> {
+        match self {
+            RecordSink::Stdout(w) => w.finish().map_err(RunError::from_stdout),
             _ => Ok(()),
         }
     }
@@ -187,7 +194,7 @@ pub enum RunError {
     StdoutClosed,
     #[error("-server {url:?}: {reason}")]
     BadServer { url: String, reason: String },
-    #[error("starting the capture thread: {0}")]
+    #[error("starting a thread: {0}")]
     Thread(io::Error),
     #[error("the capture thread panicked")]
     CapturePanicked,
@@ -316,7 +323,7 @@ pub fn drive(
     }
     pipeline.finish(&mut out);
     emit(&mut out, sink, &mut *attributor)?;
-    sink.flush()?;
+    sink.finish()?;
     attributor.log_stats();
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
@@ -401,6 +408,7 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
             snaplen: cfg.snaplen,
             read_timeout: Duration::from_millis(100),
             immediate: cfg.immediate_mode,
+            promisc: cfg.promisc,
         };
         if live.buffer_size < 32 << 20 {
             tracing::warn!(
@@ -414,6 +422,7 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
             filter = %live.filter,
             buffer_bytes = live.buffer_size,
             immediate = live.immediate,
+            promisc = live.promisc,
             "capture open"
         );
         Ok(Box::new(src))
@@ -463,7 +472,7 @@ pub fn run_with(
     let counters = Arc::new(ReportCounters::default());
     let mut sink = match &queue {
         Some(q) => RecordSink::Queue(q.clone()),
-        None => RecordSink::Stdout(NdjsonWriter::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
+        None => RecordSink::Stdout(ThreadedWriter::spawn(io::stdout()).map_err(RunError::Thread)?),
     };
     let progress = replay_progress(source.as_ref());
     let opts = DriveOptions {

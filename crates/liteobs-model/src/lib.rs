@@ -4,6 +4,7 @@
 //!   uploads, the server stores and the client prints. Field names are a stable wire contract.
 //! * [`batch`]: decoding an upload body (JSON array or NDJSON) into records, with errors that name
 //!   the record index and the field, so a bad batch is rejected whole and explained.
+//! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
 //!
@@ -11,8 +12,10 @@
 
 pub mod batch;
 pub mod filter;
+pub mod ndjson;
 mod record;
 
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
 pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};
+pub use ndjson::NdjsonEncoder;
 pub use record::{TrafficLog, format_ts};

@@ -44,6 +44,8 @@ pub struct LiveConfig {
     pub read_timeout: Duration,
     /// Hand each packet over at once (TPACKET_V2) instead of in blocks; see the module docs.
     pub immediate: bool,
+    /// Promiscuous mode (see the agent's `-promisc`).
+    pub promisc: bool,
 }
 
 /// How long a draining source waits for more, beyond the read timeout, before it reports the
@@ -105,7 +107,7 @@ impl LiveSource {
         let timeout_ms = i32::try_from(cfg.read_timeout.as_millis()).unwrap_or(i32::MAX).max(1);
         let cap = Capture::from_device(cfg.iface.as_str())
             .map_err(open_err)?
-            .promisc(false)
+            .promisc(cfg.promisc)
             .snaplen(i32::try_from(cfg.snaplen).unwrap_or(i32::MAX))
             .buffer_size(i32::try_from(cfg.buffer_size).unwrap_or(i32::MAX))
             .immediate_mode(cfg.immediate)

@@ -16,6 +16,7 @@ use crate::pipeline::LinkType;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod offline;
+mod readahead;
 
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Debug, Clone, Copy)]

@@ -16,11 +16,11 @@ use std::io::{self, Cursor, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{PcapError, TsResolution};
 
+use super::readahead::PcapRecords;
 use super::{CaptureError, Next, Packet, PacketSource, SourceStats};
 use crate::pipeline::LinkType;
 
@@ -46,7 +46,7 @@ pub struct OfflineSource {
 }
 
 enum Format {
-    Pcap { reader: Box<PcapReader<Counting>>, link: LinkType, nanos: bool },
+    Pcap { records: Box<PcapRecords>, link: LinkType, nanos: bool },
     PcapNg { reader: Box<PcapNgReader<Counting>>, ifaces: Vec<Interface> },
 }
 
@@ -153,13 +153,13 @@ impl OfflineSource {
         };
         let magic_be = u32::from_be_bytes(magic);
         let format = if PCAP_MAGICS.contains(&magic_be) {
-            let reader = PcapReader::new(counting).map_err(malformed)?;
-            let header = reader.header();
+            let records = PcapRecords::open(counting).map_err(malformed)?;
+            let header = records.parser().header();
             let linktype = u32::from(header.datalink);
             let link = LinkType::from_linktype(linktype)
                 .ok_or_else(|| CaptureError::UnsupportedLink { path: name.to_owned(), linktype })?;
             Format::Pcap {
-                reader: Box::new(reader),
+                records: Box::new(records),
                 link,
                 nanos: header.ts_resolution == TsResolution::NanoSecond,
             }
@@ -217,9 +217,9 @@ impl PacketSource for OfflineSource {
             return Ok(Next::End);
         }
         match &mut self.format {
-            Format::Pcap { reader, link, nanos } => {
+            Format::Pcap { records, link, nanos } => {
                 let (link, nanos) = (*link, *nanos);
-                match reader.next_raw_packet() {
+                match records.next().transpose() {
                     None => {
                         self.done = true;
                         Ok(Next::End)
@@ -368,6 +368,7 @@ mod tests {
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
 
     use super::*;
+    use crate::capture::readahead::READ_CHUNK;
 
     fn source(bytes: Vec<u8>) -> Result<OfflineSource, CaptureError> {
         let len = bytes.len() as u64;
@@ -424,6 +425,123 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert!(matches!(got[0].1, LinkType::LinuxSll2));
         assert!(src.stats().truncated);
+    }
+
+    /// A reader that hands out at most `step` bytes per call, like a pipe.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_larger_than_a_read_and_reads_smaller_than_a_record() {
+        let sizes = [10, READ_CHUNK + 12_345, 0, 5, 3 * READ_CHUNK, 1, READ_CHUNK - 16, READ_CHUNK, 7];
+        let frames: Vec<Vec<u8>> =
+            sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect()).collect();
+        let packets: Vec<(Duration, &[u8])> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Duration::from_secs(i as u64 + 1), f.as_slice()))
+            .collect();
+        let header = PcapHeader { snaplen: 4 * READ_CHUNK as u32, ..PcapHeader::default() };
+        let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+        for (ts, data) in &packets {
+            w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data)).unwrap();
+        }
+        let bytes = w.into_writer();
+        for step in [7, 4096, READ_CHUNK + 1, usize::MAX] {
+            let reader = Trickle { bytes: bytes.clone(), at: 0, step };
+            let mut src = OfflineSource::from_reader("test", Box::new(reader), None).unwrap();
+            let got = drain(&mut src);
+            assert_eq!(got.len(), frames.len(), "step {step}");
+            for (i, (ts, _, data)) in got.iter().enumerate() {
+                assert_eq!(*ts, (i as i64 + 1) * 1_000_000);
+                assert!(*data == frames[i], "step {step}: frame {i} differs");
+            }
+            assert!(!src.stats().truncated);
+        }
+    }
+
+    /// A reader fed piece by piece, blocking in between, like a pipe from a live tcpdump.
+    struct Pipe(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(piece) => self.1 = piece,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_of_a_pipe_come_out_before_the_pipe_is_full() {
+        let frames: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+        let packets: Vec<(Duration, &[u8])> =
+            frames.iter().enumerate().map(|(i, f)| (Duration::from_secs(i as u64 + 1), *f)).collect();
+        let bytes = pcap_bytes(DataLink::ETHERNET, TsResolution::MicroSecond, &packets);
+        // The first three records and half of the fourth, then nothing until the test says so.
+        let cut = bytes.len() - 10;
+        let (feed, pipe) = std::sync::mpsc::channel();
+        feed.send(bytes[..cut].to_vec()).unwrap();
+        let (got_tx, got) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut src = OfflineSource::from_reader("pipe", Box::new(Pipe(pipe, Vec::new())), None).unwrap();
+            loop {
+                match src.next_packet().unwrap() {
+                    Next::Packet(p) => got_tx.send(p.data.to_vec()).unwrap(),
+                    Next::Idle => panic!("files are never idle"),
+                    Next::End => return src.stats().truncated,
+                }
+            }
+        });
+        let timeout = Duration::from_secs(10);
+        for frame in &frames[..3] {
+            assert_eq!(got.recv_timeout(timeout).expect("a record held back"), *frame);
+        }
+        feed.send(bytes[cut..].to_vec()).unwrap();
+        assert_eq!(got.recv_timeout(timeout).unwrap(), frames[3]);
+        drop(feed);
+        assert!(!reader.join().unwrap(), "not truncated");
+    }
+
+    #[test]
+    fn a_damaged_record_length_is_malformed_not_allocated() {
+        let mut bytes =
+            pcap_bytes(DataLink::ETHERNET, TsResolution::MicroSecond, &[(Duration::from_secs(1), b"ok")]);
+        // A second record header claiming 3 GiB of data, in the file's byte order.
+        let big_endian = bytes[0] == 0xa1;
+        for word in [2u32, 0, 3 << 30, 3 << 30] {
+            bytes.extend_from_slice(&if big_endian { word.to_be_bytes() } else { word.to_le_bytes() });
+        }
+        let mut src = source(bytes).unwrap();
+        assert!(matches!(src.next_packet(), Ok(Next::Packet(_))));
+        let e = src.next_packet().err().unwrap().to_string();
+        assert!(e.contains("malformed capture at record 1") && e.contains("64 MiB"), "{e}");
+        assert!(matches!(src.next_packet(), Ok(Next::End)));
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_header_is_malformed() {
+        let bytes = pcap_bytes(DataLink::ETHERNET, TsResolution::MicroSecond, &[]);
+        let e = source(bytes[..20].to_vec()).err().unwrap().to_string();
+        assert!(e.contains("malformed capture"), "{e}");
     }
 
     #[test]

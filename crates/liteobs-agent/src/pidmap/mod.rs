@@ -369,6 +369,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::record;
     use std::sync::{Arc, Mutex};
 
     /// A source answering from a fixed table, counting how often it is asked.
@@ -392,29 +393,6 @@ mod tests {
 
     fn p(pid: u32, comm: &str) -> ProcessInfo {
         ProcessInfo { pid, comm: comm.into() }
-    }
-
-    /// An exchange `client` → `server` with no process known.
-    fn record(client: SocketAddr, server: SocketAddr) -> TrafficLog {
-        TrafficLog {
-            ts: chrono::DateTime::UNIX_EPOCH,
-            src_ip: client.ip(),
-            src_port: client.port(),
-            dst_ip: server.ip(),
-            dst_port: server.port(),
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            status: 200,
-            latency_us: 1,
-            req_bytes: 0,
-            resp_bytes: 0,
-            src_pid: None,
-            src_comm: None,
-            dst_pid: None,
-            dst_comm: None,
-            node: "n".into(),
-        }
     }
 
     fn table(entries: &[(&str, &str, ProcessInfo)]) -> (Box<Table>, Arc<Mutex<u32>>) {
