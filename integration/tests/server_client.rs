@@ -186,3 +186,28 @@ fn server_refuses_bad_flags_and_foreign_files() {
         assert!(err.contains("junk.db") && !err.contains("panicked"), "{backend}: {err}");
     }
 }
+
+#[test]
+fn server_logs_are_plain_text_when_not_on_a_terminal() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(liteobs_integration::bin("liteobs-server"))
+        .args(["-db-type", "sqlite", "-listen", "127.0.0.1:0", "-db-path"])
+        .arg(dir.path().join("plain.sqlite"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run server");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.starts_with("listening on ") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).expect("read stdout") > 0, "the server exited before listening");
+    }
+    child.kill().expect("kill server");
+    let mut log = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut log).expect("read stderr");
+    let _ = child.wait();
+    assert!(log.contains("store open"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log that is not a terminal: {log:?}");
+}
