@@ -15,6 +15,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Its own target dir unless told otherwise: the agent alone, without the workspace's features.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/liteobs/target-agent-io}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 BENCH_DIR=${BENCH_DIR:-/var/cache/liteobs/bench}
 BIG=$BENCH_DIR/BIG.pcap
 PORT=${BENCH_PORT:-18090}
@@ -31,7 +35,6 @@ for tool in nginx wrk tcpdump tshark capinfos /usr/bin/time; do
 done
 
 if [ -z "${AGENT:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/liteobs/target-agent-io}
     (cd "$ROOT" && cargo build --release -q -p liteobs-agent) || die "cargo build failed"
     AGENT=$CARGO_TARGET_DIR/release/liteobs-agent
 fi
@@ -47,27 +50,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_nginx() {
-    mkdir -p "$WORK/www" "$WORK/tmp" "$WORK/logs"
-    printf 'hello, world\n' >"$WORK/www/hello.txt"
-    cat >"$WORK/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/tmp/body;
-    proxy_temp_path $WORK/tmp/proxy;
-    fastcgi_temp_path $WORK/tmp/fastcgi;
-    uwsgi_temp_path $WORK/tmp/uwsgi;
-    scgi_temp_path $WORK/tmp/scgi;
-    server { listen 127.0.0.1:$PORT; root $WORK/www; }
-}
-EOF
+    write_nginx_conf "$WORK" "$PORT" 1
     nginx -c "$WORK/nginx.conf" -p "$WORK" &
     PIDS+=($!)
     for _ in $(seq 100); do

@@ -78,27 +78,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_nginx() {
-    mkdir -p "$WORK/www" "$WORK/tmp" "$WORK/logs"
-    printf 'hello, world\n' >"$WORK/www/hello.txt"
-    cat >"$WORK/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/tmp/body;
-    proxy_temp_path $WORK/tmp/proxy;
-    fastcgi_temp_path $WORK/tmp/fastcgi;
-    uwsgi_temp_path $WORK/tmp/uwsgi;
-    scgi_temp_path $WORK/tmp/scgi;
-    server { listen 127.0.0.1:$PORT; root $WORK/www; }
-}
-EOF
+    write_nginx_conf "$WORK" "$PORT" 2
     nginx -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/logs/startup.log" &
     NGINX_PID=$!
     for _ in $(seq 100); do

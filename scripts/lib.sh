@@ -41,6 +41,35 @@ forget_other_checkout() {
     fi
 }
 
+# write_nginx_conf DIR PORT WORKERS: a static nginx for benchmarks in DIR (serving DIR/www/hello.txt
+# on 127.0.0.1:PORT, keep-alive without limit, no access log), all its files inside DIR. One
+# worker runs without a master process; more run under one.
+write_nginx_conf() {
+    local dir=$1 port=$2 workers=$3 master=on
+    [ "$workers" -gt 1 ] || master=off
+    mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
+    printf 'hello, world\n' >"$dir/www/hello.txt"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process $master;
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    keepalive_requests 100000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server { listen 127.0.0.1:$port; root $dir/www; }
+}
+EOF
+}
+
 # ensure_packages PKG...: apt-get install the Debian packages that are not installed yet.
 ensure_packages() {
     local missing=()

@@ -379,7 +379,7 @@ impl HttpConn {
                     self.head_failed(d, cx);
                     1
                 }
-                Parsed::Error | Parsed::Partial if bytes.len() > max => {
+                Parsed::Partial if bytes.len() > max => {
                     // Longer than allowed: drop it whole, up to its end when that is here.
                     let dropped = find_head_end(bytes, 0).unwrap_or(bytes.len());
                     cx.stats.buffer_dropped_bytes += dropped as u64;
