@@ -18,4 +18,9 @@ mod record;
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
 pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};
 pub use ndjson::NdjsonEncoder;
-pub use record::{TrafficLog, format_ts};
+pub use record::{TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog, format_ts, ts_in_range};
+
+/// The request header that names an upload batch: the agent sends one id per batch, the same on
+/// every retry (and after a restart, for a spooled batch); the server stores each committed id in
+/// the batch's own transaction and answers a repeat without inserting it again (exactly-once).
+pub const BATCH_ID_HEADER: &str = "Idempotency-Key";

@@ -66,6 +66,19 @@ impl TrafficLog {
     }
 }
 
+/// The earliest timestamp LiteObs carries: 1970-01-01T00:00:00Z (µs since the Unix epoch).
+/// Every program holds to one range, so that what the agent emits the server accepts, and what
+/// the server stores every client can print.
+pub const TS_MIN_MICROS: i64 = 0;
+/// The latest timestamp LiteObs carries: 9999-12-31T23:59:59.999999Z (µs since the Unix epoch).
+pub const TS_MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Whether `ts` lies in the range every LiteObs program carries ([`TS_MIN_MICROS`] ..=
+/// [`TS_MAX_MICROS`]): the agent counts and skips records outside it, the server refuses them.
+pub fn ts_in_range(ts: &DateTime<Utc>) -> bool {
+    (TS_MIN_MICROS..=TS_MAX_MICROS).contains(&ts.timestamp_micros())
+}
+
 /// Formats a timestamp the way every LiteObs program writes it: RFC 3339, UTC, microseconds.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -77,9 +90,15 @@ fn ser_ts<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 
 fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&s)
+    let ts = DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 timestamp ({e}): {s:?}")))
+        .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 timestamp ({e}): {s:?}")))?;
+    if !ts_in_range(&ts) {
+        return Err(serde::de::Error::custom(format!(
+            "timestamp {s:?} is outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999999Z"
+        )));
+    }
+    Ok(ts)
 }
 
 #[cfg(test)]
