@@ -130,6 +130,9 @@ pub(super) fn response_body(facts: &Facts<'_>) -> (Body, Option<Oddity>) {
 mod tests {
     use super::*;
 
+    /// Header fields, and the framing they give.
+    type Case = (&'static [(&'static str, &'static str)], (Body, Option<Oddity>));
+
     fn facts<'b>(headers: &[(&str, &'b str)]) -> Facts<'b> {
         let mut f = Facts::default();
         for (n, v) in headers {
@@ -155,7 +158,7 @@ mod tests {
     fn request_framing_table() {
         use Body::*;
         use Oddity::*;
-        let cases: &[(&[(&str, &str)], (Body, Option<Oddity>))] = &[
+        let cases: &[Case] = &[
             (&[], (None, Option::None)),
             (&[("Content-Length", "5")], (Length(5), Option::None)),
             (&[("content-length", "005")], (Length(5), Option::None)),
@@ -182,7 +185,7 @@ mod tests {
     fn response_framing_table() {
         use Body::*;
         use Oddity::*;
-        let cases: &[(&[(&str, &str)], (Body, Option<Oddity>))] = &[
+        let cases: &[Case] = &[
             (&[], (UntilClose, Option::None)),
             (&[("Content-Length", "0")], (None, Option::None)),
             (&[("Content-Length", "000000000000000000000000007")], (Length(7), Option::None)),

@@ -151,7 +151,10 @@ fn headers(buf: &[u8], mut from: usize) -> Option<(usize, Facts<'_>)> {
 mod tests {
     use super::*;
 
-    fn req(s: &[u8]) -> Option<(usize, String, String, bool, Option<Result<u64, ()>>)> {
+    /// Head length, method, path, HTTP/0.9, Content-Length.
+    type Read = (usize, String, String, bool, Option<Result<u64, ()>>);
+
+    fn req(s: &[u8]) -> Option<Read> {
         match request(s) {
             HeadParse::Complete(len, r) => Some((
                 len,
