@@ -64,10 +64,11 @@ pub struct Exchange {
     pub host: Option<String>,
     /// Capture time of the packet holding the first byte of the request.
     pub request_ts_us: i64,
-    /// Capture time of the packet holding the first byte of the final response; `None` when
-    /// no response was seen.
+    /// Capture time of the packet holding the first byte of the final response (for HTTP/0.9,
+    /// of the raw answer); `None` when no response was seen.
     pub response_ts_us: Option<i64>,
-    /// Final response status; 0 when no response was seen.
+    /// Final response status; 0 when no response was seen, and for an HTTP/0.9 answer (which
+    /// has no status line; `response_ts_us` and `resp_bytes` tell it from no answer).
     pub status: u16,
     /// Request body bytes (decoded chunk data when chunked).
     pub req_bytes: u64,

@@ -839,7 +839,22 @@ proptest::proptest! {
         let mut r = if known_client { Rig::new() } else { Rig::unknown_client() };
         r.max_header_bytes = 128;
         r.max_conn_buffer = 256;
-        let vocabulary: [&[u8]; 6] = [GET, OK5, CHUNKED, b"HTTP/1.1 100 Continue\r\n\r\n", b"\r\n", b"0\r\n\r\n"];
+        let vocabulary: [&[u8]; 14] = [
+            GET,
+            OK5,
+            CHUNKED,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"\r\n",
+            b"0\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"CONNECT a b:443 HTTP/1.1\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
+            b"GET /old\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 123456789012345678901\r\n\r\n",
+            b"GET HTTP/1.\r\nContent-Length : 2\r\nX: a\r\n b\r\n\r\nab",
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: -1\r\n\r\n",
+        ];
         for (kind, dir, bytes) in events {
             let dir = if dir { AtoB } else { BtoA };
             match kind {
