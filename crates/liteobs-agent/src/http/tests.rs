@@ -827,6 +827,19 @@ fn responses_without_a_request_are_counted() {
     assert_eq!(r.stats.responses_without_request, 2);
 }
 
+#[test]
+fn bare_lf_line_ends_are_accepted() {
+    // RFC 9112 §2.2 lets a recipient take a lone LF as a line end; servers do.
+    let mut r = Rig::new();
+    r.c(b"POST /lf HTTP/1.1\nHost: h\nContent-Length: 2\n\nok");
+    r.s(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n");
+    r.c(b"GET /lenient HTTP/1.\nX: a\n b\n\n");
+    r.s(OK5);
+    r.close();
+    assert_eq!(r.summary(), vec![x("POST", "/lf", 200, 2, 3), x("GET", "/lenient", 200, 0, 5)]);
+    assert_eq!((r.stats.parse_errors, r.stats.lenient_heads), (0, 1));
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_events_never_panic_and_release_the_budget(
