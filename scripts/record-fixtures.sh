@@ -143,6 +143,7 @@ declare -A SCENARIOS=(
     [nginx-1mib]="a 1 MiB response body"
     [nginx-pipelined]="three pipelined requests in one write, the last with Connection: close"
     [nginx-gzip-chunked]="gzip-compressed, chunked response (curl --compressed)"
+    [nginx-refused-upgrade]="a WebSocket upgrade request to a static file (nginx answers 200) and a GET pipelined behind it"
     [peer-chunked-response]="chunked response in three writes with a trailer"
     [peer-chunked-request]="POST with a chunked request body"
     [peer-post]="POST with a Content-Length form body"
@@ -182,6 +183,12 @@ record() {
     nginx-pipelined)
         start_capture "$file" "tcp port $NGINX_PORT"
         "$PY" "$PEERS/pipeline_client.py" 127.0.0.1 $NGINX_PORT /index.html /hello.txt "HEAD /missing"
+        ;;
+    nginx-refused-upgrade)
+        start_capture "$file" "tcp port $NGINX_PORT"
+        "$PY" "$PEERS/pipeline_client.py" --first-header "Connection: Upgrade" --first-header "Upgrade: websocket" \
+            --first-header "Sec-WebSocket-Version: 13" --first-header "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" \
+            127.0.0.1 $NGINX_PORT /hello.txt /index.html
         ;;
     nginx-gzip-chunked)
         start_capture "$file" "tcp port $NGINX_PORT"
