@@ -9,7 +9,10 @@
 # http.server (HTTP/1.0), and fixtures/peers/http_peer.py for what those two do not give on
 # demand (chunked responses, chunked request bodies, 100-continue, a request left unanswered).
 # Clients: curl, and fixtures/peers/pipeline_client.py for pipelining (several requests in one
-# write). Only loopback addresses are used.
+# write). The raw-* fixtures come from fixtures/peers/raw_peer.py, a raw-socket client and server
+# in one process that send exact bytes: odd but real HTTP (refused upgrades, HTTP/0.9, request
+# lines and framing headers httparse refuses); `raw_peer.py --list` describes each.
+# Only loopback addresses are used.
 #
 # The recordings are committed; after re-recording, review and accept the agent's snapshots:
 #     cargo insta test --release -p liteobs-agent --test fixtures   (or INSTA_UPDATE=always)
@@ -23,6 +26,7 @@ PEERS=$ROOT/fixtures/peers
 NGINX_PORT=18080
 PEER_PORT=18081
 PYSRV_PORT=18082
+RAW_PORT=18083
 
 die() { echo "record-fixtures: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (tcpdump captures on lo)"
@@ -139,6 +143,7 @@ declare -A SCENARIOS=(
     [nginx-1mib]="a 1 MiB response body"
     [nginx-pipelined]="three pipelined requests in one write, the last with Connection: close"
     [nginx-gzip-chunked]="gzip-compressed, chunked response (curl --compressed)"
+    [nginx-refused-upgrade]="a WebSocket upgrade request to a static file (nginx answers 200) and a GET pipelined behind it"
     [peer-chunked-response]="chunked response in three writes with a trailer"
     [peer-chunked-request]="POST with a chunked request body"
     [peer-post]="POST with a Content-Length form body"
@@ -147,6 +152,9 @@ declare -A SCENARIOS=(
     [pysrv-http10]="python3 http.server (HTTP/1.0, one connection per request): 200, 404, directory listing"
     [any-sll2]="nginx GETs captured on the 'any' pseudo-interface (Linux cooked v2 framing)"
 )
+while IFS=$'\t' read -r raw what; do
+    SCENARIOS[raw-$raw]="$what"
+done < <("$PY" "$PEERS/raw_peer.py" --list)
 
 record() {
     local name=$1 file=$OUT/$1.pcap
@@ -175,6 +183,12 @@ record() {
     nginx-pipelined)
         start_capture "$file" "tcp port $NGINX_PORT"
         "$PY" "$PEERS/pipeline_client.py" 127.0.0.1 $NGINX_PORT /index.html /hello.txt "HEAD /missing"
+        ;;
+    nginx-refused-upgrade)
+        start_capture "$file" "tcp port $NGINX_PORT"
+        "$PY" "$PEERS/pipeline_client.py" --first-header "Connection: Upgrade" --first-header "Upgrade: websocket" \
+            --first-header "Sec-WebSocket-Version: 13" --first-header "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" \
+            127.0.0.1 $NGINX_PORT /hello.txt /index.html
         ;;
     nginx-gzip-chunked)
         start_capture "$file" "tcp port $NGINX_PORT"
@@ -208,6 +222,10 @@ record() {
     any-sll2)
         start_capture "$file" "tcp port $NGINX_PORT" any
         "${CURL[@]}" "$N/hello.txt" "$N/missing"
+        ;;
+    raw-*)
+        start_capture "$file" "tcp port $RAW_PORT"
+        "$PY" "$PEERS/raw_peer.py" $RAW_PORT "${name#raw-}"
         ;;
     *) die "unknown fixture $name (known: ${!SCENARIOS[*]})" ;;
     esac

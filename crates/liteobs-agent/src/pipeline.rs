@@ -100,6 +100,50 @@ pub struct Counters {
     pub parse_errors: u64,
     /// Connections that switched protocol (101 or CONNECT 2xx); parsing stopped there.
     pub upgraded_connections: u64,
+
+    // --- HTTP parse counters by kind (owned by the http stage; see `http::HttpStats`);
+    // left out of the serialized form while 0, so a report lists only the kinds that occurred.
+    /// Heads that look like HTTP but neither parser could read (in `parse_errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_unparsed_heads: u64,
+    /// Heads over `max_header_bytes` (in `parse_errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_oversized_heads: u64,
+    /// Broken chunked framing (in `parse_errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_bad_chunked: u64,
+    /// Non-HTTP bytes where a head was due on an HTTP connection (in `parse_errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_not_http_messages: u64,
+    /// Connections whose first bytes are not HTTP/1 (ignored from there).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_not_http_connections: u64,
+    /// Heads httparse refused that the tolerant parser read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_lenient_heads: u64,
+    /// HTTP/0.9 exchanges answered (status 0, with latency and resp_bytes).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http09_exchanges: u64,
+    /// Invalid or conflicting Content-Length.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_bad_content_length: u64,
+    /// Requests whose final transfer coding is not chunked.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_bad_transfer_encoding: u64,
+    /// Messages with both Transfer-Encoding and Content-Length (Transfer-Encoding wins).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_length_with_encoding: u64,
+    /// Final responses that answer no request seen.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_responses_without_request: u64,
+    /// `Expect: 100-continue` bodies the client dropped after a final status.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_continue_bodies_skipped: u64,
+    // --- end of HTTP parse counters ---------------------------------------------------------
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A TCP connection's 4-tuple, normalised: endpoint `a` is the smaller of the two, so both
@@ -504,6 +548,19 @@ impl Pipeline {
         c.unanswered = h.unanswered;
         c.parse_errors = h.parse_errors;
         c.upgraded_connections = h.upgraded_connections;
+        // HTTP parse counters by kind.
+        c.http_unparsed_heads = h.unparsed_heads;
+        c.http_oversized_heads = h.oversized_heads;
+        c.http_bad_chunked = h.bad_chunked;
+        c.http_not_http_messages = h.not_http_messages;
+        c.http_not_http_connections = h.not_http_connections;
+        c.http_lenient_heads = h.lenient_heads;
+        c.http09_exchanges = h.http09_exchanges;
+        c.http_bad_content_length = h.bad_content_length;
+        c.http_bad_transfer_encoding = h.bad_transfer_encoding;
+        c.http_length_with_encoding = h.length_with_encoding;
+        c.http_responses_without_request = h.responses_without_request;
+        c.http_continue_bodies_skipped = h.continue_bodies_skipped;
     }
 }
 

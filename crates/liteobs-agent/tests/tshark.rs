@@ -5,6 +5,10 @@
 //! Skips with a message when tshark is not installed; fails then if
 //! LITEOBS_REQUIRE_PRIVILEGED=1.
 //!
+//! The raw-* fixtures (odd but real HTTP from fixtures/peers/raw_peer.py) are compared too,
+//! except those listed in [`TSHARK_DIFFERS`] with the reason; for those the test checks that
+//! tshark's view does differ, so the list cannot go stale.
+//!
 //! How tshark's view becomes exchanges: requests and responses are listed per client port in
 //! frame order (1xx interim responses dropped, as the agent folds them into the exchange), and
 //! paired in order; a request left over has status 0. Body sizes are Content-Length, else the
@@ -21,7 +25,7 @@ use liteobs_agent::pipeline::PipelineConfig;
 use liteobs_agent::run::replay_file;
 
 /// The server ports scripts/record-fixtures.sh uses; tshark is told they carry HTTP.
-const HTTP_PORTS: [u16; 3] = [18080, 18081, 18082];
+const HTTP_PORTS: [u16; 4] = [18080, 18081, 18082, 18083];
 
 /// What both sides must agree on for one exchange.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,12 +52,40 @@ enum Kind {
     Response { status: u16 },
 }
 
-/// Content-Length, else the sum of the chunk sizes (each chunk is one occurrence).
+/// Fixtures where the agent records something else than tshark's HTTP dissector, and why.
+const TSHARK_DIFFERS: &[(&str, &str)] = &[
+    (
+        "raw-cl-21-digits.pcap",
+        "tshark drops the invalid Content-Length and gives the 413 no body; the agent reads it to the close",
+    ),
+    ("raw-connect-space.pcap", "tshark cuts the CONNECT target at its first space"),
+    (
+        "raw-expect-final.pcap",
+        "tshark waits for the 4000-byte body the client never sent, so PUT and GET /after are lost",
+    ),
+    (
+        "raw-first-unparsable.pcap",
+        "tshark lists the 400 as a response without a request, which this test cannot pair",
+    ),
+    (
+        "raw-header-oddities.pcap",
+        "tshark ignores `Content-Length : 3` (space before the colon), so the POST has no body",
+    ),
+    ("raw-http09.pcap", "tshark does not dissect HTTP/0.9 simple requests"),
+    ("raw-no-target.pcap", "tshark takes the version `HTTP/1.1` for the target of `GET HTTP/1.1`"),
+    (
+        "raw-unsolicited-408.pcap",
+        "tshark lists the unsolicited 408 as a response, which this test cannot pair",
+    ),
+];
+
+/// The sum of the chunk sizes when chunked (Transfer-Encoding wins over Content-Length, RFC
+/// 9112 §6.3), else Content-Length (each chunk is one occurrence).
 fn body_size(content_length: &[String], chunks: &[String]) -> u64 {
-    if let Some(n) = content_length.first().and_then(|c| c.parse().ok()) {
-        return n;
+    if !chunks.is_empty() {
+        return chunks.iter().filter_map(|n| n.trim().parse::<u64>().ok()).sum();
     }
-    chunks.iter().filter_map(|n| n.trim().parse::<u64>().ok()).sum()
+    content_length.first().and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 fn tshark_messages(file: &Path) -> Vec<Message> {
@@ -139,7 +171,8 @@ struct Conversation {
     responses: Vec<(u16, u64)>,
 }
 
-fn tshark_exchanges(file: &Path) -> Vec<Exchange> {
+/// tshark's exchanges, or why they cannot be paired.
+fn tshark_exchanges(file: &Path) -> Result<Vec<Exchange>, String> {
     let mut per_conn: BTreeMap<u16, Conversation> = BTreeMap::new();
     let mut msgs = tshark_messages(file);
     msgs.sort_by_key(|m| m.frame);
@@ -153,11 +186,9 @@ fn tshark_exchanges(file: &Path) -> Vec<Exchange> {
     }
     let mut out = Vec::new();
     for (client_port, Conversation { requests: reqs, responses: resps }) in per_conn {
-        assert!(
-            resps.len() <= reqs.len(),
-            "{}: port {client_port} has more responses than requests",
-            file.display()
-        );
+        if resps.len() > reqs.len() {
+            return Err(format!("{}: port {client_port} has more responses than requests", file.display()));
+        }
         for (i, (method, path, req_bytes)) in reqs.into_iter().enumerate() {
             let (status, mut resp_bytes) = resps.get(i).copied().unwrap_or((0, 0));
             if method == "HEAD" || status == 204 || status == 304 {
@@ -166,7 +197,7 @@ fn tshark_exchanges(file: &Path) -> Vec<Exchange> {
             out.push(Exchange { client_port, method, path, status, req_bytes, resp_bytes });
         }
     }
-    out
+    Ok(out)
 }
 
 fn agent_exchanges(file: &Path) -> Vec<Exchange> {
@@ -193,14 +224,25 @@ fn agent_agrees_with_tshark_on_every_recorded_fixture() {
     }
     let mut checked = 0;
     let mut exchanges = 0;
+    let mut differing = 0;
     for file in support::recorded_fixtures() {
-        let want = tshark_exchanges(&file);
+        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let got = agent_exchanges(&file);
+        if let Some((_, why)) = TSHARK_DIFFERS.iter().find(|(n, _)| *n == name) {
+            let want = tshark_exchanges(&file);
+            assert_ne!(want.as_ref(), Ok(&got), "{name} is listed as differing ({why}) but tshark agrees");
+            differing += 1;
+            continue;
+        }
+        let want = tshark_exchanges(&file).unwrap_or_else(|e| panic!("{e}"));
         assert!(!want.is_empty(), "{}: tshark found no HTTP at all", file.display());
         assert_eq!(got, want, "{}: agent (left) and tshark (right) disagree", file.display());
         checked += 1;
         exchanges += got.len();
     }
-    eprintln!("{checked} recorded fixtures, {exchanges} exchanges: agent and tshark agree");
+    eprintln!(
+        "{checked} recorded fixtures, {exchanges} exchanges: agent and tshark agree ({differing} listed as differing)"
+    );
     assert!(checked >= 10, "expected the recorded fixtures, found {checked}");
+    assert_eq!(differing, TSHARK_DIFFERS.len(), "a fixture listed in TSHARK_DIFFERS is missing");
 }
