@@ -196,7 +196,10 @@ fn retry_after_is_honoured_and_the_retry_keeps_the_batch_id() {
         let uploads = server.uploads();
         assert_eq!(uploads.len(), 2, "{status}: retried once, not dropped: {err}");
         let gap = uploads[1].at - uploads[0].at;
-        assert!(gap >= std::time::Duration::from_millis(950), "{status}: retried after {gap:?}, Retry-After said 1 s");
+        assert!(
+            gap >= std::time::Duration::from_millis(950),
+            "{status}: retried after {gap:?}, Retry-After said 1 s"
+        );
         let id = |i: usize| uploads[i].header(liteobs_model::BATCH_ID_HEADER).map(str::to_owned);
         assert!(id(0).is_some(), "{status}: no batch id");
         assert_eq!(id(1), id(0), "{status}: the retry keeps the id");

@@ -47,7 +47,11 @@ fn report_with(
     })
 }
 
-fn report(cfg: ReporterConfig, records: Vec<TrafficLog>, deadline: Option<Duration>) -> Result<ReportStats, ReportError> {
+fn report(
+    cfg: ReporterConfig,
+    records: Vec<TrafficLog>,
+    deadline: Option<Duration>,
+) -> Result<ReportStats, ReportError> {
     report_with(cfg, records, deadline, None)
 }
 
@@ -105,7 +109,10 @@ fn every_retried_answer_resends_the_same_bytes_under_the_same_id() {
 #[test]
 fn retry_after_is_obeyed_but_bounded_by_max_backoff() {
     // Honoured: 1 s asked, backoff alone would be 10 ms.
-    let (url, log) = scripted_server(vec![Step::Answer(503, vec![("Retry-After", "1")], String::new()), answer(200, "{}")]);
+    let (url, log) = scripted_server(vec![
+        Step::Answer(503, vec![("Retry-After", "1")], String::new()),
+        answer(200, "{}"),
+    ]);
     let cfg = ReporterConfig { max_backoff: Duration::from_secs(5), ..quick(&url) };
     report(cfg, recs(0..1), None).unwrap();
     let s = seen(&log);
@@ -114,8 +121,10 @@ fn retry_after_is_obeyed_but_bounded_by_max_backoff() {
     assert!(gap < Duration::from_secs(3), "{gap:?}");
 
     // Bounded: an hour asked, -max-backoff is 300 ms.
-    let (url, log) =
-        scripted_server(vec![Step::Answer(429, vec![("Retry-After", "3600")], String::new()), answer(200, "{}")]);
+    let (url, log) = scripted_server(vec![
+        Step::Answer(429, vec![("Retry-After", "3600")], String::new()),
+        answer(200, "{}"),
+    ]);
     let cfg = ReporterConfig { max_backoff: Duration::from_millis(300), ..quick(&url) };
     report(cfg, recs(0..1), None).unwrap();
     let s = seen(&log);
@@ -126,7 +135,8 @@ fn retry_after_is_obeyed_but_bounded_by_max_backoff() {
 #[test]
 fn a_bad_record_is_dropped_and_its_ten_neighbours_resent() {
     let bad = r#"{"error": "record 4, field `status`: invalid value", "index": 4, "field": "status"}"#;
-    let (url, log) = scripted_server(vec![answer(400, bad), answer(503, ""), answer(200, r#"{"accepted": 10}"#)]);
+    let (url, log) =
+        scripted_server(vec![answer(400, bad), answer(503, ""), answer(200, r#"{"accepted": 10}"#)]);
     let cfg = ReporterConfig { batch_size: 11, ..quick(&url) };
     let stats = report(cfg, recs(0..11), None).unwrap();
     assert_eq!((stats.records_acked, stats.records_rejected, stats.batches_resent), (10, 1, 1));
@@ -155,7 +165,11 @@ fn resends_are_bounded() {
     let cfg = ReporterConfig { batch_size: 10, max_resends: 3, ..quick(&url) };
     let stats = report(cfg, recs(0..10), None).unwrap();
     assert_eq!(seen(&log).len(), 4, "the batch, then 3 resends");
-    assert_eq!((stats.records_rejected, stats.records_acked), (10, 0), "3 dropped one by one, then the last 7");
+    assert_eq!(
+        (stats.records_rejected, stats.records_acked),
+        (10, 0),
+        "3 dropped one by one, then the last 7"
+    );
 }
 
 #[test]
@@ -213,7 +227,8 @@ fn shutdown_deadline_abandons_what_the_server_never_took() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let t0 = std::time::Instant::now();
     let stats =
-        report(quick(&format!("http://127.0.0.1:{port}")), recs(0..5), Some(Duration::from_millis(300))).unwrap();
+        report(quick(&format!("http://127.0.0.1:{port}")), recs(0..5), Some(Duration::from_millis(300)))
+            .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(3));
     assert_eq!(stats.records_acked, 0);
     assert_eq!(stats.records_abandoned, 5);
@@ -227,11 +242,15 @@ fn spooled_batches_outlive_the_reporter_and_go_out_later_under_the_same_ids() {
 
     // The server is down (503) until the shutdown deadline: nothing is abandoned, all is on disk.
     let (url, down) = scripted_server(vec![answer(503, "")]);
-    let stats = report_with(quick(&url), recs(0..5), Some(Duration::from_millis(300)), Some(spool())).unwrap();
+    let stats =
+        report_with(quick(&url), recs(0..5), Some(Duration::from_millis(300)), Some(spool())).unwrap();
     assert_eq!((stats.records_acked, stats.records_abandoned, stats.records_spooled), (0, 0, 5));
     let tried = seen(&down);
     assert!(!tried.is_empty());
-    assert!(tried.iter().all(|s| s.id() == tried[0].id() && s.records == recs(0..2)), "oldest batch first, one id");
+    assert!(
+        tried.iter().all(|s| s.id() == tried[0].id() && s.records == recs(0..2)),
+        "oldest batch first, one id"
+    );
 
     // A later run, with nothing new: the spool goes out, oldest first, the first batch under
     // the id it was tried with before.
@@ -254,14 +273,18 @@ fn a_replay_waits_for_room_in_a_full_spool_instead_of_dropping() {
     let one = crate::spool::file::encoded_len(&Batch::encode(&recs(0..2)).unwrap());
     let spool = Spool::open(&SpoolConfig { dir: dir.path().to_owned(), max_bytes: one * 2 }).unwrap().0;
     let (url, log) = scripted_server(vec![answer(503, ""), answer(503, ""), answer(200, "{}")]);
-    let stats = actix_rt::System::new().block_on(async move {
-        let q = RecordQueue::new(100, Overflow::Wait);
-        q.push(&mut recs(0..10));
-        q.close();
-        let (_tx, rx) = watch::channel(None);
-        Reporter::new(quick(&url), Arc::new(ReportCounters::default())).with_spool(spool).run(&q, rx).await
-    })
-    .unwrap();
+    let stats = actix_rt::System::new()
+        .block_on(async move {
+            let q = RecordQueue::new(100, Overflow::Wait);
+            q.push(&mut recs(0..10));
+            q.close();
+            let (_tx, rx) = watch::channel(None);
+            Reporter::new(quick(&url), Arc::new(ReportCounters::default()))
+                .with_spool(spool)
+                .run(&q, rx)
+                .await
+        })
+        .unwrap();
     assert_eq!((stats.records_acked, stats.records_spool_dropped), (10, 0));
     let all: Vec<TrafficLog> = seen(&log).iter().skip(2).flat_map(|s| s.records.clone()).collect();
     assert_eq!(all, recs(0..10));

@@ -29,6 +29,8 @@ mod backoff;
 mod batch;
 mod client;
 mod config;
+#[cfg(test)]
+mod delivery_tests;
 mod encoder;
 mod queue;
 mod retry;
@@ -38,8 +40,6 @@ mod stats;
 pub mod stdout;
 #[cfg(test)]
 pub(crate) mod testing;
-#[cfg(test)]
-mod delivery_tests;
 
 pub use backoff::Backoff;
 pub use batch::{BadBatchId, Batch, BatchId};

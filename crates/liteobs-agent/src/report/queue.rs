@@ -186,7 +186,6 @@ impl RecordQueue {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -46,6 +46,10 @@ pub struct Answer<'a> {
 }
 
 /// Reads an answer into an outcome; `now` dates a `Retry-After` given as an HTTP date.
+#[allow(
+    clippy::match_overlapping_arm,
+    reason = "the specific codes come first and win; the ranges catch the rest, as in the table"
+)]
 pub fn classify(answer: Answer<'_>, now: SystemTime) -> Outcome {
     let Answer { status, retry_after, body } = answer;
     let json = serde_json::from_str::<serde_json::Value>(body).ok();
@@ -64,7 +68,11 @@ pub fn classify(answer: Answer<'_>, now: SystemTime) -> Outcome {
                 duplicate: field("duplicate").and_then(serde_json::Value::as_bool).unwrap_or(false),
             }
         }
-        401 => Outcome::Unauthorized(if body.trim().is_empty() { String::new() } else { format!(": {}", excerpt(body)) }),
+        401 => Outcome::Unauthorized(if body.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", excerpt(body))
+        }),
         413 => Outcome::TooLarge,
         408 | 409 | 425 | 429 | 300..=399 | 500..=599 => Outcome::Retry {
             reason: format!("HTTP {status}: {}", excerpt(body)).trim_end_matches([' ', ':']).to_owned(),
@@ -119,7 +127,12 @@ mod tests {
     fn every_answer_has_one_outcome() {
         let cases: Vec<(u16, Option<&str>, &str, Outcome)> = vec![
             (200, None, r#"{"accepted": 7}"#, Outcome::Delivered { accepted: Some(7), duplicate: false }),
-            (200, None, r#"{"accepted": 7, "duplicate": true}"#, Outcome::Delivered { accepted: Some(7), duplicate: true }),
+            (
+                200,
+                None,
+                r#"{"accepted": 7, "duplicate": true}"#,
+                Outcome::Delivered { accepted: Some(7), duplicate: true },
+            ),
             (200, None, "", Outcome::Delivered { accepted: None, duplicate: false }),
             (204, None, "", Outcome::Delivered { accepted: None, duplicate: false }),
             (
@@ -135,10 +148,20 @@ mod tests {
                 Outcome::Rejected { status: 400, reason: "malformed gzip".into() },
             ),
             (400, None, "plain text", Outcome::Rejected { status: 400, reason: "plain text".into() }),
-            (400, None, r#"{"error": "x", "index": -1}"#, Outcome::Rejected { status: 400, reason: "x".into() }),
+            (
+                400,
+                None,
+                r#"{"error": "x", "index": -1}"#,
+                Outcome::Rejected { status: 400, reason: "x".into() },
+            ),
             (401, None, "bad token", Outcome::Unauthorized(": bad token".into())),
             (401, None, "", Outcome::Unauthorized(String::new())),
-            (403, None, r#"{"error": "forbidden"}"#, Outcome::Rejected { status: 403, reason: "forbidden".into() }),
+            (
+                403,
+                None,
+                r#"{"error": "forbidden"}"#,
+                Outcome::Rejected { status: 403, reason: "forbidden".into() },
+            ),
             (404, None, "", Outcome::Rejected { status: 404, reason: String::new() }),
             (415, None, "", Outcome::Rejected { status: 415, reason: String::new() }),
             (413, None, "too big", Outcome::TooLarge),
@@ -146,7 +169,12 @@ mod tests {
             (409, None, "in flight", retry("HTTP 409: in flight", None)),
             (429, None, "", retry("HTTP 429", None)),
             (429, Some("7"), "slow down", retry("HTTP 429: slow down", Some(7))),
-            (503, Some("120"), r#"{"error":"memory budget full"}"#, retry(r#"HTTP 503: {"error":"memory budget full"}"#, Some(120))),
+            (
+                503,
+                Some("120"),
+                r#"{"error":"memory budget full"}"#,
+                retry(r#"HTTP 503: {"error":"memory budget full"}"#, Some(120)),
+            ),
             (503, None, "", retry("HTTP 503", None)),
             (503, Some("soon"), "", retry("HTTP 503", None)),
             (500, None, "oops", retry("HTTP 500: oops", None)),
@@ -155,7 +183,11 @@ mod tests {
             (101, None, "", retry("unexpected HTTP status 101", None)),
         ];
         for (status, retry_after, body, want) in cases {
-            assert_eq!(classify(Answer { status, retry_after, body }, NOW), want, "{status} {retry_after:?} {body}");
+            assert_eq!(
+                classify(Answer { status, retry_after, body }, NOW),
+                want,
+                "{status} {retry_after:?} {body}"
+            );
         }
     }
 

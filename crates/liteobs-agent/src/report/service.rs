@@ -48,8 +48,7 @@ impl Uploader {
             Err(e) => return Outcome::Retry { reason: e.to_string(), after: None },
         };
         let status = resp.status().as_u16();
-        let retry_after =
-            resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = match resp.body().limit(MAX_ANSWER).await {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             // Without the whole answer a 2xx is not known to be a commit: retry (the id makes

@@ -92,7 +92,8 @@ impl Reporter {
         deadline: &mut watch::Receiver<Option<Instant>>,
     ) -> Result<(), ReportError> {
         loop {
-            let next = before_deadline(queue.next_batch(self.cfg.batch_size, self.cfg.flush_interval), deadline);
+            let next =
+                before_deadline(queue.next_batch(self.cfg.batch_size, self.cfg.flush_interval), deadline);
             let records = match next.await {
                 None => {
                     self.abandon(queue.take_all().len() as u64);
@@ -152,7 +153,12 @@ impl Reporter {
     }
 
     /// Queue → disk, until the queue is closed and empty.
-    async fn spool_from(&self, queue: &RecordQueue, spool: &RefCell<Spool>, shared: &SpoolRun) -> Result<(), ReportError> {
+    async fn spool_from(
+        &self,
+        queue: &RecordQueue,
+        spool: &RefCell<Spool>,
+        shared: &SpoolRun,
+    ) -> Result<(), ReportError> {
         while let Some(records) = queue.next_batch(self.cfg.batch_size, self.cfg.flush_interval).await {
             let batch = Batch::encode(&records)?;
             drop(records);
@@ -174,7 +180,11 @@ impl Reporter {
                     if n > 0 {
                         let before = self.counters.records_spool_dropped.fetch_add(n, Relaxed);
                         if before == 0 || before / 10_000 != (before + n) / 10_000 {
-                            tracing::warn!(records = n, total = before + n, "spool full: oldest batches dropped");
+                            tracing::warn!(
+                                records = n,
+                                total = before + n,
+                                "spool full: oldest batches dropped"
+                            );
                         }
                     }
                 }
@@ -284,7 +294,11 @@ impl Reporter {
                             ReportCounters::add(&self.counters.batches_duplicate, 1);
                             tracing::info!(id = %batch.id, records = n, "server had this batch already; not inserted twice");
                         } else if let Some(a) = accepted.filter(|a| *a != n) {
-                            tracing::warn!(sent = n, accepted = a, "server accepted a different number of records");
+                            tracing::warn!(
+                                sent = n,
+                                accepted = a,
+                                "server accepted a different number of records"
+                            );
                         }
                         ReportCounters::add(&self.counters.records_acked, n);
                         ReportCounters::add(&self.counters.batches_acked, 1);

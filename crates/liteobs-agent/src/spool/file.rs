@@ -67,10 +67,7 @@ pub fn parse(bytes: &[u8]) -> Result<Batch, FormatError> {
     let bad = |l: &str| FormatError::BadHeader(l.chars().take(80).collect());
     let mut field = |name: &str| -> Result<String, FormatError> {
         let line = lines.next().unwrap_or_default();
-        line.strip_prefix(name)
-            .and_then(|v| v.strip_prefix(' '))
-            .map(str::to_owned)
-            .ok_or_else(|| bad(line))
+        line.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).map(str::to_owned).ok_or_else(|| bad(line))
     };
     let magic = field(MAGIC.split(' ').next().unwrap_or_default())?;
     if magic != "1" {
@@ -127,17 +124,25 @@ mod tests {
             f
         };
         let with = |from: &str, to: &str| {
-            String::from_utf8_lossy(&good[..header_len]).replacen(from, to, 1).into_bytes().into_iter()
+            String::from_utf8_lossy(&good[..header_len])
+                .replacen(from, to, 1)
+                .into_bytes()
+                .into_iter()
                 .chain(good[header_len..].iter().copied())
                 .collect::<Vec<u8>>()
         };
-        let cases: Vec<(&str, Vec<u8>, fn(&FormatError) -> bool)> = vec![
+        type Expect = fn(&FormatError) -> bool;
+        let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("empty", Vec::new(), |e| *e == FormatError::NoHeader),
             ("torn in the header", good[..20].to_vec(), |e| *e == FormatError::NoHeader),
-            ("torn in the body", good[..good.len() - 3].to_vec(), |e| matches!(e, FormatError::Length { .. })),
+            ("torn in the body", good[..good.len() - 3].to_vec(), |e| {
+                matches!(e, FormatError::Length { .. })
+            }),
             ("extra bytes", [&good[..], b"x"].concat(), |e| matches!(e, FormatError::Length { .. })),
             ("flipped body bit", flip_last, |e| matches!(e, FormatError::Crc { .. })),
-            ("other magic", with("LITEOBS-SPOOL 1", "LITEOBS-SPOOL 2"), |e| matches!(e, FormatError::BadHeader(_))),
+            ("other magic", with("LITEOBS-SPOOL 1", "LITEOBS-SPOOL 2"), |e| {
+                matches!(e, FormatError::BadHeader(_))
+            }),
             ("bad id", with("id ", "id zz"), |e| matches!(e, FormatError::BadHeader(_))),
             ("bad count", with("records 2", "records two"), |e| matches!(e, FormatError::BadHeader(_))),
             ("zeros", vec![0u8; 4096], |e| *e == FormatError::NoHeader),

@@ -114,7 +114,8 @@ impl Spool {
         }
         // Root ignores permission bits: only a real write shows the directory is usable.
         let probe = dir.join(".probe.tmp");
-        write_durably(&dir, &probe, &dir.join(".probe"), b"probe").map_err(unusable("writing a test file"))?;
+        write_durably(&dir, &probe, &dir.join(".probe"), b"probe")
+            .map_err(unusable("writing a test file"))?;
         fs::remove_file(dir.join(".probe")).map_err(unusable("removing its test file"))?;
 
         let mut spool = Spool {
@@ -139,9 +140,11 @@ impl Spool {
             }
             match parse_name(&name) {
                 Some(seq) => found.push((seq, path)),
-                None if name.ends_with(".tmp") => {
-                    spool.set_aside(&path, "a write the agent did not finish (crash mid-write)", &mut recovered)
-                }
+                None if name.ends_with(".tmp") => spool.set_aside(
+                    &path,
+                    "a write the agent did not finish (crash mid-write)",
+                    &mut recovered,
+                ),
                 None => {} // not ours: leave it alone
             }
         }

@@ -523,7 +523,12 @@ impl FakeServer {
                 let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text);
                 let records = liteobs_model::decode_ndjson(text.as_bytes()).unwrap_or_default();
                 let n = records.len();
-                log.lock().expect("lock").push(Upload { path, headers, records, at: std::time::Instant::now() });
+                log.lock().expect("lock").push(Upload {
+                    path,
+                    headers,
+                    records,
+                    at: std::time::Instant::now(),
+                });
                 let Some(reply) = script.get(i).or(script.last()).cloned().flatten() else { continue };
                 let status = reply.status;
                 let body = match reply.body {
