@@ -289,3 +289,17 @@ fn a_replay_waits_for_room_in_a_full_spool_instead_of_dropping() {
     let all: Vec<TrafficLog> = seen(&log).iter().skip(2).flat_map(|s| s.records.clone()).collect();
     assert_eq!(all, recs(0..10));
 }
+
+#[test]
+fn a_spool_that_stops_taking_writes_falls_back_to_memory_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&SpoolConfig { dir: spool_dir.clone(), max_bytes: 1 << 20 }).unwrap().0;
+    // The disk goes away under the agent: every write fails from now on.
+    std::fs::remove_dir_all(&spool_dir).unwrap();
+    let (url, log) = scripted_server(vec![answer(200, "{}")]);
+    let stats = report_with(quick(&url), recs(0..5), None, Some(spool)).unwrap();
+    assert_eq!((stats.records_acked, stats.spool_write_errors), (5, 3));
+    let all: Vec<TrafficLog> = seen(&log).iter().flat_map(|s| s.records.clone()).collect();
+    assert_eq!(all, recs(0..5));
+}

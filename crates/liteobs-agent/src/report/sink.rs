@@ -129,6 +129,8 @@ impl Reporter {
                     r?;
                 }
                 r = &mut sender => {
+                    shared.sending_done.set(true);
+                    shared.room.notify_one();
                     r?;
                     break;
                 }
@@ -139,6 +141,9 @@ impl Reporter {
             // to disk, where the next start finds it.
             spooler.await?;
         }
+        // Batches the spool could not take, with no sender left to take them.
+        let unsent: u64 = shared.memory.borrow().iter().map(|b| b.records as u64).sum();
+        self.abandon(unsent);
         let s = spool.borrow();
         self.counters.records_spooled.store(s.records(), Relaxed);
         if !s.is_empty() {
@@ -165,8 +170,11 @@ impl Reporter {
             // A replay waits for the sender to make room (it can: nothing is lost by waiting);
             // live capture drops the oldest files. A batch that could not be written waits in
             // memory, one at a time, so memory stays bounded either way.
-            while (queue.overflow() == Overflow::Wait && !spool.borrow().has_room(file::encoded_len(&batch)))
-                || !shared.memory.borrow().is_empty()
+            // Once the sender has stopped (deadline), nothing frees room: stop waiting.
+            while !shared.sending_done.get()
+                && ((queue.overflow() == Overflow::Wait
+                    && !spool.borrow().has_room(file::encoded_len(&batch)))
+                    || !shared.memory.borrow().is_empty())
             {
                 tokio::select! {
                     _ = shared.room.notified() => {}
@@ -390,6 +398,8 @@ struct SpoolRun {
     /// Batches the spool could not take, sent from memory (at most one waits).
     memory: RefCell<VecDeque<Batch>>,
     spooling_done: Cell<bool>,
+    /// The sender returned (all sent, or the deadline passed).
+    sending_done: Cell<bool>,
 }
 
 /// Runs `fut` unless the deadline (None until a shutdown sets it) passes first.
