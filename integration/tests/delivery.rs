@@ -419,3 +419,55 @@ fn live_capture_through_an_outage_longer_than_the_buffer_loses_nothing_with_a_sp
         .unwrap_or(u64::MAX);
     assert_eq!(dropped, 0, "{log}");
 }
+
+/// A spool file as the agent writes it (see the agent's `spool/file.rs`), for a test that needs
+/// a batch no capture can produce.
+fn spool_file(id: &str, lines: &[String]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for l in lines {
+        gz.write_all(l.as_bytes()).unwrap();
+        gz.write_all(b"\n").unwrap();
+    }
+    let body = gz.finish().unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(&body);
+    let mut out = format!(
+        "LITEOBS-SPOOL 1\nid {id}\nrecords {}\nbody {} {:08x}\n\n",
+        lines.len(),
+        body.len(),
+        crc.sum()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn the_real_server_names_a_bad_record_and_only_that_record_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let good: Vec<TrafficLog> = expected_records(&fixture()).into_iter().take(11).collect();
+    let mut lines: Vec<String> = good.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    // Record 4 of 11 is impossible: a status no u16 holds. The server refuses the batch and
+    // names it; the other 10 must be stored.
+    let mut bad: serde_json::Value = serde_json::from_str(&lines[4]).unwrap();
+    bad["status"] = serde_json::json!(70000);
+    lines[4] = bad.to_string();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("0000000000000000.batch"), spool_file(&"ab".repeat(16), &lines)).unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, &std::fs::read(fixture()).unwrap()[..24]).unwrap();
+
+    let server = Server::start("sqlite", &dir.path().join("store.sqlite"), None, None);
+    let (proxy, uploads) = recording_proxy(server.addr().to_owned());
+    let log = finish(spawn_agent(&empty, &proxy, &spool, &[]), Duration::from_secs(30));
+    let mut want = good.clone();
+    want.remove(4);
+    assert_eq!(sorted(stored(&server, &want)), sorted(want), "{log}");
+    let uploads = uploads.lock().unwrap().clone();
+    let statuses: Vec<u16> = uploads.iter().map(|u| u.status).collect();
+    assert_eq!(statuses, [400, 200], "{log}");
+    assert_eq!(uploads[1].id, format!("{}.r4", "ab".repeat(16)));
+    let rejected = log.lines().find(|l| l.starts_with("records_rejected")).unwrap_or_default();
+    assert!(rejected.ends_with(" 1"), "{log}");
+}
