@@ -206,3 +206,25 @@ fn retry_after_is_honoured_and_the_retry_keeps_the_batch_id() {
         assert_eq!(uploads[1].records, uploads[0].records);
     }
 }
+
+#[test]
+fn a_torn_spool_file_at_start_is_set_aside_and_counted_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("0000000000000000.batch"), b"LITEOBS-SPOOL 1\nid 0123").unwrap();
+    std::fs::write(spool.join(".0000000000000001.tmp"), b"half a write").unwrap();
+    let server = FakeServer::start(vec![Some(200)]);
+    let file = fixture("nginx-keepalive.pcap");
+    let o = agent(&["-read", &file, "-server", &server.url, "-spool-dir", &spool.to_string_lossy()]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("spool file set aside"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("spool_files_set_aside")).unwrap_or_default();
+    assert!(line.ends_with(" 2"), "{err}");
+    assert_eq!(std::fs::read_dir(spool.join("corrupt")).unwrap().count(), 2);
+    let cfg = PipelineConfig::default();
+    let (want, _) = replay_file(std::path::Path::new(&file), cfg).unwrap();
+    let got: usize = server.uploads().iter().map(|u| u.records.len()).sum();
+    assert_eq!(got, want.len(), "the capture itself is still delivered");
+}
