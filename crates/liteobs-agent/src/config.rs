@@ -59,6 +59,17 @@ pub struct Config {
     #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub buffer: u32,
 
+    /// Keep every batch on disk in this directory until the server has it (one file per batch,
+    /// written crash-safe), so that an outage longer than -buffer, a restart or a kill -9 loses
+    /// nothing spooled; batches left by an earlier run are delivered first. Needs -server.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+
+    /// Most bytes the spool may hold; when full, live capture drops the oldest batches (counted)
+    /// and a replay waits for room.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_spool_size)]
+    pub spool_max_bytes: u64,
+
     /// Kernel capture buffer (bytes; K, M, G, KiB, MiB, GiB suffixes allowed).
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
     pub buffer_size: u64,
@@ -234,6 +245,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A spool limit: a size of at least 1 MiB (room for a few batches).
+fn parse_spool_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < 1 << 20 {
+        return Err(format!("{s:?} is too small for a spool (1MiB at least)"));
+    }
+    Ok(n)
+}
+
 /// The node name: the flag (or $NODE_NAME, which clap already folded into it), else the
 /// kernel's host name from `hostname_file` (normally /proc/sys/kernel/hostname), else
 /// gethostname(2), else "unknown".
@@ -293,6 +313,11 @@ mod tests {
         assert!(!parse(&["-immediate-mode=false"]).unwrap().immediate_mode);
         assert!(!c.promisc);
         assert!(parse(&["-promisc"]).unwrap().promisc);
+        assert!(c.spool_dir.is_none());
+        assert_eq!(c.spool_max_bytes, 1 << 30);
+        let c = parse(&["-spool-dir", "/var/lib/liteobs/spool", "-spool-max-bytes", "64MiB"]).unwrap();
+        assert_eq!(c.spool_dir.as_deref(), Some(Path::new("/var/lib/liteobs/spool")));
+        assert_eq!(c.spool_max_bytes, 64 << 20);
     }
 
     #[test]
@@ -337,6 +362,7 @@ mod tests {
             &["-flush-interval", "soon"],
             &["-buffer-size", "64XB"],
             &["-snaplen", "10"],
+            &["-spool-max-bytes", "4KiB"],
         ] {
             let e = parse(args).unwrap_err().to_string();
             assert!(e.contains(&format!("--{}", &args[0][1..])), "{args:?}: {e}");

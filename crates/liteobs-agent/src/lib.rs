@@ -17,5 +17,6 @@ pub mod pipeline;
 pub mod reassemble;
 pub mod report;
 pub mod run;
+pub mod spool;
 #[cfg(test)]
 mod testing;

@@ -38,6 +38,7 @@ use crate::report::stdout::ThreadedWriter;
 use crate::report::{
     Overflow, RecordQueue, ReportCounters, ReportError, ReportStats, Reporter, ReporterConfig,
 };
+use crate::spool::{Spool, SpoolConfig, SpoolError};
 
 /// Where [`drive`] puts records.
 pub enum RecordSink {
@@ -131,6 +132,8 @@ impl Snapshot {
             gaps = p.gaps,
             records_dropped = r.records_dropped,
             records_acked = r.records_acked,
+            records_rejected = r.records_rejected,
+            records_spooled = r.records_spooled,
             upload_failures = r.upload_failures,
             "{message}"
         );
@@ -192,6 +195,10 @@ pub enum RunError {
     /// The reader of standard output went away (`| head`): not a failure.
     #[error("standard output was closed")]
     StdoutClosed,
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("-spool-dir keeps batches for a server: give -server too")]
+    SpoolWithoutServer,
     #[error("-server {url:?}: {reason}")]
     BadServer { url: String, reason: String },
     #[error("starting a thread: {0}")]
@@ -456,6 +463,8 @@ pub fn run_with(
     let replay = cfg.read.is_some();
     let server = cfg.server.as_deref().map(server_endpoint).transpose()?;
     let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
+    let counters = Arc::new(ReportCounters::default());
+    let spool = open_spool(cfg, server.is_some(), &counters)?;
     let mut source = open_source(cfg, &exclude)?;
     let mut attributor = make_attributor();
     if !replay {
@@ -469,7 +478,6 @@ pub fn run_with(
         let overflow = if replay { Overflow::Wait } else { Overflow::DropOldest };
         Arc::new(RecordQueue::new(cfg.buffer as usize, overflow))
     });
-    let counters = Arc::new(ReportCounters::default());
     let mut sink = match &queue {
         Some(q) => RecordSink::Queue(q.clone()),
         None => RecordSink::Stdout(ThreadedWriter::spawn(io::stdout()).map_err(RunError::Thread)?),
@@ -542,7 +550,11 @@ pub fn run_with(
         let work = async {
             let reported = match (&queue, reporter_cfg) {
                 (Some(q), Some(rcfg)) => {
-                    let r = Reporter::new(rcfg, counters.clone()).run(q, deadline_rx).await;
+                    let mut reporter = Reporter::new(rcfg, counters.clone());
+                    if let Some(s) = spool {
+                        reporter = reporter.with_spool(s);
+                    }
+                    let r = reporter.run(q, deadline_rx).await;
                     if r.is_err() {
                         // Nothing more can be delivered: stop capturing too.
                         stop.store(true, Ordering::Relaxed);
@@ -568,6 +580,28 @@ pub fn run_with(
         summary.snapshot.report = Some(reported.unwrap_or_else(|| counters.snapshot(q)));
     }
     Ok(RunReport { summary, replay })
+}
+
+/// Opens `-spool-dir` before anything is captured, so that a directory that cannot be used is
+/// one error at start; says what an earlier run left there.
+fn open_spool(cfg: &Config, has_server: bool, counters: &ReportCounters) -> Result<Option<Spool>, RunError> {
+    let Some(dir) = &cfg.spool_dir else { return Ok(None) };
+    if !has_server {
+        return Err(RunError::SpoolWithoutServer);
+    }
+    let (spool, recovered) = Spool::open(&SpoolConfig { dir: dir.clone(), max_bytes: cfg.spool_max_bytes })?;
+    let set_aside = recovered.set_aside.len() as u64;
+    counters.spool_files_set_aside.fetch_add(set_aside, Ordering::Relaxed);
+    if recovered.batches > 0 || set_aside > 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            batches = recovered.batches,
+            records = recovered.records,
+            set_aside,
+            "spool: batches left by an earlier run are delivered first"
+        );
+    }
+    Ok(Some(spool))
 }
 
 /// A progress bar for replays of large files when standard error is a terminal.

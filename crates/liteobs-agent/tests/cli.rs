@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use liteobs_agent::pipeline::PipelineConfig;
 use liteobs_agent::run::replay_file;
-use support::FakeServer;
+use support::{FakeServer, Reply};
 
 fn agent(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liteobs-agent"))
@@ -103,6 +103,10 @@ fn replay_uploads_every_record_through_server_errors() {
     let (want, _) = replay_file(std::path::Path::new(&file), cfg).unwrap();
     assert_eq!(acked, want);
     assert_eq!(uploads[2].records.len(), 3, "batches of -batch-size");
+    let id = |i: usize| uploads[i].header(liteobs_model::BATCH_ID_HEADER).unwrap_or_default().to_owned();
+    assert!(!id(0).is_empty(), "uploads carry a batch id");
+    assert_eq!((id(1), id(2)), (id(0), id(0)), "a retried batch keeps its id");
+    assert_ne!(id(3), id(0), "another batch, another id");
     assert!(err.contains("upload failed; retrying"), "{err}");
     let line = err.lines().find(|l| l.starts_with("records_acked")).unwrap_or_default();
     assert!(line.ends_with(" 4"), "{err}");
@@ -128,4 +132,99 @@ fn rejected_batches_are_counted_and_unauthorized_stops() {
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("liteobs-agent: "), "{err}");
     assert!(last.contains("401 Unauthorized") && last.contains("LITEOBS_TOKEN"), "{err}");
+}
+
+#[test]
+fn a_spool_dir_that_cannot_be_used_is_one_clear_line_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let spool = file.join("spool");
+    let o = agent(&[
+        "-read",
+        &fixture("nginx-keepalive.pcap"),
+        "-server",
+        "http://127.0.0.1:9",
+        "-spool-dir",
+        &spool.to_string_lossy(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("-spool-dir") && err.contains("creating the directory"), "{err}");
+
+    let o = agent(&["-read", &fixture("nginx-keepalive.pcap"), "-spool-dir", &dir.path().to_string_lossy()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("-spool-dir keeps batches for a server"), "{err}");
+}
+
+#[test]
+fn a_400_naming_one_record_drops_only_that_record() {
+    // One batch, one bad record: the good ones must arrive (the issue lost 10 of 11 this way).
+    let file = fixture("nginx-status-codes.pcap");
+    let cfg = PipelineConfig { node: "n1".into(), ..PipelineConfig::default() };
+    let (want, _) = replay_file(std::path::Path::new(&file), cfg).unwrap();
+    let bad = r#"{"error": "record 2, field `status`: invalid value", "index": 2, "field": "status"}"#;
+    let server = FakeServer::start_replies(vec![Some(Reply::body(400, bad)), Some(Reply::status(200))]);
+    let o = agent(&["-read", &file, "-server", &server.url, "-batch-size", "1000", "-node", "n1"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let uploads = server.uploads();
+    assert_eq!(uploads.len(), 2, "{err}");
+    assert_eq!(uploads[0].records, want);
+    let mut rest = want.clone();
+    rest.remove(2);
+    assert_eq!(uploads[1].records, rest, "the batch is sent again without record 2");
+    let line = err.lines().find(|l| l.starts_with("records_rejected")).unwrap_or_default();
+    assert!(line.ends_with(" 1"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("records_acked")).unwrap_or_default();
+    assert!(line.ends_with(&format!(" {}", rest.len())), "{err}");
+}
+
+#[test]
+fn retry_after_is_honoured_and_the_retry_keeps_the_batch_id() {
+    let file = fixture("nginx-keepalive.pcap");
+    for (status, retry_after) in [(503, "1"), (429, "1")] {
+        let server = FakeServer::start_replies(vec![
+            Some(Reply { status, headers: vec![("Retry-After", retry_after)], body: None }),
+            Some(Reply::status(200)),
+        ]);
+        let o = agent(&["-read", &file, "-server", &server.url, "-batch-size", "1000"]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        let uploads = server.uploads();
+        assert_eq!(uploads.len(), 2, "{status}: retried once, not dropped: {err}");
+        let gap = uploads[1].at - uploads[0].at;
+        assert!(
+            gap >= std::time::Duration::from_millis(950),
+            "{status}: retried after {gap:?}, Retry-After said 1 s"
+        );
+        let id = |i: usize| uploads[i].header(liteobs_model::BATCH_ID_HEADER).map(str::to_owned);
+        assert!(id(0).is_some(), "{status}: no batch id");
+        assert_eq!(id(1), id(0), "{status}: the retry keeps the id");
+        assert_eq!(uploads[1].records, uploads[0].records);
+    }
+}
+
+#[test]
+fn a_torn_spool_file_at_start_is_set_aside_and_counted_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("0000000000000000.batch"), b"LITEOBS-SPOOL 1\nid 0123").unwrap();
+    std::fs::write(spool.join(".0000000000000001.tmp"), b"half a write").unwrap();
+    let server = FakeServer::start(vec![Some(200)]);
+    let file = fixture("nginx-keepalive.pcap");
+    let o = agent(&["-read", &file, "-server", &server.url, "-spool-dir", &spool.to_string_lossy()]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("spool file set aside"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("spool_files_set_aside")).unwrap_or_default();
+    assert!(line.ends_with(" 2"), "{err}");
+    assert_eq!(std::fs::read_dir(spool.join("corrupt")).unwrap().count(), 2);
+    let cfg = PipelineConfig::default();
+    let (want, _) = replay_file(std::path::Path::new(&file), cfg).unwrap();
+    let got: usize = server.uploads().iter().map(|u| u.records.len()).sum();
+    assert_eq!(got, want.len(), "the capture itself is still delivered");
 }

@@ -436,6 +436,8 @@ pub struct Upload {
     pub headers: Vec<(String, String)>,
     /// The records, gunzipped and decoded.
     pub records: Vec<liteobs_model::TrafficLog>,
+    /// When the request was read whole.
+    pub at: std::time::Instant,
 }
 
 impl Upload {
@@ -452,8 +454,32 @@ pub struct FakeServer {
     pub uploads: std::sync::Arc<std::sync::Mutex<Vec<Upload>>>,
 }
 
+/// One answer of [`FakeServer::start_replies`]: a status, extra headers and a body (None: the
+/// default body, `{"accepted": N}` for a 200).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub body: Option<&'static str>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), body: None }
+    }
+
+    pub fn body(status: u16, body: &'static str) -> Reply {
+        Reply { status, headers: Vec::new(), body: Some(body) }
+    }
+}
+
 impl FakeServer {
     pub fn start(script: Vec<Option<u16>>) -> FakeServer {
+        FakeServer::start_replies(script.into_iter().map(|s| s.map(Reply::status)).collect())
+    }
+
+    /// [`FakeServer::start`] with answers that carry headers and bodies.
+    pub fn start_replies(script: Vec<Option<Reply>>) -> FakeServer {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -497,12 +523,22 @@ impl FakeServer {
                 let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text);
                 let records = liteobs_model::decode_ndjson(text.as_bytes()).unwrap_or_default();
                 let n = records.len();
-                log.lock().expect("lock").push(Upload { path, headers, records });
-                let Some(status) = script.get(i).or(script.last()).copied().flatten() else { continue };
-                let body =
-                    if status == 200 { format!("{{\"accepted\": {n}}}") } else { format!("status {status}") };
+                log.lock().expect("lock").push(Upload {
+                    path,
+                    headers,
+                    records,
+                    at: std::time::Instant::now(),
+                });
+                let Some(reply) = script.get(i).or(script.last()).cloned().flatten() else { continue };
+                let status = reply.status;
+                let body = match reply.body {
+                    Some(b) => b.to_owned(),
+                    None if status == 200 => format!("{{\"accepted\": {n}}}"),
+                    None => format!("status {status}"),
+                };
+                let extra: String = reply.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
                 let resp = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = conn.write_all(resp.as_bytes());

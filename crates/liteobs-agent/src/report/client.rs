@@ -1,0 +1,10 @@
+//! The one place the reporter's HTTP client is built: timeouts, redirects, and (once the agent
+//! speaks https) its TLS settings. Everything that sends uses the client made here.
+
+use super::config::ReporterConfig;
+
+/// The awc client for uploads: one request timeout covering connect, send and answer;
+/// redirects are not followed (an upload must reach the server it was meant for, token and all).
+pub fn http_client(cfg: &ReporterConfig) -> awc::Client {
+    awc::Client::builder().timeout(cfg.request_timeout).disable_redirects().finish()
+}
