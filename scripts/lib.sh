@@ -16,6 +16,15 @@ as_root() {
     else die "need root for: $* (run as root or install sudo)"; fi
 }
 
+# root_exec CMD...: CMD as root, in place of the calling shell (exec, or exec sudo). Run it in the
+# background as `root_exec CMD &` and $! is CMD itself (or sudo, which passes signals on), so that
+# killing $! stops CMD; `as_root CMD &` forks a subshell, and killing $! would stop only that.
+root_exec() {
+    if [ "$(id -u)" = 0 ]; then exec "$@"
+    elif command -v sudo >/dev/null; then exec sudo "$@"
+    else die "need root for: $* (run as root or install sudo)"; fi
+}
+
 # ensure_target_dir: create CARGO_TARGET_DIR, owned by the caller, even when /var/cache needs root.
 ensure_target_dir() {
     mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || {
@@ -81,6 +90,24 @@ ensure_packages() {
     say "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_packaged_if_any PKG...: ensure_packages for those of PKG that this machine's apt sources
+# have (a version from a repository, not only the local dpkg status), and one line naming the
+# others. For tools that a fresh Debian 12 / Ubuntu LTS does not package (kubectl): the tests
+# that need them say SKIPPED and why.
+ensure_packaged_if_any() {
+    local p have=() lack=()
+    for p in "$@"; do
+        if apt-cache policy "$p" 2>/dev/null \
+            | awk '$1 ~ /^[0-9]+$/ && $2 !~ /^[0-9]+$/ && $2 != "/var/lib/dpkg/status" { found = 1 } END { exit !found }'; then
+            have+=("$p")
+        else
+            lack+=("$p")
+        fi
+    done
+    [ ${#have[@]} -eq 0 ] || ensure_packages "${have[@]}"
+    [ ${#lack[@]} -eq 0 ] || say "not installing ${lack[*]}: no apt source here has it (the tests that need it are skipped)"
 }
 
 # ensure_rust: cargo with rustfmt and clippy.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # LiteObs launcher.
-#   bash scripts/start.sh local [--keep]   build, run a server (default store: DuckDB) and, as root, the
+#   bash scripts/start.sh local [--keep] [--no-build]
+#                                         build, run a server (default store: DuckDB) and, as root, the
 #                                         agent on lo; make real HTTP traffic; print the table; stop
-#                                         what it started (--keep leaves it running)
+#                                         everything it started (--keep leaves the server running;
+#                                         --no-build uses the binaries already in the target dir)
 #   bash scripts/start.sh full [ARGS...]   build the images, load them into the current kubectl context
 #                                         (kind, minikube, or push to $LITEOBS_REGISTRY), kubectl apply
 #                                         -k deploy/, wait for the rollout, then run a query (ARGS)
@@ -13,22 +15,45 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/images.sh
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 
+# Every process this script starts in the background is the program itself (started with
+# `&` directly or through `root_exec`), never a subshell around it, so that $! is the PID to stop.
 PIDS_TO_STOP=()
 # stop_all: SIGTERM what this script started, newest first, and wait for it.
 stop_all() {
     local i
     for ((i = ${#PIDS_TO_STOP[@]} - 1; i >= 0; i--)); do
-        as_root kill -TERM "${PIDS_TO_STOP[$i]}" 2>/dev/null || true
-        wait "${PIDS_TO_STOP[$i]}" 2>/dev/null || true
+        stop_pid "${PIDS_TO_STOP[$i]}"
     done
 }
+# stop_pid PID: SIGTERM one process this script started (as root, since some run as root), reap
+# it, and take it off PIDS_TO_STOP (its number may be reused).
+stop_pid() {
+    local p rest=()
+    # Under sudo, $1 is sudo, which does not pass on a signal from its command's process group
+    # (ours, without a pty): signal the command itself too.
+    if [ "$(id -u)" != 0 ] && command -v pkill >/dev/null; then as_root pkill -TERM -P "$1" 2>/dev/null || true; fi
+    as_root kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    for p in "${PIDS_TO_STOP[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
+    PIDS_TO_STOP=("${rest[@]}")
+}
+# Ctrl-C or a SIGTERM to the script runs the EXIT trap (bash skips it on a fatal signal).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 mode=${1:-}
 [ $# -gt 0 ] && shift
 
 build() {
+    if [ "${NO_BUILD:-0}" = 1 ]; then
+        local b
+        for b in liteobs-server liteobs-agent liteobs-client; do
+            [ -x "$BIN_DIR/$b" ] || die "--no-build: $BIN_DIR/$b is missing (build it, or drop --no-build)"
+        done
+        return
+    fi
     ensure_packages build-essential pkg-config libpcap-dev python3 curl
     ensure_rust
     ensure_target_dir
@@ -69,7 +94,7 @@ demo_traffic() {
     wait_http "http://127.0.0.1:$web_port/" 30 || die "demo web server did not start"
 
     say "agent: capturing lo, port $web_port, attributing processes with eBPF"
-    as_root "$BIN_DIR/liteobs-agent" -iface lo -ports "$web_port" -server "$url" -flush-interval 200ms \
+    root_exec "$BIN_DIR/liteobs-agent" -iface lo -ports "$web_port" -server "$url" -flush-interval 200ms \
         -node "$(hostname)" >"$work/agent.log" 2>&1 &
     agent_pid=$!
     PIDS_TO_STOP+=("$agent_pid")
@@ -93,8 +118,7 @@ for p in ["/", "/api/items.json", "/nope"]:
 c.close()
 PY
     sleep 0.5
-    as_root kill -TERM "$agent_pid" 2>/dev/null || true
-    wait "$agent_pid" 2>/dev/null || true
+    stop_pid "$agent_pid"
     echo
     "$BIN_DIR/liteobs-client" -server "$url" -limit 20
     echo
@@ -103,8 +127,14 @@ PY
 }
 
 local_mode() {
-    local keep=0
-    [ "${1:-}" = --keep ] && keep=1
+    local keep=0 arg
+    for arg in "$@"; do
+        case $arg in
+            --keep) keep=1 ;;
+            --no-build) NO_BUILD=1 ;;
+            *) usage; die "local takes --keep and --no-build, not '$arg'" ;;
+        esac
+    done
     build
     local work port url server_pid
     work=$(mktemp -d /tmp/liteobs-local.XXXXXX)
@@ -112,9 +142,11 @@ local_mode() {
     url=http://127.0.0.1:$port
     "$BIN_DIR/liteobs-server" -listen "127.0.0.1:$port" -db-path "$work/liteobs.duckdb" >"$work/server.log" 2>&1 &
     server_pid=$!
-    PIDS_TO_STOP+=("$server_pid")
     if [ "$keep" = 0 ]; then
+        PIDS_TO_STOP+=("$server_pid")
         trap 'stop_all; rm -rf '"$work" EXIT
+    else
+        trap 'stop_all' EXIT
     fi
     wait_http "$url/healthz" 120 || { cat "$work/server.log" >&2; die "server did not start"; }
     say "server $url (DuckDB at $work/liteobs.duckdb)"
@@ -128,7 +160,7 @@ local_mode() {
         "$BIN_DIR/liteobs-client" -server "$url" -limit 20
     fi
     if [ "$keep" = 1 ]; then
-        say "left running (pids ${PIDS_TO_STOP[*]}): server at $url, data in $work"
+        say "left running (pid $server_pid): server at $url, data in $work"
     fi
 }
 

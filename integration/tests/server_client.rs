@@ -164,6 +164,26 @@ fn client_errors_are_one_clear_line() {
 }
 
 #[test]
+fn server_names_an_unknown_flag_as_typed() {
+    for (args, want) in [
+        (&["-bogus"][..], "error: unexpected argument '-bogus' found (every flag is listed by -help)"),
+        (
+            &["-db-type", "sqlite", "-listn=127.0.0.1:0"],
+            "error: unexpected argument '-listn' found (every flag is listed by -help)",
+        ),
+        (&["-"], "error: unexpected argument '-' found"),
+    ] {
+        let out = std::process::Command::new(liteobs_integration::bin("liteobs-server"))
+            .args(args)
+            .output()
+            .expect("run server");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().next(), Some(want), "{args:?}");
+    }
+}
+
+#[test]
 fn server_refuses_bad_flags_and_foreign_files() {
     let out = std::process::Command::new(liteobs_integration::bin("liteobs-server"))
         .args(["-db-type", "oracle"])

@@ -1,13 +1,13 @@
 //! The agent's command line: every flag, its default and its meaning, parsed with clap.
 //!
 //! Flags are Go-style single-dash (`-iface lo`, `-ports 80,8080`); double dashes work too
-//! (see [`Config::parse_from_args`], which runs [`liteobs_goflags::normalize`] first).
+//! (see [`Config::parse_from_args`], which parses with [`liteobs_goflags::try_parse`]).
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use crate::pidmap::{Mode, PidMapConfig};
 use crate::pipeline::PipelineConfig;
@@ -141,8 +141,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        let cmd = Config::command();
-        Config::try_parse_from(liteobs_goflags::normalize(&cmd, args))
+        liteobs_goflags::try_parse(args)
     }
 
     /// The watched ports (an empty `-ports ""` entry means none given).

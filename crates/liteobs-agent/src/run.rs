@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use liteobs_model::TrafficLog;
+use liteobs_model::{Scheme, ServerUrl, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -369,36 +369,22 @@ pub struct RunReport {
 /// Checks `-server` and returns its normalized base URL and the addresses it resolves to (so
 /// that the agent does not capture its own uploads).
 pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError> {
-    let bad = |reason: &str| RunError::BadServer { url: url.to_owned(), reason: reason.to_owned() };
-    let trimmed = url.trim();
-    let rest = match trimmed.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(bad(
-                "https is not supported by this agent build; use http:// (put TLS in front of the server)",
-            ));
-        }
-        Some(_) => return Err(bad("only http:// URLs are supported")),
-        None => trimmed,
-    };
-    let rest = rest.trim_end_matches('/');
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(bad("no host in the URL"));
+    let bad = |reason: String| RunError::BadServer { url: url.to_owned(), reason };
+    let parsed = ServerUrl::parse(url).map_err(|e| bad(e.to_string()))?;
+    if parsed.scheme() == Scheme::Https {
+        return Err(bad(
+            "https is not supported by this agent build; use http:// (put TLS in front of the server)"
+                .to_owned(),
+        ));
     }
-    let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.contains("]:"),
-        None => authority.matches(':').count() == 1,
-    };
-    let with_port = if has_port { authority.to_owned() } else { format!("{authority}:80") };
-    let addrs: Vec<SocketAddr> = match with_port.to_socket_addrs() {
+    let addrs: Vec<SocketAddr> = match (parsed.host(), parsed.port()).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
-            tracing::warn!(server = trimmed, error = %e, "cannot resolve the server now; its traffic is not excluded from capture");
+            tracing::warn!(server = %parsed, error = %e, "cannot resolve the server now; its traffic is not excluded from capture");
             Vec::new()
         }
     };
-    Ok((format!("http://{rest}"), addrs))
+    Ok((parsed.to_string(), addrs))
 }
 
 fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSource + Send>, RunError> {
@@ -650,13 +636,22 @@ mod tests {
         let (u, a) = server_endpoint("http://127.0.0.1:9000/").unwrap();
         assert_eq!(u, "http://127.0.0.1:9000");
         assert_eq!(a, vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]);
-        let (u, a) = server_endpoint("[::1]:7").unwrap();
+        let (u, a) = server_endpoint("http://[::1]:7/").unwrap();
         assert_eq!(u, "http://[::1]:7");
         assert_eq!(a, vec!["[::1]:7".parse::<SocketAddr>().unwrap()]);
         let (_, a) = server_endpoint("http://127.0.0.1").unwrap();
         assert_eq!(a[0].port(), 80);
         assert!(server_endpoint("https://x").unwrap_err().to_string().contains("https is not supported"));
         assert!(server_endpoint("ftp://x").is_err());
-        assert!(server_endpoint("http://").is_err());
+        for (raw, want) in [
+            ("http://", r#"-server "http://": no host; write http://HOST[:PORT]"#),
+            ("[::1]:7", r#"-server "[::1]:7": no scheme; write http://[::1]:7"#),
+            (
+                "http://h/?q",
+                r#"-server "http://h/?q": a query string or fragment (? or #) is not allowed; the base URL ends at its path"#,
+            ),
+        ] {
+            assert_eq!(server_endpoint(raw).unwrap_err().to_string(), want);
+        }
     }
 }

@@ -56,6 +56,47 @@ fn unreadable_inputs_are_one_clear_line() {
 }
 
 #[test]
+fn unknown_flags_are_named_as_typed() {
+    for (args, want) in [
+        (&["-bogus"][..], "error: unexpected argument '-bogus' found (every flag is listed by -help)"),
+        (
+            &["-iface", "lo", "-bogus-flag=1"],
+            "error: unexpected argument '-bogus-flag' found (every flag is listed by -help)",
+        ),
+        (&["-"], "error: unexpected argument '-' found"),
+    ] {
+        let o = agent(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().next(), Some(want), "{args:?}");
+    }
+}
+
+#[test]
+fn server_mistakes_say_what_to_write() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (server, want) in [
+        ("http://", r#"liteobs-agent: -server "http://": no host; write http://HOST[:PORT]"#),
+        (
+            "localhost:8080",
+            r#"liteobs-agent: -server "localhost:8080": no scheme; write http://localhost:8080"#,
+        ),
+        ("ftp://h", r#"liteobs-agent: -server "ftp://h": unsupported scheme "ftp"; use http://"#),
+        (
+            "http://h/?batch=1",
+            r#"liteobs-agent: -server "http://h/?batch=1": a query string or fragment (? or #) is not allowed; the base URL ends at its path"#,
+        ),
+        (
+            "http://::1:8080",
+            r#"liteobs-agent: -server "http://::1:8080": an IPv6 address goes in brackets: http://[::1]:8080"#,
+        ),
+    ] {
+        let o = agent(&["-read", manifest, "-server", server]);
+        assert_eq!(o.status.code(), Some(1), "{server}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim_end(), want, "{server}");
+    }
+}
+
+#[test]
 fn bad_flag_values_name_the_flag() {
     let o = agent(&["-ports", "80,http"]);
     assert_eq!(o.status.code(), Some(2));

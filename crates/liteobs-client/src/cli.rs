@@ -9,11 +9,10 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use awc::http::Uri;
 use awc::http::header::HeaderValue;
 use chrono::{DateTime, Utc};
-use clap::{CommandFactory, Parser};
-use liteobs_model::Filter;
+use clap::Parser;
+use liteobs_model::{Filter, Scheme, ServerUrl};
 
 use crate::render::OutputFormat;
 
@@ -73,7 +72,8 @@ pub struct Cli {
 /// Everything [`crate::run`] needs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Server base URL as the user gave it, without a trailing `/`; errors quote it.
+    /// Server base URL, normalized by [`ServerUrl`] (scheme in lower case, no trailing `/`);
+    /// errors quote it.
     pub server: String,
     pub token: Option<String>,
     /// Query parameters exactly as typed, in a fixed order; only flags that were given.
@@ -102,7 +102,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        Cli::parse_from(liteobs_goflags::normalize(&Cli::command(), args))
+        liteobs_goflags::parse(args)
     }
 
     /// Like [`Cli::parse_args`], but returns clap's error instead of exiting.
@@ -111,7 +111,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        Cli::try_parse_from(liteobs_goflags::normalize(&Cli::command(), args))
+        liteobs_goflags::try_parse(args)
     }
 
     /// Validates the flags. `now` anchors relative times, only for the local check: the server
@@ -149,30 +149,17 @@ impl Cli {
     }
 }
 
-/// Checks that `raw` is an `http://host[:port][/prefix]` URL and drops a trailing `/`.
+/// Checks that `raw` is an `http://host[:port][/prefix]` URL ([`ServerUrl`] says what is
+/// refused) and returns it normalized, without a trailing `/`.
 fn check_server(raw: &str) -> Result<String, ConfigError> {
-    let trimmed = raw.trim().trim_end_matches('/');
-    let uri: Uri = trimmed.parse().map_err(|e| bad("-server", format!("{raw:?} is not a URL ({e})")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "-server",
-                "https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
-            ));
-        }
-        Some(other) => return Err(bad("-server", format!("unsupported scheme {other:?}; use http://"))),
-        None => {
-            return Err(bad("-server", format!("{raw:?} has no scheme; write http://{trimmed}")));
-        }
+    let url = ServerUrl::parse(raw).map_err(|e| bad("-server", format!("{raw:?}: {e}")))?;
+    if url.scheme() == Scheme::Https {
+        return Err(bad(
+            "-server",
+            "https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
+        ));
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("-server", format!("{raw:?} has no host name")));
-    }
-    if uri.query().is_some() {
-        return Err(bad("-server", format!("{raw:?} must not have a query string")));
-    }
-    Ok(trimmed.to_owned())
+    Ok(url.to_string())
 }
 
 #[cfg(test)]
@@ -234,6 +221,39 @@ mod tests {
     }
 
     #[test]
+    fn server_mistakes_say_what_is_wrong_and_what_to_write() {
+        for (url, want) in [
+            ("http://", r#"-server: "http://": no host; write http://HOST[:PORT]"#),
+            ("localhost:8080", r#"-server: "localhost:8080": no scheme; write http://localhost:8080"#),
+            ("ftp://h", r#"-server: "ftp://h": unsupported scheme "ftp"; use http://"#),
+            (
+                "http://u:p@h",
+                r#"-server: "http://u:p@h": user info (USER@HOST) is not supported; give the token with -token"#,
+            ),
+            (
+                "http://h/x?y",
+                r#"-server: "http://h/x?y": a query string or fragment (? or #) is not allowed; the base URL ends at its path"#,
+            ),
+            ("http://h:99999", r#"-server: "http://h:99999": port "99999" is not a number from 1 to 65535"#),
+            ("http://::1", r#"-server: "http://::1": an IPv6 address goes in brackets: http://[::1]:8080"#),
+            (
+                "https://h",
+                "-server: https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
+            ),
+        ] {
+            assert_eq!(config(&["-server", url]).unwrap_err().to_string(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_value_may_start_with_a_dash_as_in_go() {
+        let e = config(&["-until", "-5"]).unwrap_err();
+        assert_eq!(e.flag, "-until", "{e}");
+        assert_eq!(config(&["-path", "-x"]).unwrap().params, [("path", "-x".to_owned())]);
+        assert_eq!(config(&["-pid=12"]).unwrap().params, [("pid", "12".to_owned())]);
+    }
+
+    #[test]
     fn server_url_loses_its_trailing_slash() {
         assert_eq!(config(&["-server", "http://h:1/"]).unwrap().server, "http://h:1");
         assert_eq!(config(&["-server", "http://h/liteobs/"]).unwrap().server, "http://h/liteobs");
@@ -242,7 +262,8 @@ mod tests {
 
     #[test]
     fn unknown_flags_and_formats_are_clap_errors() {
-        assert!(Cli::try_parse_args(["c", "-pdi", "1"]).is_err());
+        let e = Cli::try_parse_args(["c", "-pdi", "1"]).unwrap_err();
+        assert!(e.to_string().starts_with("error: unexpected argument '-pdi' found"), "{e}");
         assert!(Cli::try_parse_args(["c", "-o", "yaml"]).is_err());
         assert!(Cli::try_parse_args(["c", "-timeout", "0"]).is_err());
     }

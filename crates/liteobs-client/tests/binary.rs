@@ -91,6 +91,43 @@ fn bad_values_and_unknown_flags_exit_2_before_any_request() {
     assert!(stderr(&out).contains("-server: https is not supported"), "{}", stderr(&out));
 }
 
+/// The first line of stderr of a run that must exit 2 before any request.
+fn usage_error(args: &[&str]) -> String {
+    let out = client(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(stdout(&out).is_empty(), "{args:?}");
+    err.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn flag_and_server_mistakes_are_named_as_typed() {
+    for (args, want) in [
+        (
+            &["-bogus-flag"][..],
+            "error: unexpected argument '-bogus-flag' found (every flag is listed by -help)",
+        ),
+        (&["-bogus=1"], "error: unexpected argument '-bogus' found (every flag is listed by -help)"),
+        (&["--bogus"], "error: unexpected argument '--bogus' found"),
+        (&["-"], "error: unexpected argument '-' found"),
+        (&["--", "-pid"], "error: unexpected argument '-pid' found"),
+        (&["-pid"], "error: a value is required for '--pid <PID>' but none was supplied"),
+        (&["-server", "http://"], r#"error: -server: "http://": no host; write http://HOST[:PORT]"#),
+        (
+            &["-server", "localhost:8080"],
+            r#"error: -server: "localhost:8080": no scheme; write http://localhost:8080"#,
+        ),
+        (&["-server", "ftp://h"], r#"error: -server: "ftp://h": unsupported scheme "ftp"; use http://"#),
+        (&["-server", "http://[::1"], r#"error: -server: "http://[::1": [::1] is not an IPv6 address"#),
+        (
+            &["-server", "http://127.0.0.1:1", "-until", "-5"],
+            r#"error: -until: "-5" is neither RFC 3339 nor an age like 15m"#,
+        ),
+    ] {
+        assert_eq!(usage_error(args), want, "{args:?}");
+    }
+}
+
 #[test]
 fn filters_are_url_encoded_and_the_token_is_a_bearer_header() {
     let body = format!(r#"{{"records":[{RECORD}],"limit":100,"truncated":false}}"#);

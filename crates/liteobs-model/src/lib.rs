@@ -7,6 +7,7 @@
 //! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
+//! * [`server_url`]: the `-server` base URL the agent and the client both take, checked.
 //!
 //! This crate does no I/O; everything here is a pure function of its input.
 
@@ -14,11 +15,13 @@ pub mod batch;
 pub mod filter;
 pub mod ndjson;
 mod record;
+pub mod server_url;
 
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
 pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};
 pub use ndjson::NdjsonEncoder;
 pub use record::{TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog, format_ts, ts_in_range};
+pub use server_url::{Scheme, ServerUrl, ServerUrlError};
 
 /// The request header that names an upload batch: the agent sends one id per batch, the same on
 /// every retry (and after a restart, for a spooled batch); the server stores each committed id in

@@ -34,8 +34,7 @@ pub struct Config {
 impl Config {
     /// Parses flags, accepting `-flag` as well as `--flag`.
     pub fn from_args() -> Config {
-        use clap::CommandFactory;
-        Config::parse_from(liteobs_goflags::normalize(&Config::command(), std::env::args_os()))
+        liteobs_goflags::parse(std::env::args_os())
     }
 
     pub fn db_path(&self) -> PathBuf {

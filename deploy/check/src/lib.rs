@@ -62,6 +62,36 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     eprintln!("SKIPPED {test}: {reason} (set LITEOBS_REQUIRE_PRIVILEGED=1 to make this a failure)");
 }
 
+/// For a test that needs the command-line tool `tool` (Debian package `package`) when it is
+/// not installed: prints `SKIPPED test: ...` with the reason. A missing tool is no missing
+/// privilege, so LITEOBS_REQUIRE_PRIVILEGED=1 makes this a failure only where this machine's
+/// apt could install the package (see [`apt_can_install`]), that is where scripts/test.sh
+/// should have.
+pub fn skip_missing_tool(test: &str, tool: &str, package: &str) {
+    let policy = std::process::Command::new("apt-cache").args(["policy", package]).output();
+    let installable = policy.is_ok_and(|o| apt_can_install(&String::from_utf8_lossy(&o.stdout)));
+    if installable {
+        skip_or_fail(test, &format!("needs {tool}, which is not installed (apt-get install {package})"));
+    } else {
+        eprintln!(
+            "SKIPPED {test}: needs {tool}, which is not installed and which this machine's apt sources do not \
+             have (Debian 12 and Ubuntu LTS do not package a current one); install it by hand to run this check"
+        );
+    }
+}
+
+/// True when `apt-cache policy PKG` output (`policy`) names a repository that has a version of
+/// PKG: a `Version table` line `PRIORITY SOURCE` whose source is not the local dpkg status
+/// (which only says it is installed here).
+pub fn apt_can_install(policy: &str) -> bool {
+    policy.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        let priority = words.next().is_some_and(|w| w.parse::<i32>().is_ok());
+        let source = words.next();
+        priority && source.is_some_and(|s| s.parse::<i32>().is_err() && s != "/var/lib/dpkg/status")
+    })
+}
+
 /// An HTTP agent for tests: no proxy, errors as values (a 4xx is an answer, not an Err).
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -69,4 +99,23 @@ pub fn http() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apt_can_install;
+
+    #[test]
+    fn apt_policy_tells_a_repository_from_a_local_install() {
+        let from_debian = "kubernetes-client:\n  Installed: (none)\n  Candidate: 1.20.5+really1.20.2-1.1+deb12u1\n  \
+            Version table:\n     1.20.5+really1.20.2-1.1+deb12u1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        let local_only = "kubectl:\n  Installed: 1:528.0.0-0\n  Candidate: 1:528.0.0-0\n  Version table:\n \
+            *** 1:528.0.0-0 100\n        100 /var/lib/dpkg/status\n";
+        let unknown = "N: Unable to locate package kubectl\n";
+        assert!(apt_can_install(from_debian));
+        assert!(!apt_can_install(local_only));
+        assert!(!apt_can_install(unknown));
+        assert!(!apt_can_install(""));
+        assert!(!apt_can_install("kubectl:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n"));
+    }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use liteobs_deploy_check::{repo_root, skip_or_fail, workspace_version};
+use liteobs_deploy_check::{repo_root, skip_missing_tool, workspace_version};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -399,7 +399,7 @@ fn kustomize_builds_the_same_objects_in_one_namespace() {
     let out = match std::process::Command::new("kubectl").args(["kustomize"]).arg(deploy_dir()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            skip_or_fail("kustomize build", "needs kubectl (apt-get install kubectl)");
+            skip_missing_tool("kustomize build (kubectl kustomize deploy/)", "kubectl", "kubectl");
             return;
         }
         Err(e) => panic!("running kubectl kustomize: {e}"),

@@ -14,6 +14,16 @@ pub fn time(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
+/// `14:02:44.123`: [`time`] without the date, for narrow terminals.
+pub fn time_of_day(ts: &DateTime<Utc>) -> String {
+    ts.format("%H:%M:%S%.3f").to_string()
+}
+
+/// `10.0.0.1` or `::1`: an address without its port, for narrow terminals.
+pub fn address(ip: IpAddr) -> String {
+    ip.to_string()
+}
+
 /// `10.0.0.1:8080`, or `[::1]:8080` for IPv6.
 pub fn endpoint(ip: IpAddr, port: u16) -> String {
     match ip {
@@ -138,6 +148,8 @@ mod tests {
         assert_eq!(endpoint("10.0.0.1".parse().unwrap(), 80), "10.0.0.1:80");
         assert_eq!(endpoint("::1".parse().unwrap(), 8080), "[::1]:8080");
         assert_eq!(endpoint("::ffff:10.0.0.1".parse().unwrap(), 1), "[::ffff:10.0.0.1]:1");
+        assert_eq!(address("::1".parse().unwrap()), "::1");
+        assert_eq!(address("10.0.0.1".parse().unwrap()), "10.0.0.1");
         assert_eq!(process(Some(1234), Some("curl")), "1234/curl");
         assert_eq!(process(Some(1234), None), "1234");
         assert_eq!(process(None, None), "-");
@@ -150,5 +162,6 @@ mod tests {
     fn times_are_utc_with_milliseconds() {
         let ts = DateTime::parse_from_rfc3339("2026-11-25T15:02:44.123999+01:00").unwrap();
         assert_eq!(time(&ts.with_timezone(&Utc)), "2026-11-25 14:02:44.123");
+        assert_eq!(time_of_day(&ts.with_timezone(&Utc)), "14:02:44.123");
     }
 }

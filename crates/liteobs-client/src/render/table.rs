@@ -1,18 +1,23 @@
 //! The table people read: a header, one line per exchange, and a summary line.
 //!
 //! ```text
-//! TIME                     CLIENT                    SERVER                  METHOD  PATH          STATUS  LATENCY  SIZE
-//! 2026-11-25 14:02:44.123  10.0.0.1:51234 1234/curl  10.0.0.2:8080 88/nginx  GET     /api/v1/ite…     200    1.5ms  512B
+//! TIME                     CLIENT                     SERVER                  METHOD  PATH                STATUS  LATENCY  SIZE
+//! 2026-11-25 14:02:44.123  10.0.0.1:51234 1234/curl   10.0.0.2:8080 88/nginx  GET     /api/v1/items?id=7     200    1.5ms  512B
 //! 1 exchange
 //! ```
 //!
 //! * Columns are separated by two spaces; STATUS, LATENCY and SIZE are right-aligned.
 //! * CLIENT and SERVER are `ip:port pid/comm`, the address padded so that PIDs line up; an
 //!   unknown PID is `-`.
-//! * Only PATH shrinks to fit `width`, cut at the end with `…` (its start is what `-path`
-//!   matches), and never below [`PATH_MIN`] columns. Times, addresses and PIDs are never cut: a cut
-//!   address is a wrong address. So when the other columns alone are wider than the terminal,
-//!   lines are longer than `width` and the terminal wraps them.
+//! * Every line but the summary fits `width` columns. To get there, the table gives up details
+//!   in a fixed order ([`LADDER`]), each step only when the one before it was not enough:
+//!   PATH is cut at its end with `…` (its start is what `-path` matches), down to [`PATH_MIN`]
+//!   columns; then times lose their date (`14:02:44.123`); then command names go (PIDs stay);
+//!   then SIZE; then the client's port; then the gaps narrow to one space; then LATENCY; then
+//!   both addresses (PIDs stay). What is shown is never altered: an address is shown whole or
+//!   not at all. Only below the last step (53 columns for typical rows) are lines cut at `width`
+//!   with `…`.
+//!   The summary line is not cut. `-o json` keeps every field whatever the width.
 //! * With `colour`, the header is bold, 4xx statuses yellow, 5xx and "no response" red. Escape
 //!   codes wrap only the text, so they never count towards a width.
 
@@ -23,31 +28,136 @@ use liteobs_model::{QueryResponse, TrafficLog};
 use super::text::{self, ellipsize, printable};
 use super::{cells, summary};
 
-/// Column titles, in order.
-pub const HEADERS: [&str; 8] = ["TIME", "CLIENT", "SERVER", "METHOD", "PATH", "STATUS", "LATENCY", "SIZE"];
-/// PATH is never cut narrower than this many columns (ellipsis included).
+/// PATH is never cut narrower than this many columns (ellipsis included) before the table
+/// starts dropping other details.
 pub const PATH_MIN: usize = 12;
 
-const PATH: usize = 4;
-const STATUS: usize = 5;
-const RIGHT_ALIGNED: [bool; 8] = [false, false, false, false, false, true, true, true];
-const GAP: &str = "  ";
+/// What one step of the fitting shows; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// TIME has its date (`2026-11-25 14:02:44.123`) rather than the time of day only.
+    pub date: bool,
+    /// CLIENT and SERVER name the command after the PID (`1234/curl`).
+    pub comm: bool,
+    pub size: bool,
+    /// CLIENT has its port (`10.0.0.1:51234`); meaningful only with `addresses`.
+    pub client_port: bool,
+    /// Columns are two spaces apart rather than one.
+    pub wide_gap: bool,
+    pub latency: bool,
+    /// CLIENT and SERVER show the address before the PID.
+    pub addresses: bool,
+}
+
+const FULL: Layout = Layout {
+    date: true,
+    comm: true,
+    size: true,
+    client_port: true,
+    wide_gap: true,
+    latency: true,
+    addresses: true,
+};
+
+/// The layouts tried in order, from everything to the narrowest; the first that fits wins.
+pub const LADDER: [Layout; 8] = [
+    FULL,
+    Layout { date: false, ..FULL },
+    Layout { date: false, comm: false, ..FULL },
+    Layout { date: false, comm: false, size: false, ..FULL },
+    Layout { date: false, comm: false, size: false, client_port: false, ..FULL },
+    Layout { date: false, comm: false, size: false, client_port: false, wide_gap: false, ..FULL },
+    Layout {
+        date: false,
+        comm: false,
+        size: false,
+        client_port: false,
+        wide_gap: false,
+        latency: false,
+        ..FULL
+    },
+    Layout {
+        date: false,
+        comm: false,
+        size: false,
+        client_port: false,
+        wide_gap: false,
+        latency: false,
+        addresses: false,
+    },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Time,
+    Client,
+    Server,
+    Method,
+    Path,
+    Status,
+    Latency,
+    Size,
+}
+
+impl Column {
+    fn header(self) -> &'static str {
+        match self {
+            Column::Time => "TIME",
+            Column::Client => "CLIENT",
+            Column::Server => "SERVER",
+            Column::Method => "METHOD",
+            Column::Path => "PATH",
+            Column::Status => "STATUS",
+            Column::Latency => "LATENCY",
+            Column::Size => "SIZE",
+        }
+    }
+
+    fn right_aligned(self) -> bool {
+        matches!(self, Column::Status | Column::Latency | Column::Size)
+    }
+}
+
+impl Layout {
+    fn columns(&self) -> Vec<Column> {
+        use Column::*;
+        let mut columns = vec![Time, Client, Server, Method, Path, Status];
+        if self.latency {
+            columns.push(Latency);
+        }
+        if self.size {
+            columns.push(Size);
+        }
+        columns
+    }
+
+    fn gap(&self) -> &'static str {
+        if self.wide_gap { "  " } else { " " }
+    }
+}
 
 const BOLD: &str = "\x1b[1m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-type Row = [String; 8];
+/// A layout with its cells, and each column's width (PATH's already fitted).
+struct Table {
+    layout: Layout,
+    columns: Vec<Column>,
+    rows: Vec<Vec<String>>,
+    widths: Vec<usize>,
+}
 
 /// Renders `resp` for a terminal `width` columns wide; `colour` allows ANSI colour codes.
 /// The result ends with a newline. With no records it is just the summary line.
 pub fn render(resp: &QueryResponse, width: usize, colour: bool) -> String {
     let mut out = String::new();
     if !resp.records.is_empty() {
-        let rows = rows(&resp.records);
-        let widths = column_widths(&rows, width);
-        let header = line(&HEADERS.map(String::from), &widths, |_| None);
+        let table = fit(&resp.records, width);
+        let headers: Vec<String> = table.columns.iter().map(|c| c.header().to_owned()).collect();
+        let header = line(&table, &headers, |_| None);
+        let header = clip(header, width);
         if colour {
             out.push_str(BOLD);
             out.push_str(&header);
@@ -56,15 +166,96 @@ pub fn render(resp: &QueryResponse, width: usize, colour: bool) -> String {
             out.push_str(&header);
         }
         out.push('\n');
-        for (row, record) in rows.iter().zip(&resp.records) {
-            let paint = |column| (colour && column == STATUS).then(|| status_colour(record.status)).flatten();
-            out.push_str(&line(row, &widths, paint));
+        for (row, record) in table.rows.iter().zip(&resp.records) {
+            let paint =
+                |column| (colour && column == Column::Status).then(|| status_colour(record.status)).flatten();
+            let painted = line(&table, row, paint);
+            let plain = line(&table, row, |_| None);
+            // A cut line loses its colour: cutting between escape codes would break them.
+            out.push_str(&if text::width(&plain) > width { clip(plain, width) } else { painted });
             out.push('\n');
         }
     }
     out.push_str(&summary(resp));
     out.push('\n');
     out
+}
+
+/// The first layout of [`LADDER`] whose lines fit `width` with PATH at least [`PATH_MIN`]
+/// (or whole, when shorter); else the last one.
+fn fit(records: &[TrafficLog], width: usize) -> Table {
+    let mut chosen = None;
+    for layout in LADDER {
+        let table = natural(records, layout);
+        let path = table.columns.iter().position(|c| *c == Column::Path).unwrap_or(0);
+        let others: usize =
+            table.widths.iter().enumerate().filter(|(i, _)| *i != path).map(|(_, w)| w).sum::<usize>()
+                + layout.gap().len() * (table.widths.len() - 1);
+        let room = width.saturating_sub(others);
+        let fits = room >= table.widths[path].min(PATH_MIN);
+        let mut table = table;
+        table.widths[path] = table.widths[path].min(room.max(PATH_MIN));
+        if fits {
+            return table;
+        }
+        chosen = Some(table);
+    }
+    chosen.unwrap_or_else(|| natural(records, FULL))
+}
+
+/// `layout`'s cells of every record, uncut and without colour, and each column's natural width.
+fn natural(records: &[TrafficLog], layout: Layout) -> Table {
+    let side = |ip, port, with_port: bool| {
+        if !layout.addresses {
+            String::new()
+        } else if with_port {
+            cells::endpoint(ip, port)
+        } else {
+            cells::address(ip)
+        }
+    };
+    let clients: Vec<String> =
+        records.iter().map(|r| side(r.src_ip, r.src_port, layout.client_port)).collect();
+    let servers: Vec<String> = records.iter().map(|r| side(r.dst_ip, r.dst_port, true)).collect();
+    let client_w = clients.iter().map(|s| text::width(s)).max().unwrap_or(0);
+    let server_w = servers.iter().map(|s| text::width(s)).max().unwrap_or(0);
+    let process = |pid, comm: Option<&str>| cells::process(pid, comm.filter(|_| layout.comm));
+    let endpoint = |addr: &str, addr_w: usize, process: String| {
+        if layout.addresses { format!("{addr:<addr_w$} {process}") } else { process }
+    };
+    let columns = layout.columns();
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .zip(clients.iter().zip(&servers))
+        .map(|(r, (client, server))| {
+            columns
+                .iter()
+                .map(|column| match column {
+                    Column::Time => {
+                        if layout.date {
+                            cells::time(&r.ts)
+                        } else {
+                            cells::time_of_day(&r.ts)
+                        }
+                    }
+                    Column::Client => endpoint(client, client_w, process(r.src_pid, r.src_comm.as_deref())),
+                    Column::Server => endpoint(server, server_w, process(r.dst_pid, r.dst_comm.as_deref())),
+                    Column::Method => printable(&r.method).into_owned(),
+                    Column::Path => printable(&r.path).into_owned(),
+                    Column::Status => cells::status(r.status),
+                    Column::Latency => cells::latency(r.latency_us, r.status),
+                    Column::Size => cells::size(r.resp_bytes, r.status),
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = columns.iter().map(|c| text::width(c.header())).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(text::width(cell));
+        }
+    }
+    Table { layout, columns, rows, widths }
 }
 
 fn status_colour(status: u16) -> Option<&'static str> {
@@ -75,59 +266,38 @@ fn status_colour(status: u16) -> Option<&'static str> {
     }
 }
 
-/// The cells of every record, uncut and without colour.
-fn rows(records: &[TrafficLog]) -> Vec<Row> {
-    let clients: Vec<String> = records.iter().map(|r| cells::endpoint(r.src_ip, r.src_port)).collect();
-    let servers: Vec<String> = records.iter().map(|r| cells::endpoint(r.dst_ip, r.dst_port)).collect();
-    let client_w = clients.iter().map(|s| text::width(s)).max().unwrap_or(0);
-    let server_w = servers.iter().map(|s| text::width(s)).max().unwrap_or(0);
-    records
-        .iter()
-        .zip(clients.iter().zip(&servers))
-        .map(|(r, (client, server))| {
-            [
-                cells::time(&r.ts),
-                format!("{client:<client_w$} {}", cells::process(r.src_pid, r.src_comm.as_deref())),
-                format!("{server:<server_w$} {}", cells::process(r.dst_pid, r.dst_comm.as_deref())),
-                printable(&r.method).into_owned(),
-                printable(&r.path).into_owned(),
-                cells::status(r.status),
-                cells::latency(r.latency_us, r.status),
-                cells::size(r.resp_bytes, r.status),
-            ]
-        })
-        .collect()
-}
-
-/// Each column as wide as its widest cell, except PATH, which gets what is left of `width`.
-fn column_widths(rows: &[Row], width: usize) -> [usize; 8] {
-    let mut widths = HEADERS.map(text::width);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(text::width(cell));
-        }
+/// `line` cut to `width` columns with `…` when it is wider (only below the narrowest layout);
+/// the spaces a cut may leave before the `…` are dropped.
+fn clip(line: String, width: usize) -> String {
+    if text::width(&line) <= width {
+        return line;
     }
-    let others: usize = widths.iter().enumerate().filter(|(i, _)| *i != PATH).map(|(_, w)| w).sum::<usize>()
-        + GAP.len() * (widths.len() - 1);
-    let room = width.saturating_sub(others);
-    widths[PATH] = widths[PATH].min(room.max(PATH_MIN));
-    widths
+    let cut = ellipsize(&line, width).into_owned();
+    if let Some(body) = cut.strip_suffix(text::ELLIPSIS) {
+        let body = body.trim_end();
+        return format!("{body}{}", text::ELLIPSIS);
+    }
+    cut
 }
 
-/// One line: cells padded (PATH cut) to `widths`; `paint(column)` may give a colour for a cell.
-fn line(cells: &Row, widths: &[usize; 8], paint: impl Fn(usize) -> Option<&'static str>) -> String {
+/// One line: cells padded (PATH cut) to the table's widths; `paint(column)` may give a colour
+/// for a cell.
+fn line(table: &Table, cells: &[String], paint: impl Fn(Column) -> Option<&'static str>) -> String {
     let mut out = String::new();
     let last = cells.len() - 1;
-    for (i, cell) in cells.iter().enumerate() {
+    for (i, (cell, (&column, &width))) in
+        cells.iter().zip(table.columns.iter().zip(&table.widths)).enumerate()
+    {
         if i > 0 {
-            out.push_str(GAP);
+            out.push_str(table.layout.gap());
         }
-        let shown = if i == PATH { ellipsize(cell, widths[i]) } else { Cow::Borrowed(cell.as_str()) };
-        let pad = " ".repeat(widths[i].saturating_sub(text::width(&shown)));
-        if RIGHT_ALIGNED[i] {
+        let shown =
+            if column == Column::Path { ellipsize(cell, width) } else { Cow::Borrowed(cell.as_str()) };
+        let pad = " ".repeat(width.saturating_sub(text::width(&shown)));
+        if column.right_aligned() {
             out.push_str(&pad);
         }
-        match paint(i) {
+        match paint(column) {
             Some(code) => {
                 out.push_str(code);
                 out.push_str(&shown);
@@ -135,7 +305,7 @@ fn line(cells: &Row, widths: &[usize; 8], paint: impl Fn(usize) -> Option<&'stat
             }
             None => out.push_str(&shown),
         }
-        if !RIGHT_ALIGNED[i] && i != last {
+        if !column.right_aligned() && i != last {
             out.push_str(&pad);
         }
     }
@@ -152,13 +322,25 @@ mod tests {
         s.replace('\x1b', "\\e")
     }
 
+    fn widest(s: &str) -> usize {
+        s.lines().map(text::width).max().unwrap_or(0)
+    }
+
+    /// Every line but the summary (the last), stripped of colour.
+    fn table_lines(s: &str) -> Vec<String> {
+        let stripped = [BOLD, RED, YELLOW, RESET].iter().fold(s.to_owned(), |s, code| s.replace(code, ""));
+        let mut lines: Vec<String> = stripped.lines().map(str::to_owned).collect();
+        lines.pop();
+        lines
+    }
+
     #[test]
     fn wide_terminal_shows_whole_paths() {
         insta::assert_snapshot!(render(&response(), 200, false));
     }
 
     #[test]
-    fn eighty_columns_cut_the_path_to_its_minimum() {
+    fn eighty_columns_give_up_details_in_the_documented_order() {
         insta::assert_snapshot!(render(&response(), 80, false));
     }
 
@@ -173,8 +355,40 @@ mod tests {
     }
 
     #[test]
-    fn a_typical_row_still_overflows_eighty_columns() {
-        insta::assert_snapshot!(render(&single(), 80, false));
+    fn a_typical_row_fits_eighty_columns() {
+        let out = render(&single(), 80, false);
+        assert!(widest(&out) <= 80, "{out}");
+        insta::assert_snapshot!(out);
+    }
+
+    /// One typical row at every width where the layout changes, widest first: the order in
+    /// which details go is the one the module docs promise.
+    #[test]
+    fn each_step_of_the_ladder_on_a_typical_row() {
+        let mut all = String::new();
+        for width in [120, 110, 100, 90, 85, 80, 75, 60, 50, 30] {
+            let out = render(&single(), width, false);
+            all.push_str(&format!("--- width {width}\n{out}"));
+        }
+        insta::assert_snapshot!(all);
+    }
+
+    #[test]
+    fn typical_rows_fit_common_terminal_widths() {
+        for resp in [single(), response()] {
+            for width in [60, 80, 120, 200] {
+                for colour in [false, true] {
+                    let out = render(&resp, width, colour);
+                    for l in table_lines(&out) {
+                        assert!(
+                            text::width(&l) <= width,
+                            "width {width}: a line is {} wide\n{out}",
+                            text::width(&l)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -193,23 +407,42 @@ mod tests {
     }
 
     #[test]
-    fn lines_fit_whenever_the_fixed_columns_do() {
+    fn every_width_fits_and_colour_never_changes_the_layout() {
         let resp = response();
         let natural = render(&resp, usize::MAX, false);
-        let natural_w = natural.lines().map(text::width).max().unwrap();
-        let path_natural = resp.records.iter().map(|r| text::width(&printable(&r.path))).max().unwrap();
-        let floor = natural_w - path_natural + PATH_MIN;
-        for width in 40..=natural_w + 10 {
+        let natural_w = widest(&natural);
+        for width in 1..=natural_w + 10 {
             let plain = render(&resp, width, false);
-            let widest = plain.lines().map(text::width).max().unwrap();
-            assert!(widest <= width.max(floor), "width {width}: a line is {widest} wide\n{plain}");
+            for l in table_lines(&plain) {
+                assert!(
+                    text::width(&l) <= width,
+                    "width {width}: a line is {} wide\n{plain}",
+                    text::width(&l)
+                );
+            }
             if width >= natural_w {
                 assert_eq!(plain, natural, "width {width}");
             }
             let coloured = render(&resp, width, true);
-            let stripped = [BOLD, RED, YELLOW, RESET].iter().fold(coloured, |s, code| s.replace(code, ""));
-            assert_eq!(stripped, plain, "colour must not change the layout (width {width})");
+            assert_eq!(
+                table_lines(&coloured),
+                table_lines(&plain),
+                "colour must not change the layout (width {width})"
+            );
             assert!(plain.lines().all(|l| l == l.trim_end()), "trailing spaces at width {width}");
         }
+    }
+
+    #[test]
+    fn each_layout_is_no_wider_than_the_one_before() {
+        let resp = response();
+        let widths: Vec<usize> = LADDER
+            .iter()
+            .map(|layout| {
+                let t = natural(&resp.records, *layout);
+                t.widths.iter().sum::<usize>() + layout.gap().len() * (t.widths.len() - 1)
+            })
+            .collect();
+        assert!(widths.windows(2).all(|w| w[1] < w[0]), "{widths:?}");
     }
 }
