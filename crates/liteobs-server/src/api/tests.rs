@@ -458,3 +458,19 @@ async fn malformed_batch_id_is_400_and_stores_nothing() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(h.stored(), 0);
 }
+
+#[actix_web::test]
+async fn path_prefix_reaches_the_store_byte_for_byte() {
+    let h = Harness::new();
+    for (qs, want) in [
+        ("?path=/a%00", "/a\0"),
+        ("?path=/a%25_", "/a%_"),
+        ("?path=%5C%2A", "\\*"),
+        ("?path=/%FF", "/\u{FFFD}"),
+    ] {
+        let (s, v) = h.query(qs).await;
+        assert_eq!(s, StatusCode::OK, "{qs}: {v}");
+        let f = h.store.last_filter.lock().unwrap().clone().unwrap();
+        assert_eq!(f.path_prefix.as_deref(), Some(want), "{qs}");
+    }
+}
