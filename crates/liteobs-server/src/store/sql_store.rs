@@ -128,6 +128,10 @@ fn init_schema<D: Driver>(conn: &D::Conn, path: &Path) -> Result<()> {
 impl<D: Driver> SqlStore<D> {
     /// Inside the batch's transaction: forgets ids past the [`Retention`] bounds (older than
     /// `max_age`; all but the newest `max_count`), then looks `id` up.
+    ///
+    /// The row of `id` itself is never deleted here: when it is stale, the insert path updates it
+    /// in place, because deleting a key and inserting it again in one transaction trips DuckDB's
+    /// eager primary-key check. A stale row is not a repeat.
     fn prune_and_find(
         &self,
         conn: &D::Conn,
@@ -136,25 +140,61 @@ impl<D: Driver> SqlStore<D> {
         next_batch_seq: i64,
     ) -> Result<Option<usize>> {
         let oldest_kept = now.saturating_sub(self.retention.max_age.num_microseconds().unwrap_or(i64::MAX));
-        D::execute(conn, "DELETE FROM liteobs_batches WHERE committed_at < ?", &[Param::Int(oldest_kept)])
-            .map_err(backend)?;
-        self.prune_count(conn, next_batch_seq - 1)?;
+        let count = i64::try_from(self.retention.max_count).unwrap_or(i64::MAX);
+        // Keeps the newest `max_count` up to the last committed one.
+        let last_dropped = (next_batch_seq - 1).saturating_sub(count);
+        let key = Param::Text(id.as_str().to_owned());
+        D::execute(
+            conn,
+            "DELETE FROM liteobs_batches WHERE (committed_at < ? OR batch_seq <= ?) AND id <> ?",
+            &[Param::Int(oldest_kept), Param::Int(last_dropped), key.clone()],
+        )
+        .map_err(backend)?;
         let accepted = D::query_int(
             conn,
-            "SELECT accepted FROM liteobs_batches WHERE id = ?",
-            &[Param::Text(id.as_str().to_owned())],
+            "SELECT accepted FROM liteobs_batches WHERE id = ? AND committed_at >= ? AND batch_seq > ?",
+            &[key, Param::Int(oldest_kept), Param::Int(last_dropped)],
         )
         .map_err(backend)?;
         accepted.map(|n| sql::conv(n, "liteobs_batches.accepted")).transpose()
     }
 
-    /// Keeps the `max_count` ids with the highest `batch_seq` up to `newest`.
-    fn prune_count(&self, conn: &D::Conn, newest: i64) -> Result<()> {
+    /// Records `id` as committed now with `accepted` records and `batch_seq`, replacing a stale
+    /// row of it, and drops the oldest id beyond `max_count` to make room.
+    fn remember(
+        &self,
+        conn: &D::Conn,
+        id: &BatchId,
+        accepted: usize,
+        now: i64,
+        batch_seq: i64,
+    ) -> Result<()> {
+        let key = Param::Text(id.as_str().to_owned());
+        let values =
+            [Param::Int(i64::try_from(accepted).unwrap_or(i64::MAX)), Param::Int(now), Param::Int(batch_seq)];
+        let mut params = values.to_vec();
+        params.push(key.clone());
+        let updated = D::execute(
+            conn,
+            "UPDATE liteobs_batches SET accepted = ?, committed_at = ?, batch_seq = ? WHERE id = ?",
+            &params,
+        )
+        .map_err(backend)?;
+        if updated == 0 {
+            let mut params = vec![key.clone()];
+            params.extend(values);
+            D::execute(
+                conn,
+                "INSERT INTO liteobs_batches (id, accepted, committed_at, batch_seq) VALUES (?, ?, ?, ?)",
+                &params,
+            )
+            .map_err(backend)?;
+        }
         let count = i64::try_from(self.retention.max_count).unwrap_or(i64::MAX);
         D::execute(
             conn,
-            "DELETE FROM liteobs_batches WHERE batch_seq <= ?",
-            &[Param::Int(newest.saturating_sub(count))],
+            "DELETE FROM liteobs_batches WHERE batch_seq <= ? AND id <> ?",
+            &[Param::Int(batch_seq.saturating_sub(count)), key],
         )
         .map_err(backend)
         .map(drop)
@@ -175,19 +215,7 @@ impl<D: Driver> Store for SqlStore<D> {
             }
             D::append(conn, next_seq, batch).map_err(backend)?;
             if let Some(id) = id {
-                // Room for this batch's id within `max_count`.
-                self.prune_count(conn, next_batch_seq)?;
-                D::execute(
-                    conn,
-                    "INSERT INTO liteobs_batches (id, accepted, committed_at, batch_seq) VALUES (?, ?, ?, ?)",
-                    &[
-                        Param::Text(id.as_str().to_owned()),
-                        Param::Int(i64::try_from(batch.len()).unwrap_or(i64::MAX)),
-                        Param::Int(now),
-                        Param::Int(next_batch_seq),
-                    ],
-                )
-                .map_err(backend)?;
+                self.remember(conn, id, batch.len(), now, next_batch_seq)?;
             }
             Ok(Receipt { accepted: batch.len(), duplicate: false })
         })?;
