@@ -15,10 +15,12 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
 use futures_util::StreamExt;
-use liteobs_model::{BatchError, Filter, FilterError, QueryResponse, decode_json_array, decode_ndjson};
+use liteobs_model::{
+    BATCH_ID_HEADER, BatchError, Filter, FilterError, QueryResponse, decode_json_array, decode_ndjson,
+};
 use serde_json::json;
 
-use crate::store::{Store, StoreError};
+use crate::store::{BatchId, BatchIdError, Receipt, Store, StoreError};
 
 /// What every handler shares.
 pub struct ApiState {
@@ -38,6 +40,13 @@ pub enum ApiError {
     BadParam(#[from] FilterError),
     #[error("{0}")]
     BadBody(String),
+    #[error("bad {BATCH_ID_HEADER} header: {0}")]
+    BadBatchId(#[from] BatchIdError),
+    #[error(
+        "{BATCH_ID_HEADER} {id:?} was committed with {committed} records and is sent again with {sent}; \
+         give every distinct batch its own id"
+    )]
+    BatchIdReused { id: String, committed: usize, sent: usize },
     #[error("body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("unsupported Content-Encoding {0:?} (send identity or gzip)")]
@@ -57,7 +66,11 @@ pub enum ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRecord(_) | ApiError::BadParam(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRecord(_)
+            | ApiError::BadParam(_)
+            | ApiError::BadBody(_)
+            | ApiError::BadBatchId(_) => StatusCode::BAD_REQUEST,
+            ApiError::BatchIdReused { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) | ApiError::UnsupportedType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -194,11 +207,41 @@ fn decode_encoding(req: &HttpRequest, body: Vec<u8>, limit: usize) -> Result<Vec
     }
 }
 
+/// The upload's batch id ([`BATCH_ID_HEADER`]): none when absent (the batch is stored without a
+/// repeat check); a malformed or repeated header is refused before the body is read.
+fn batch_id(req: &HttpRequest) -> Result<Option<BatchId>, ApiError> {
+    let mut values = req.headers().get_all(BATCH_ID_HEADER);
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::BadBody(format!("more than one {BATCH_ID_HEADER} header")));
+    }
+    Ok(Some(BatchId::parse(first.as_bytes())?))
+}
+
+/// The answer to a committed upload: `{"accepted": N}`, plus `"duplicate": true` for a batch
+/// whose id was already committed (nothing was inserted; N is the first commit's count). A
+/// repeat holding a different number of records than the first is a 409, since an agent that
+/// reuses an id for another batch would otherwise lose that batch silently.
+fn upload_answer(receipt: Receipt, sent: usize, id: Option<BatchId>) -> Result<HttpResponse, ApiError> {
+    let Receipt { accepted, duplicate } = receipt;
+    if !duplicate {
+        tracing::debug!(accepted, "batch committed");
+        return Ok(HttpResponse::Ok().json(json!({ "accepted": accepted })));
+    }
+    let id = id.map(|i| i.to_string()).unwrap_or_default();
+    if accepted != sent {
+        return Err(ApiError::BatchIdReused { id, committed: accepted, sent });
+    }
+    tracing::info!(batch_id = %id, accepted, "repeated batch acknowledged, not stored again");
+    Ok(HttpResponse::Ok().json(json!({ "accepted": accepted, "duplicate": true })))
+}
+
 async fn upload(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = batch_id(&req)?;
     let raw = read_body(&req, payload, state.max_body).await?;
     let body = decode_encoding(&req, raw, state.max_body)?;
     let records = match format_of(&req, &body)? {
@@ -206,10 +249,12 @@ async fn upload(
         Format::Ndjson => decode_ndjson(&body)?,
     };
     let store = state.store.clone();
-    let accepted =
-        web::block(move || store.insert(&records)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
-    tracing::debug!(accepted, "batch committed");
-    Ok(HttpResponse::Ok().json(json!({ "accepted": accepted })))
+    let sent = records.len();
+    let stored_id = id.clone();
+    let receipt = web::block(move || store.insert(&records, stored_id.as_ref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    upload_answer(receipt, sent, id)
 }
 
 async fn query(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::store::Backend;
+use crate::store::batch_id::{Retention, parse_age};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -29,12 +30,24 @@ pub struct Config {
     /// Largest upload body in bytes (as sent and after gzip decoding); larger ones get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body: usize,
+    /// How long a committed upload batch id is remembered, so that a retried batch is not stored
+    /// twice (90s, 12h, 7d, 2w).
+    #[arg(long, default_value = "7d", value_parser = parse_age)]
+    pub batch_id_max_age: chrono::Duration,
+    /// How many committed upload batch ids are remembered at most (the oldest are forgotten first).
+    #[arg(long, default_value_t = Retention::DEFAULT.max_count, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_id_max_count: u64,
 }
 
 impl Config {
     /// Parses flags, accepting `-flag` as well as `--flag`.
     pub fn from_args() -> Config {
         liteobs_goflags::parse(std::env::args_os())
+    }
+
+    /// The batch-id bounds the flags give.
+    pub fn retention(&self) -> Retention {
+        Retention { max_age: self.batch_id_max_age, max_count: self.batch_id_max_count }
     }
 
     pub fn db_path(&self) -> PathBuf {

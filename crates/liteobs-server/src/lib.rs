@@ -24,7 +24,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = web::block({
         let path = path.clone();
         let backend = config.db_type;
-        move || store::open(backend, &path)
+        let options = store::StoreOptions { retention: config.retention(), ..Default::default() };
+        move || store::open(backend, &path, options)
     })
     .await
     .context("opening the store")??;

@@ -2,6 +2,7 @@
 //! design's test plan). The real backends are covered by the store conformance suite and by the
 //! integration tests that run the real binaries.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -13,22 +14,32 @@ use serde_json::{Value, json};
 use super::*;
 use crate::store::Result as StoreResult;
 
-/// Keeps records in a Vec and answers with the reference semantics; can be told to fail.
+/// Keeps records in a Vec and answers with the reference semantics; remembers batch ids without
+/// a bound; can be told to fail.
 #[derive(Default)]
 struct FakeStore {
     records: Mutex<Vec<TrafficLog>>,
+    /// Committed batch ids and their counts.
+    ids: Mutex<HashMap<BatchId, usize>>,
     fail: bool,
     /// The last filter a query received, to check what the API asked for.
     last_filter: Mutex<Option<Filter>>,
 }
 
 impl Store for FakeStore {
-    fn insert(&self, batch: &[TrafficLog]) -> StoreResult<usize> {
+    fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> StoreResult<Receipt> {
         if self.fail {
             return Err(StoreError::Backend("disk on fire".into()));
         }
+        let mut ids = self.ids.lock().unwrap();
+        if let Some(&accepted) = id.and_then(|i| ids.get(i)) {
+            return Ok(Receipt { accepted, duplicate: true });
+        }
+        if let Some(i) = id {
+            ids.insert(i.clone(), batch.len());
+        }
         self.records.lock().unwrap().extend_from_slice(batch);
-        Ok(batch.len())
+        Ok(Receipt { accepted: batch.len(), duplicate: false })
     }
 
     fn query(&self, filter: &Filter) -> StoreResult<Vec<TrafficLog>> {
@@ -372,4 +383,94 @@ async fn unknown_route_and_wrong_method_are_json_404() {
     assert!(v["error"].as_str().unwrap().contains("/nope"));
     let (s, _) = h.send(test::TestRequest::delete().uri("/upload")).await;
     assert!(s.is_client_error());
+}
+
+fn with_id(req: test::TestRequest, id: &str) -> test::TestRequest {
+    req.insert_header((BATCH_ID_HEADER, id))
+}
+
+#[actix_web::test]
+async fn repeated_batch_id_is_acknowledged_and_not_stored_again() {
+    let h = Harness::new();
+    let batch = [record(1), record(2), record(3)];
+    let post = || test::TestRequest::post().uri("/upload").set_json(batch.clone());
+    let (s, v) = h.send(with_id(post(), "0f8c2d3e-6a1b-4c9d-8e7f-001122334455")).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3 })));
+    let (s, v) = h.send(with_id(post(), "0f8c2d3e-6a1b-4c9d-8e7f-001122334455")).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3, "duplicate": true })));
+    assert_eq!(h.stored(), 3, "a repeat is not stored");
+    // Gzip NDJSON with an id, as the agent sends it, twice.
+    let nd = gzip(ndjson(&batch).as_bytes());
+    let gz = || {
+        test::TestRequest::post()
+            .uri("/upload")
+            .insert_header((header::CONTENT_TYPE, "application/x-ndjson"))
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .set_payload(nd.clone())
+    };
+    let (s, _) = h.send(with_id(gz(), "agent-7:42")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h.send(with_id(gz(), "agent-7:42")).await;
+    assert_eq!((s, v["duplicate"].clone()), (StatusCode::OK, json!(true)));
+    assert_eq!(h.stored(), 6);
+    // Without the header, every upload is stored.
+    h.upload(&batch).await;
+    h.upload(&batch).await;
+    assert_eq!(h.stored(), 12);
+}
+
+#[actix_web::test]
+async fn batch_id_reused_for_another_batch_is_409_and_stores_nothing() {
+    let h = Harness::new();
+    let post = |n: u32| {
+        with_id(
+            test::TestRequest::post().uri("/upload").set_json((0..n).map(record).collect::<Vec<_>>()),
+            "b-1",
+        )
+    };
+    assert_eq!(h.send(post(4)).await.0, StatusCode::OK);
+    let (s, v) = h.send(post(2)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("b-1"), "{v}");
+    assert_eq!(h.stored(), 4);
+}
+
+#[actix_web::test]
+async fn malformed_batch_id_is_400_and_stores_nothing() {
+    let h = Harness::new();
+    let long = "a".repeat(129);
+    for id in ["", "has space", "a/b", "é", long.as_str(), "a\tb", "%00"] {
+        let req = test::TestRequest::post().uri("/upload").set_json([record(1)]);
+        let (s, v) = h.send(with_id(req, id)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{id:?}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(BATCH_ID_HEADER), "{v}");
+    }
+    let raw = header::HeaderValue::from_bytes(b"a\xffb").unwrap();
+    let req =
+        test::TestRequest::post().uri("/upload").set_json([record(1)]).insert_header((BATCH_ID_HEADER, raw));
+    assert_eq!(h.send(req).await.0, StatusCode::BAD_REQUEST);
+    let req = test::TestRequest::post()
+        .uri("/upload")
+        .set_json([record(1)])
+        .append_header((BATCH_ID_HEADER, "one"))
+        .append_header((BATCH_ID_HEADER, "two"));
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(h.stored(), 0);
+}
+
+#[actix_web::test]
+async fn path_prefix_reaches_the_store_byte_for_byte() {
+    let h = Harness::new();
+    for (qs, want) in [
+        ("?path=/a%00", "/a\0"),
+        ("?path=/a%25_", "/a%_"),
+        ("?path=%5C%2A", "\\*"),
+        ("?path=/%FF", "/\u{FFFD}"),
+    ] {
+        let (s, v) = h.query(qs).await;
+        assert_eq!(s, StatusCode::OK, "{qs}: {v}");
+        let f = h.store.last_filter.lock().unwrap().clone().unwrap();
+        assert_eq!(f.path_prefix.as_deref(), Some(want), "{qs}");
+    }
 }

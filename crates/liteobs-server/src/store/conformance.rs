@@ -1,16 +1,42 @@
 //! One conformance suite, run unchanged against every backend: same records in, same answers
-//! out. Each check takes a fresh, empty store; [`conformance_tests!`] stamps out one `#[test]`
-//! per check for a backend. The expected answers come from [`Filter::matches`], the reference
-//! semantics, applied to the records in memory.
+//! out. Each check takes a fresh, empty store (or a fresh file); [`conformance_tests!`] stamps
+//! out one `#[test]` per check for a backend. The expected answers come from
+//! [`Filter::matches`], the reference semantics, applied to the records in memory.
 
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use liteobs_model::{Filter, StatusMatch, TrafficLog};
 
-use std::path::Path;
+use super::{Backend, BatchId, Receipt, Retention, Store, StoreError, StoreOptions, open};
 
-use super::{Backend, Store, open};
+/// Runs SQL on a file through the engine directly, as another program (or an older server) would.
+pub type RawExec = fn(&Path, &str);
+
+fn insert(s: &dyn Store, batch: &[TrafficLog]) -> usize {
+    let receipt = s.insert(batch, None).expect("insert");
+    assert!(!receipt.duplicate, "a batch without an id is never a repeat");
+    receipt.accepted
+}
+
+fn id(s: &str) -> BatchId {
+    BatchId::parse(s.as_bytes()).expect("valid id")
+}
+
+fn all(s: &dyn Store) -> Vec<TrafficLog> {
+    s.query(&Filter { limit: liteobs_model::filter::MAX_LIMIT, ..Filter::default() }).expect("query")
+}
+
+fn check_against_reference(s: &dyn Store, records: &[TrafficLog], filters: &[Filter]) {
+    for f in filters {
+        let got = s.query(f).expect("query");
+        let want = expected(records, f);
+        assert_eq!(got.len(), want.len(), "row count for {f:?}");
+        assert_eq!(got, want, "rows for {f:?}");
+    }
+}
 
 fn base_time() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap_or_default()
@@ -111,19 +137,14 @@ pub fn every_filter_matches_the_reference(s: &dyn Store) {
     let records = corpus(600);
     // In several batches, as an agent would send them.
     for chunk in records.chunks(250) {
-        assert_eq!(s.insert(chunk).expect("insert"), chunk.len());
+        assert_eq!(insert(s, chunk), chunk.len());
     }
-    for f in filters() {
-        let got = s.query(&f).expect("query");
-        let want = expected(&records, &f);
-        assert_eq!(got.len(), want.len(), "row count for {f:?}");
-        assert_eq!(got, want, "rows for {f:?}");
-    }
+    check_against_reference(s, &records, &filters());
 }
 
 pub fn records_round_trip_exactly(s: &dyn Store) {
     let records = corpus(40);
-    s.insert(&records).expect("insert");
+    insert(s, &records);
     let mut got = s.query(&Filter { limit: 100, ..Filter::default() }).expect("query");
     got.reverse();
     // Reversed newest-first order is insertion order only where timestamps are distinct, so
@@ -137,7 +158,7 @@ pub fn records_round_trip_exactly(s: &dyn Store) {
 
 pub fn query_by_ip_and_pid_are_either_side(s: &dyn Store) {
     let records = corpus(200);
-    s.insert(&records).expect("insert");
+    insert(s, &records);
     let ip: IpAddr = "127.0.0.1".parse().expect("ip");
     let by_ip = s.query_by_ip(ip, 10_000).expect("by ip");
     assert!(!by_ip.is_empty());
@@ -146,16 +167,16 @@ pub fn query_by_ip_and_pid_are_either_side(s: &dyn Store) {
     let mut loopback = corpus(1);
     loopback[0].src_pid = Some(77);
     loopback[0].dst_pid = Some(88);
-    s.insert(&loopback).expect("insert");
+    insert(s, &loopback);
     assert_eq!(s.query_by_pid(77, 10).expect("src side").len(), 1);
     assert_eq!(s.query_by_pid(88, 10).expect("dst side").len(), 1);
     assert_eq!(s.query_by_pid(1002, 3).expect("limit").len(), 3);
 }
 
 pub fn empty_batch_and_large_batch(s: &dyn Store) {
-    assert_eq!(s.insert(&[]).expect("empty"), 0);
+    assert_eq!(insert(s, &[]), 0);
     let big = corpus(25_000);
-    assert_eq!(s.insert(&big).expect("large"), big.len());
+    assert_eq!(insert(s, &big), big.len());
     let all = s.query(&Filter { limit: 10_000, ..Filter::default() }).expect("query");
     assert_eq!(all.len(), 10_000);
     assert_eq!(all, expected(&big, &Filter { limit: 10_000, ..Filter::default() }));
@@ -171,7 +192,7 @@ pub fn extreme_values_survive(s: &dyn Store) {
     r.path = format!("/{}", "ü".repeat(4000));
     r.method = "PROPFIND".into();
     r.src_comm = Some("x\u{0}y".into());
-    s.insert(std::slice::from_ref(&r)).expect("insert");
+    insert(s, std::slice::from_ref(&r));
     assert_eq!(s.query(&Filter::default()).expect("query"), vec![r.clone()]);
     assert_eq!(s.query_by_pid(u32::MAX, 1).expect("by pid"), vec![r]);
 }
@@ -180,11 +201,11 @@ pub fn extreme_values_survive(s: &dyn Store) {
 pub fn reopen_keeps_data_and_order(backend: Backend, path: &Path) {
     let records = corpus(30);
     {
-        let s = open(backend, path).expect("open");
-        s.insert(&records[..20]).expect("insert");
+        let s = open(backend, path, StoreOptions::default()).expect("open");
+        insert(s.as_ref(), &records[..20]);
     }
-    let s = open(backend, path).expect("reopen");
-    s.insert(&records[20..]).expect("insert after reopen");
+    let s = open(backend, path, StoreOptions::default()).expect("reopen");
+    insert(s.as_ref(), &records[20..]);
     let f = Filter { limit: 1000, ..Filter::default() };
     assert_eq!(s.query(&f).expect("query"), expected(&records, &f));
 }
@@ -192,13 +213,362 @@ pub fn reopen_keeps_data_and_order(backend: Backend, path: &Path) {
 /// A file that is not a database of this kind is refused with an error naming it.
 pub fn garbage_file_is_refused(backend: Backend, path: &Path) {
     std::fs::write(path, vec![0x5a; 64 * 1024]).expect("write garbage");
-    let err = open(backend, path).err().expect("garbage must not open");
+    let err = open(backend, path, StoreOptions::default()).err().expect("garbage must not open");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+/// Strings are compared as the reference compares them, byte for byte: NUL is an ordinary
+/// character, `%`, `_` and `\` are not wildcards or escapes, case is never folded (ASCII or
+/// not), and length does not matter.
+pub fn strings_compare_as_bytes(s: &dyn Store) {
+    let long = format!("/{}", "ü".repeat(50_000));
+    let paths = [
+        "/a\0b",
+        "/a",
+        "/a\0",
+        "/a%b",
+        "/a_b",
+        "/a\\b",
+        "/a\\%",
+        "/A",
+        "/ä",
+        "/Ä",
+        "/\u{FFFD}x",
+        "/a\\x41",
+        "/a%00",
+        "%",
+        "_",
+        "\\",
+        "",
+        "/ǅ",
+        "/ǆ",
+        "/ß",
+        "/SS",
+        "/\u{10FFFF}",
+        long.as_str(),
+    ];
+    let methods = ["GET", "get", "Get", "GE\0T", "M-SEARCH", "m-search", "PRI"];
+    let mut records = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        for (j, m) in methods.iter().enumerate() {
+            let mut r = corpus(1).remove(0);
+            r.ts += Duration::microseconds((i * methods.len() + j) as i64);
+            r.path = (*p).to_owned();
+            r.method = (*m).to_owned();
+            r.host = Some(format!("h\0{i}"));
+            records.push(r);
+        }
+    }
+    insert(s, &records);
+    // Every record survives as it was sent.
+    assert_eq!(
+        all(s),
+        expected(&records, &Filter { limit: liteobs_model::filter::MAX_LIMIT, ..Filter::default() })
+    );
+    let long_prefix = long[..long.len() - 2].to_owned();
+    let mut prefixes: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    prefixes.extend(
+        ["/a\0", "/a%", "/a_", "/a\\", "/a\\x4", "/a\\x", "/%", "/_", "/a%0", "/", "/\u{FFFD}", "/ǅ", "/s"]
+            .map(String::from),
+    );
+    prefixes.push(long_prefix);
+    prefixes.push(format!("{long}!"));
+    let f = Filter::default;
+    let mut filters: Vec<Filter> =
+        prefixes.into_iter().map(|p| Filter { path_prefix: Some(p), limit: 10_000, ..f() }).collect();
+    for m in methods.iter().chain(&["G", "GET ", "PRI\0"]) {
+        filters.push(Filter { method: Some((*m).to_owned()), limit: 10_000, ..f() });
+    }
+    check_against_reference(s, &records, &filters);
+    // The reference itself, spelt out for the cases the issue names.
+    let n = |f: Filter| s.query(&Filter { limit: 10_000, ..f }).expect("query").len();
+    let per_path = methods.len();
+    assert_eq!(n(Filter { path_prefix: Some("/a\0".into()), ..f() }), 2 * per_path, "/a\\0b and /a\\0");
+    assert_eq!(n(Filter { path_prefix: Some("/a%".into()), ..f() }), 2 * per_path, "/a%b and /a%00");
+    assert_eq!(n(Filter { path_prefix: Some("/a_".into()), ..f() }), per_path);
+    assert_eq!(n(Filter { path_prefix: Some("/A".into()), ..f() }), per_path, "case is not folded");
+    assert_eq!(n(Filter { method: Some("GET".into()), ..f() }), paths.len(), "method is exact");
+}
+
+/// `since` is inclusive and `until` exclusive, at the exact microsecond and for bounds with
+/// nanoseconds (a relative age has them); the cases put rows on each side of each bound and no
+/// limit cuts them.
+pub fn time_bounds_since_inclusive_until_exclusive(s: &dyn Store) {
+    let t = base_time();
+    let u = t + Duration::seconds(1);
+    let us = Duration::microseconds;
+    let ns = Duration::nanoseconds;
+    let mut records = Vec::new();
+    for (i, ts) in [t - us(1), t, t + us(1), u - us(1), u, u + us(1)].into_iter().enumerate() {
+        let mut r = corpus(1).remove(0);
+        r.ts = ts;
+        r.src_port = i as u16;
+        records.push(r);
+    }
+    insert(s, &records);
+    let f = |since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>| Filter {
+        since,
+        until,
+        ..Filter::default()
+    };
+    let ports = |f: Filter| -> Vec<u16> {
+        let mut p: Vec<u16> = s.query(&f).expect("query").iter().map(|r| r.src_port).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(ports(f(Some(t), None)), [1, 2, 3, 4, 5], "a row at `since` is in");
+    assert_eq!(ports(f(None, Some(u))), [0, 1, 2, 3], "a row at `until` is out");
+    assert_eq!(ports(f(Some(t), Some(u))), [1, 2, 3]);
+    assert_eq!(ports(f(Some(t), Some(t + us(1)))), [1], "a one-microsecond window holds its row");
+    assert_eq!(ports(f(Some(t + ns(500)), None)), [2, 3, 4, 5], "since t+500ns leaves the row at t out");
+    assert_eq!(ports(f(Some(t - ns(500)), None)), [1, 2, 3, 4, 5]);
+    assert_eq!(ports(f(None, Some(u + ns(500)))), [0, 1, 2, 3, 4], "until u+500ns keeps the row at u");
+    assert_eq!(ports(f(None, Some(u - ns(500)))), [0, 1, 2, 3]);
+    let mut filters = Vec::new();
+    for since in [None, Some(t), Some(t + ns(1)), Some(t - ns(1)), Some(t + us(1)), Some(u)] {
+        for until in [None, Some(u), Some(u + ns(1)), Some(u - ns(999)), Some(t + us(1)), Some(u + us(2))] {
+            if since.zip(until).is_none_or(|(a, b)| a < b) {
+                filters.push(f(since, until));
+            }
+        }
+    }
+    check_against_reference(s, &records, &filters);
+}
+
+/// Rows sharing one timestamp come newest-inserted first, across batches and wherever the limit
+/// cuts them; `ip` and `pid` match either side, and a row with both sides equal comes once.
+pub fn ties_limits_and_either_side(s: &dyn Store) {
+    let mut records = corpus(60);
+    let same = base_time() + Duration::seconds(5);
+    for (i, r) in records.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            r.ts = same;
+        }
+        if i % 10 == 0 {
+            r.dst_ip = r.src_ip;
+            r.dst_pid = r.src_pid;
+        }
+    }
+    for chunk in records.chunks(7) {
+        insert(s, chunk);
+    }
+    let f = Filter::default;
+    let mut filters: Vec<Filter> =
+        [1, 2, 15, 29, 30, 31, 59, 60, 61].map(|limit| Filter { limit, ..f() }).to_vec();
+    filters.push(Filter {
+        since: Some(same),
+        until: Some(same + Duration::microseconds(1)),
+        limit: 17,
+        ..f()
+    });
+    for r in &records[..12] {
+        filters.push(Filter { ip: Some(r.src_ip), limit: 10_000, ..f() });
+        filters.push(Filter { ip: Some(r.dst_ip), limit: 3, ..f() });
+        if let Some(p) = r.src_pid {
+            filters.push(Filter { pid: Some(p), limit: 10_000, ..f() });
+        }
+        if let Some(p) = r.dst_pid {
+            filters.push(Filter { pid: Some(p), limit: 10_000, ..f() });
+        }
+    }
+    check_against_reference(s, &records, &filters);
+}
+
+/// A batch id committed once makes a second insert of it a repeat: nothing stored, the first
+/// count answered, whatever the repeat holds. Batches without an id are stored every time.
+pub fn same_batch_id_twice_stores_once(s: &dyn Store) {
+    let batch = corpus(30);
+    let first = s.insert(&batch, Some(&id("batch-1"))).expect("first");
+    assert_eq!(first, Receipt { accepted: 30, duplicate: false });
+    let again = s.insert(&batch, Some(&id("batch-1"))).expect("repeat");
+    assert_eq!(again, Receipt { accepted: 30, duplicate: true });
+    assert_eq!(all(s).len(), 30);
+    // The id names the batch: a repeat with other content is still a repeat (nothing stored).
+    assert_eq!(
+        s.insert(&batch[..3], Some(&id("batch-1"))).expect("odd repeat"),
+        Receipt { accepted: 30, duplicate: true }
+    );
+    assert_eq!(
+        s.insert(&batch[..3], Some(&id("batch-2"))).expect("other id"),
+        Receipt { accepted: 3, duplicate: false }
+    );
+    assert_eq!(s.insert(&[], Some(&id("empty"))).expect("empty"), Receipt { accepted: 0, duplicate: false });
+    assert_eq!(
+        s.insert(&batch, Some(&id("empty"))).expect("empty again"),
+        Receipt { accepted: 0, duplicate: true }
+    );
+    assert_eq!(insert(s, &batch[..5]), 5);
+    assert_eq!(insert(s, &batch[..5]), 5, "no id: stored again");
+    assert_eq!(all(s).len(), 30 + 3 + 10);
+    // Ids differing only in case are different ids.
+    assert!(!s.insert(&batch[..1], Some(&id("BATCH-1"))).expect("case").duplicate);
+}
+
+/// Concurrent uploads of one id: exactly one inserts.
+pub fn concurrent_uploads_of_one_id_insert_once(s: &dyn Store) {
+    let batch = corpus(50);
+    let ids: Vec<BatchId> = (0..20).map(|i| id(&format!("c-{i}"))).collect();
+    let fresh = Mutex::new(0usize);
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for i in &ids {
+                    let r = s.insert(&batch, Some(i)).expect("insert");
+                    assert_eq!(r.accepted, batch.len());
+                    if !r.duplicate {
+                        *fresh.lock().expect("lock") += 1;
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(*fresh.lock().expect("lock"), ids.len(), "one insert per id");
+    assert_eq!(all(s).len(), batch.len() * ids.len());
+}
+
+/// Committed ids survive a reopen (a server restart, also after `kill -9`: they are in the
+/// batch's own transaction).
+pub fn batch_ids_survive_reopen(backend: Backend, path: &Path) {
+    let batch = corpus(10);
+    {
+        let s = open(backend, path, StoreOptions::default()).expect("open");
+        assert!(!s.insert(&batch, Some(&id("r-1"))).expect("insert").duplicate);
+    }
+    let s = open(backend, path, StoreOptions::default()).expect("reopen");
+    assert_eq!(
+        s.insert(&batch, Some(&id("r-1"))).expect("repeat"),
+        Receipt { accepted: 10, duplicate: true }
+    );
+    assert!(!s.insert(&batch, Some(&id("r-2"))).expect("new").duplicate);
+    drop(s);
+    let s = open(backend, path, StoreOptions::default()).expect("reopen");
+    assert!(s.insert(&batch, Some(&id("r-2"))).expect("repeat").duplicate);
+    assert_eq!(all(s.as_ref()).len(), 20);
+}
+
+/// A clock the test moves.
+fn manual_clock(start: DateTime<Utc>) -> (Arc<Mutex<DateTime<Utc>>>, super::Clock) {
+    let now = Arc::new(Mutex::new(start));
+    let read = now.clone();
+    (now, Arc::new(move || *read.lock().expect("clock")))
+}
+
+/// Ids older than `max_age` are forgotten by the next write, ids younger are kept, and the
+/// bound holds across a reopen (ages are stored, not kept in memory).
+pub fn batch_ids_are_pruned_by_age(backend: Backend, path: &Path) {
+    let start = base_time();
+    let (now, clock) = manual_clock(start);
+    let retention = Retention { max_age: Duration::hours(1), max_count: 1_000 };
+    let options = StoreOptions { retention, clock };
+    let batch = corpus(2);
+    let s = open(backend, path, options.clone()).expect("open");
+    assert!(!s.insert(&batch, Some(&id("old"))).expect("old").duplicate);
+    *now.lock().expect("clock") = start + Duration::minutes(30);
+    assert!(!s.insert(&batch, Some(&id("mid"))).expect("mid").duplicate);
+    *now.lock().expect("clock") = start + Duration::minutes(60);
+    assert!(s.insert(&batch, Some(&id("old"))).expect("old at exactly max_age").duplicate);
+    drop(s);
+    let s = open(backend, path, options).expect("reopen");
+    *now.lock().expect("clock") = start + Duration::minutes(61);
+    assert!(
+        !s.insert(&batch, Some(&id("old"))).expect("old, forgotten").duplicate,
+        "past max_age: stored again"
+    );
+    assert!(s.insert(&batch, Some(&id("mid"))).expect("mid, kept").duplicate);
+    *now.lock().expect("clock") = start + Duration::minutes(95);
+    assert!(!s.insert(&batch, Some(&id("mid"))).expect("mid, forgotten").duplicate);
+    assert_eq!(all(s.as_ref()).len(), 4 * batch.len());
+}
+
+/// At most `max_count` ids are remembered: the oldest are forgotten first, also across a reopen.
+pub fn batch_ids_are_pruned_by_count(backend: Backend, path: &Path) {
+    let options = StoreOptions {
+        retention: Retention { max_age: Duration::days(1), max_count: 3 },
+        ..StoreOptions::default()
+    };
+    let batch = corpus(1);
+    {
+        let s = open(backend, path, options.clone()).expect("open");
+        for i in 1..=4 {
+            assert!(!s.insert(&batch, Some(&id(&format!("n-{i}")))).expect("insert").duplicate);
+        }
+    }
+    let s = open(backend, path, options).expect("reopen");
+    for i in [4, 3, 2] {
+        assert!(
+            s.insert(&batch, Some(&id(&format!("n-{i}")))).expect("kept").duplicate,
+            "n-{i} is among the newest 3"
+        );
+    }
+    assert!(!s.insert(&batch, Some(&id("n-1"))).expect("forgotten").duplicate, "n-1 was pruned");
+    // n-1 is now the newest; n-2 the oldest of the three before it, so it went.
+    assert!(!s.insert(&batch, Some(&id("n-2"))).expect("forgotten").duplicate);
+    assert!(s.insert(&batch, Some(&id("n-4"))).expect("kept").duplicate);
+    assert_eq!(all(s.as_ref()).len(), 6);
+}
+
+/// A file as the version-1 server (before batch ids) left it: exactly its statements.
+const V1_SCHEMA: &str = "CREATE TABLE traffic_logs (
+    seq BIGINT NOT NULL, ts BIGINT NOT NULL, src_ip TEXT NOT NULL, src_port INTEGER NOT NULL,
+    dst_ip TEXT NOT NULL, dst_port INTEGER NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    host TEXT, status INTEGER NOT NULL, latency_us BIGINT NOT NULL, req_bytes BIGINT NOT NULL,
+    resp_bytes BIGINT NOT NULL, src_pid BIGINT, src_comm TEXT, dst_pid BIGINT, dst_comm TEXT,
+    node TEXT NOT NULL);
+CREATE TABLE liteobs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO liteobs_meta VALUES ('schema_version', '1');
+INSERT INTO traffic_logs VALUES (7, 1764000000123456, '10.0.0.1', 40000, '10.0.1.1', 80, 'GET', '/v1',
+    NULL, 200, 5, 0, 10, 1000, 'curl', NULL, NULL, 'node-0');";
+
+/// A version-1 file opens, keeps its rows and their order, and gains the batch-id table.
+pub fn version_1_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
+    raw(path, V1_SCHEMA);
+    let batch = corpus(3);
+    {
+        let s = open(backend, path, StoreOptions::default()).expect("a version-1 file opens");
+        let old = all(s.as_ref());
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].path.as_str(), old[0].src_pid, old[0].dst_pid), ("/v1", Some(1000), None));
+        assert!(!s.insert(&batch, Some(&id("m-1"))).expect("insert").duplicate);
+    }
+    let s = open(backend, path, StoreOptions::default()).expect("reopen after migration");
+    assert!(s.insert(&batch, Some(&id("m-1"))).expect("repeat").duplicate);
+    // seq continued after the old row's 7: the new rows sort after it on a tie.
+    let mut tie = corpus(1);
+    tie[0].ts = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("ts");
+    insert(s.as_ref(), &tie);
+    let at = tie[0].ts;
+    let got = s
+        .query(&Filter { since: Some(at), until: Some(at + Duration::microseconds(1)), ..Filter::default() })
+        .expect("query");
+    // The tie, then the migrated batch's row at that time (seq 8), then the old row (seq 7).
+    assert_eq!(
+        got.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        [tie[0].path.as_str(), batch[0].path.as_str(), "/v1"]
+    );
+}
+
+/// Versions this server does not know, and tables it did not create, are refused untouched.
+pub fn unknown_versions_and_foreign_tables_are_refused(backend: Backend, path: &Path, raw: RawExec) {
+    drop(open(backend, path, StoreOptions::default()).expect("create"));
+    for version in ["0", "3", "x", ""] {
+        raw(path, &format!("UPDATE liteobs_meta SET value = '{version}' WHERE key = 'schema_version'"));
+        let err = open(backend, path, StoreOptions::default()).err().expect("refused");
+        assert!(
+            matches!(err, StoreError::SchemaVersion { ref found, .. } if found == version),
+            "{version}: {err}"
+        );
+    }
+    raw(path, "DELETE FROM liteobs_meta");
+    let err = open(backend, path, StoreOptions::default()).err().expect("refused");
+    assert!(matches!(err, StoreError::SchemaVersion { ref found, .. } if found == "(none)"), "{err}");
+    let other = path.with_extension("foreign");
+    raw(&other, "CREATE TABLE traffic_logs (x INT)");
+    assert!(matches!(open(backend, &other, StoreOptions::default()), Err(StoreError::ForeignSchema { .. })));
 }
 
 /// Stamps out one `#[test]` per conformance check for `$backend`, each on a fresh file.
 macro_rules! conformance_tests {
-    ($backend:expr) => {
+    ($backend:expr, $raw:path) => {
         mod conformance {
             use crate::store::Backend;
             use crate::store::conformance as c;
@@ -207,7 +577,7 @@ macro_rules! conformance_tests {
             }
             fn with_store(check: fn(&dyn crate::store::Store)) {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let store = crate::store::open($backend, &path(&dir)).expect("open");
+                let store = crate::store::open($backend, &path(&dir), Default::default()).expect("open");
                 check(store.as_ref());
             }
             #[test]
@@ -243,6 +613,51 @@ macro_rules! conformance_tests {
             #[test]
             fn extreme_values_survive() {
                 with_store(c::extreme_values_survive)
+            }
+            #[test]
+            fn strings_compare_as_bytes() {
+                with_store(c::strings_compare_as_bytes)
+            }
+            #[test]
+            fn time_bounds_since_inclusive_until_exclusive() {
+                with_store(c::time_bounds_since_inclusive_until_exclusive)
+            }
+            #[test]
+            fn ties_limits_and_either_side() {
+                with_store(c::ties_limits_and_either_side)
+            }
+            #[test]
+            fn same_batch_id_twice_stores_once() {
+                with_store(c::same_batch_id_twice_stores_once)
+            }
+            #[test]
+            fn concurrent_uploads_of_one_id_insert_once() {
+                with_store(c::concurrent_uploads_of_one_id_insert_once)
+            }
+            #[test]
+            fn batch_ids_survive_reopen() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::batch_ids_survive_reopen($backend, &path(&dir))
+            }
+            #[test]
+            fn batch_ids_are_pruned_by_age() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::batch_ids_are_pruned_by_age($backend, &path(&dir))
+            }
+            #[test]
+            fn batch_ids_are_pruned_by_count() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::batch_ids_are_pruned_by_count($backend, &path(&dir))
+            }
+            #[test]
+            fn version_1_file_is_migrated() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::version_1_file_is_migrated($backend, &path(&dir), $raw)
+            }
+            #[test]
+            fn unknown_versions_and_foreign_tables_are_refused() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::unknown_versions_and_foreign_tables_are_refused($backend, &path(&dir), $raw)
             }
         }
     };

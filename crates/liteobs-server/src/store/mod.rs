@@ -2,22 +2,31 @@
 //!
 //! The trait is small on purpose (insert a batch, answer a filter); `query_by_ip` and
 //! `query_by_pid` are the original design's names and are thin calls of [`Store::query`].
-//! Both backends share one schema and one SQL translation of [`Filter`] ([`sql`]), and one
-//! conformance suite ([`conformance`], tests only) runs unchanged against each.
+//! One implementation ([`sql_store`]) holds the logic for both engines: schema and migrations,
+//! SQL translation of [`Filter`] ([`sql`]), the batch-id transaction ([`batch_id`]); each engine
+//! gives only a few primitives ([`driver`]). One conformance suite ([`conformance`], tests only)
+//! runs unchanged against each.
 //!
 //! Backends are chosen in exactly one place, [`open`].
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use liteobs_model::{Filter, TrafficLog};
 
+pub mod batch_id;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod driver;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 mod sql;
+mod sql_store;
 mod sqlite;
+
+pub use batch_id::{BatchId, BatchIdError, Retention};
 
 /// A storage failure. The message names the database file where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +38,8 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "{path} holds LiteObs schema version {found}, this server needs version {expected}; \
-         use a new -db-path or migrate the file"
+        "{path} holds LiteObs schema version {found}; this server uses version {expected} and \
+         migrates only older versions it knows; use a new -db-path"
     )]
     SchemaVersion { path: PathBuf, found: String, expected: u32 },
     #[error("{path} already has a `traffic_logs` table that LiteObs did not create; refusing to use it")]
@@ -45,12 +54,41 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What [`Store::insert`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Records the batch holds: stored now, or (for a repeat) when its id was first committed.
+    pub accepted: usize,
+    /// The batch id was already committed: nothing was inserted.
+    pub duplicate: bool,
+}
+
+/// The time source of a store (when a batch id was committed, what is old enough to forget).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How a store is opened, besides its file.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// How many committed batch ids are remembered, and for how long.
+    pub retention: Retention,
+    /// The wall clock in production; tests pass one they move.
+    pub clock: Clock,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { retention: Retention::DEFAULT, clock: Arc::new(Utc::now) }
+    }
+}
+
 /// Keeps exchange records and answers filters. Implementations are safe to share between
 /// request handlers; calls block (run them off the async executor).
 pub trait Store: Send + Sync {
-    /// Stores a whole batch atomically: when this returns `Ok(n)`, all `n` records are committed;
-    /// on error none are.
-    fn insert(&self, batch: &[TrafficLog]) -> Result<usize>;
+    /// Stores a whole batch atomically: when this returns `Ok`, all records are committed; on
+    /// error none are. With an `id`, the id is committed in the same transaction, and a batch
+    /// whose id is already remembered is not inserted again: the receipt says `duplicate` and
+    /// carries the first commit's count. Two calls with one id never both insert.
+    fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> Result<Receipt>;
 
     /// Records matching `filter`, newest first (`ts` descending, then most recently inserted
     /// first), at most `filter.limit` of them.
@@ -87,12 +125,12 @@ impl Backend {
     }
 }
 
-/// Opens (creating if needed) the store of kind `backend` at `path`.
-pub fn open(backend: Backend, path: &Path) -> Result<Box<dyn Store>> {
+/// Opens (creating if needed, migrating an older schema) the store of kind `backend` at `path`.
+pub fn open(backend: Backend, path: &Path, options: StoreOptions) -> Result<Box<dyn Store>> {
     match backend {
-        Backend::Sqlite => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        Backend::Sqlite => Ok(Box::new(sql_store::SqlStore::<sqlite::Sqlite>::open(path, options)?)),
         #[cfg(feature = "duckdb")]
-        Backend::Duckdb => Ok(Box::new(duckdb::DuckdbStore::open(path)?)),
+        Backend::Duckdb => Ok(Box::new(sql_store::SqlStore::<duckdb::Duckdb>::open(path, options)?)),
         #[cfg(not(feature = "duckdb"))]
         Backend::Duckdb => Err(StoreError::NotBuilt("duckdb")),
     }

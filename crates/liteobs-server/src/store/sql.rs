@@ -1,16 +1,22 @@
-//! The schema and the SQL form of a [`Filter`], shared by both backends.
+//! The schema, its migrations and the SQL form of a [`Filter`], shared by both backends.
 //!
 //! Timestamps are stored as microseconds since the Unix epoch (BIGINT) and addresses as their
 //! canonical text form, so filters are plain comparisons that behave the same in SQLite and
 //! DuckDB. `seq` is a per-store insertion counter: the tie-break that makes "newest first"
-//! deterministic when two exchanges share a microsecond.
+//! deterministic when two exchanges share a microsecond. The one condition the engines cannot
+//! share, the path prefix, comes from the driver ([`Driver::path_prefix`]).
 
+use chrono::{DateTime, Utc};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::StoreError;
+use super::driver::Driver;
 
-/// Bumped whenever the table layout changes; a file with another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever the table layout changes. A file of an older version listed in
+/// [`MIGRATIONS`] is migrated on open; any other version is refused.
+///
+/// 1: `traffic_logs` and `liteobs_meta`. 2: adds `liteobs_batches`, the committed batch ids.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Column list in the order rows are written and read.
 pub const COLUMNS: &str = "seq, ts, src_ip, src_port, dst_ip, dst_port, method, path, host, status, \
@@ -41,15 +47,46 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS traffic_logs (
 pub const CREATE_META: &str =
     "CREATE TABLE IF NOT EXISTS liteobs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
+/// The ids of committed upload batches (exactly-once delivery): `accepted` is what the batch's
+/// answer said, `committed_at` the server's clock at commit (µs since the Unix epoch), and
+/// `batch_seq` a per-store counter of id-carrying batches, by which the count bound prunes.
+/// The primary key is what makes a second insert of one id fail even if two writers race.
+pub const CREATE_BATCHES: &str = "CREATE TABLE IF NOT EXISTS liteobs_batches (
+    id TEXT PRIMARY KEY,
+    accepted BIGINT NOT NULL,
+    committed_at BIGINT NOT NULL,
+    batch_seq BIGINT NOT NULL
+)";
+
+/// Statements that bring a file of schema version `from` to `from + 1`, in one transaction
+/// together with the version update.
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, CREATE_BATCHES)];
+
+/// The statements that create a new file's schema (without the version row).
+pub fn create_schema() -> String {
+    format!("{CREATE_TABLE}; {CREATE_META}; {CREATE_BATCHES};")
+}
+
 /// A bound parameter; each backend converts it to its own `ToSql`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Int(i64),
     Text(String),
+    Blob(Vec<u8>),
+}
+
+/// `t` in whole microseconds, rounded up. Stored timestamps are whole microseconds, so for any
+/// stored `ts`: `ts >= t` exactly when `ts >= ceil(t)`, and `ts < t` exactly when
+/// `ts < ceil(t)`. A bound with nanoseconds (every relative age such as `15m` has them, and
+/// RFC 3339 allows them) then selects what [`Filter::matches`] selects; truncating it would let
+/// `since` take in, and `until` leave out, the row in the bound's own microsecond.
+fn micros_ceil(t: DateTime<Utc>) -> i64 {
+    let floor = t.timestamp_micros();
+    if t.timestamp_subsec_nanos().is_multiple_of(1_000) { floor } else { floor.saturating_add(1) }
 }
 
 /// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values.
-pub fn select(filter: &Filter) -> (String, Vec<Param>) {
+pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
     let mut conds: Vec<&str> = Vec::new();
     let mut params = Vec::new();
     if let Some(ip) = filter.ip {
@@ -72,20 +109,18 @@ pub fn select(filter: &Filter) -> (String, Vec<Param>) {
         params.push(Param::Int(lo.into()));
         params.push(Param::Int(hi.into()));
     }
-    if let Some(p) = &filter.path_prefix {
-        // substr counts characters in both engines; LIKE would be case-insensitive in SQLite
-        // and would need escaping of % and _.
-        conds.push("substr(path, 1, ?) = ?");
-        params.push(Param::Int(p.chars().count() as i64));
-        params.push(Param::Text(p.clone()));
+    // An empty prefix selects every row; it gets no condition (SQLite's `substr` of an empty
+    // BLOB is NULL, so the byte comparison would leave out the rows with an empty path).
+    if let Some(p) = filter.path_prefix.as_deref().filter(|p| !p.is_empty()) {
+        conds.push(D::path_prefix(p, &mut params));
     }
     if let Some(t) = filter.since {
         conds.push("ts >= ?");
-        params.push(Param::Int(t.timestamp_micros()));
+        params.push(Param::Int(micros_ceil(t)));
     }
     if let Some(t) = filter.until {
         conds.push("ts < ?");
-        params.push(Param::Int(t.timestamp_micros()));
+        params.push(Param::Int(micros_ceil(t)));
     }
     let where_clause =
         if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
@@ -142,7 +177,7 @@ pub struct RawRow {
     pub node: String,
 }
 
-fn conv<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
+pub fn conv<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
     T::try_from(v).map_err(|_| StoreError::CorruptRow(format!("{what} = {v} is out of range")))
 }
 

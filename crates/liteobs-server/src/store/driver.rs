@@ -1,0 +1,58 @@
+//! What an embedded engine must give the shared store: a handful of primitives over its own
+//! connection type. Everything built from them (schema creation and migration, `seq`, the
+//! batch-id transaction and its pruning, filter translation, row validation) has one copy, in
+//! [`super::sql_store`] and [`super::sql`]; a backend module holds only what differs.
+//!
+//! Private to `store`: the public seam is [`super::Store`], which callers and fakes implement.
+
+use std::path::Path;
+
+use liteobs_model::TrafficLog;
+
+use super::sql::{Param, RawRow};
+
+/// An engine error, kept as its source.
+pub type DynError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The primitives of one engine. Every call runs on the connection it is given; a transaction is
+/// opened with [`Driver::BEGIN`] and ended with `COMMIT` or `ROLLBACK` by the caller, so calls in
+/// between belong to it.
+pub trait Driver: Send + Sync + 'static {
+    type Conn: Send;
+
+    /// Starts a write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so
+    /// that the batch-id check and the insert it guards cannot interleave with another writer.
+    const BEGIN: &'static str;
+
+    /// Statements run on every open once the schema is in place (indexes), idempotent.
+    const AFTER_SCHEMA: &'static str;
+
+    /// Opens `path`, creating the file if needed: a writer connection and a reader connection.
+    fn open(path: &Path) -> Result<(Self::Conn, Self::Conn), DynError>;
+
+    fn table_exists(conn: &Self::Conn, name: &str) -> Result<bool, DynError>;
+
+    /// Runs `;`-separated statements without parameters.
+    fn execute_batch(conn: &Self::Conn, sql: &str) -> Result<(), DynError>;
+
+    /// Runs one statement; returns the number of rows it changed.
+    fn execute(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<usize, DynError>;
+
+    /// The first column of the first row, if there is a row.
+    fn query_int(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Option<i64>, DynError>;
+
+    /// The first column of the first row, if there is a row.
+    fn query_text(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Option<String>, DynError>;
+
+    /// Appends `records` to `traffic_logs` with `seq` values `first_seq..`, inside the open
+    /// transaction, in the engine's fastest way.
+    fn append(conn: &Self::Conn, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError>;
+
+    /// Runs a [`super::sql::select`] statement.
+    fn select(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError>;
+
+    /// The condition "`path` starts with `prefix`", pushing its parameters. Must compare bytes
+    /// exactly as `str::starts_with` does (the reference): no case folding, no wildcards, and
+    /// NUL is an ordinary byte.
+    fn path_prefix(prefix: &str, params: &mut Vec<Param>) -> &'static str;
+}

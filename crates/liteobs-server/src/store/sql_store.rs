@@ -1,0 +1,247 @@
+//! The one [`Store`] implementation, over any [`Driver`]: opening (schema creation, migration,
+//! version check), the writer with its counters, the batch transaction with its batch-id check
+//! and pruning, and queries on a reader connection.
+//!
+//! Not for engine specifics: those are the driver's primitives (`sqlite.rs`, `duckdb.rs`).
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use liteobs_model::{Filter, TrafficLog};
+
+use super::batch_id::{BatchId, Retention};
+use super::driver::{Driver, DynError};
+use super::sql::{self, Param, RawRow};
+use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions};
+
+pub struct SqlStore<D: Driver> {
+    path: PathBuf,
+    writer: Mutex<Writer<D::Conn>>,
+    reader: Mutex<D::Conn>,
+    retention: Retention,
+    clock: Clock,
+    driver: PhantomData<D>,
+}
+
+/// The writer connection and the counters only it advances (restored from the file on open).
+struct Writer<C> {
+    conn: C,
+    /// The next `traffic_logs.seq`.
+    next_seq: i64,
+    /// The next `liteobs_batches.batch_seq`.
+    next_batch_seq: i64,
+}
+
+fn backend(e: DynError) -> StoreError {
+    StoreError::Backend(e)
+}
+
+/// Runs `body` inside a write transaction: commits when it returns `Ok`, rolls back otherwise
+/// (also when the commit itself fails, which in SQLite would leave the transaction open).
+fn in_transaction<D: Driver, T>(
+    conn: &D::Conn,
+    body: impl FnOnce(&D::Conn) -> std::result::Result<T, StoreError>,
+) -> std::result::Result<T, StoreError> {
+    D::execute_batch(conn, D::BEGIN).map_err(backend)?;
+    let done = body(conn).and_then(|v| D::execute_batch(conn, "COMMIT").map(|()| v).map_err(backend));
+    if done.is_err() {
+        // The error that matters is the one above; a failed rollback leaves nothing committed.
+        let _ = D::execute_batch(conn, "ROLLBACK");
+    }
+    done
+}
+
+impl<D: Driver> SqlStore<D> {
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
+        let open_err = |e: DynError| StoreError::Open { path: path.to_owned(), source: e };
+        let (writer, reader) = D::open(path).map_err(open_err)?;
+        init_schema::<D>(&writer, path)?;
+        D::execute_batch(&writer, D::AFTER_SCHEMA).map_err(open_err)?;
+        let next = |sql: &str| -> Result<i64> {
+            Ok(D::query_int(&writer, sql, &[]).map_err(open_err)?.unwrap_or(1))
+        };
+        let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
+        let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        Ok(SqlStore {
+            path: path.to_owned(),
+            writer: Mutex::new(Writer { conn: writer, next_seq, next_batch_seq }),
+            reader: Mutex::new(reader),
+            retention: options.retention,
+            clock: options.clock,
+            driver: PhantomData,
+        })
+    }
+}
+
+/// Creates the schema in a new file, migrates a file of an older known version, or refuses one
+/// of an unknown version or with a `traffic_logs` table that LiteObs did not create.
+fn init_schema<D: Driver>(conn: &D::Conn, path: &Path) -> Result<()> {
+    let open_err = |e: DynError| StoreError::Open { path: path.to_owned(), source: e };
+    let set_version =
+        format!("UPDATE liteobs_meta SET value = '{}' WHERE key = 'schema_version'", sql::SCHEMA_VERSION);
+    if D::table_exists(conn, "liteobs_meta").map_err(open_err)? {
+        let found = D::query_text(conn, "SELECT value FROM liteobs_meta WHERE key = 'schema_version'", &[])
+            .map_err(open_err)?;
+        let refuse = |found: Option<String>| StoreError::SchemaVersion {
+            path: path.to_owned(),
+            found: found.unwrap_or_else(|| "(none)".into()),
+            expected: sql::SCHEMA_VERSION,
+        };
+        let Some(version) = found.as_deref().and_then(|v| v.parse::<u32>().ok()) else {
+            return Err(refuse(found));
+        };
+        if version == sql::SCHEMA_VERSION {
+            return Ok(());
+        }
+        let steps: Vec<&str> =
+            sql::MIGRATIONS.iter().filter(|(from, _)| *from >= version).map(|(_, ddl)| *ddl).collect();
+        if version > sql::SCHEMA_VERSION || steps.len() != (sql::SCHEMA_VERSION - version) as usize {
+            return Err(refuse(found));
+        }
+        tracing::info!(path = %path.display(), from = version, to = sql::SCHEMA_VERSION, "migrating the schema");
+        return in_transaction::<D, ()>(conn, |c| {
+            for ddl in steps {
+                D::execute_batch(c, ddl).map_err(backend)?;
+            }
+            D::execute_batch(c, &set_version).map_err(backend)
+        })
+        .map_err(|e| StoreError::Open { path: path.to_owned(), source: Box::new(e) });
+    }
+    if D::table_exists(conn, "traffic_logs").map_err(open_err)? {
+        return Err(StoreError::ForeignSchema { path: path.to_owned() });
+    }
+    in_transaction::<D, ()>(conn, |c| {
+        D::execute_batch(
+            c,
+            &format!(
+                "{} INSERT INTO liteobs_meta VALUES ('schema_version', '{}');",
+                sql::create_schema(),
+                sql::SCHEMA_VERSION
+            ),
+        )
+        .map_err(backend)
+    })
+    .map_err(|e| StoreError::Open { path: path.to_owned(), source: Box::new(e) })
+}
+
+impl<D: Driver> SqlStore<D> {
+    /// Inside the batch's transaction: forgets ids past the [`Retention`] bounds (older than
+    /// `max_age`; all but the newest `max_count`), then looks `id` up.
+    ///
+    /// The row of `id` itself is never deleted here: when it is stale, the insert path updates it
+    /// in place, because deleting a key and inserting it again in one transaction trips DuckDB's
+    /// eager primary-key check. A stale row is not a repeat.
+    fn prune_and_find(
+        &self,
+        conn: &D::Conn,
+        id: &BatchId,
+        now: i64,
+        next_batch_seq: i64,
+    ) -> Result<Option<usize>> {
+        let oldest_kept = now.saturating_sub(self.retention.max_age.num_microseconds().unwrap_or(i64::MAX));
+        let count = i64::try_from(self.retention.max_count).unwrap_or(i64::MAX);
+        // Keeps the newest `max_count` up to the last committed one.
+        let last_dropped = (next_batch_seq - 1).saturating_sub(count);
+        let key = Param::Text(id.as_str().to_owned());
+        D::execute(
+            conn,
+            "DELETE FROM liteobs_batches WHERE (committed_at < ? OR batch_seq <= ?) AND id <> ?",
+            &[Param::Int(oldest_kept), Param::Int(last_dropped), key.clone()],
+        )
+        .map_err(backend)?;
+        let accepted = D::query_int(
+            conn,
+            "SELECT accepted FROM liteobs_batches WHERE id = ? AND committed_at >= ? AND batch_seq > ?",
+            &[key, Param::Int(oldest_kept), Param::Int(last_dropped)],
+        )
+        .map_err(backend)?;
+        accepted.map(|n| sql::conv(n, "liteobs_batches.accepted")).transpose()
+    }
+
+    /// Records `id` as committed now with `accepted` records and `batch_seq`, replacing a stale
+    /// row of it, and drops the oldest id beyond `max_count` to make room.
+    fn remember(
+        &self,
+        conn: &D::Conn,
+        id: &BatchId,
+        accepted: usize,
+        now: i64,
+        batch_seq: i64,
+    ) -> Result<()> {
+        let key = Param::Text(id.as_str().to_owned());
+        let values =
+            [Param::Int(i64::try_from(accepted).unwrap_or(i64::MAX)), Param::Int(now), Param::Int(batch_seq)];
+        let mut params = values.to_vec();
+        params.push(key.clone());
+        let updated = D::execute(
+            conn,
+            "UPDATE liteobs_batches SET accepted = ?, committed_at = ?, batch_seq = ? WHERE id = ?",
+            &params,
+        )
+        .map_err(backend)?;
+        if updated == 0 {
+            let mut params = vec![key.clone()];
+            params.extend(values);
+            D::execute(
+                conn,
+                "INSERT INTO liteobs_batches (id, accepted, committed_at, batch_seq) VALUES (?, ?, ?, ?)",
+                &params,
+            )
+            .map_err(backend)?;
+        }
+        let count = i64::try_from(self.retention.max_count).unwrap_or(i64::MAX);
+        D::execute(
+            conn,
+            "DELETE FROM liteobs_batches WHERE batch_seq <= ? AND id <> ?",
+            &[Param::Int(batch_seq.saturating_sub(count)), key],
+        )
+        .map_err(backend)
+        .map(drop)
+    }
+}
+
+impl<D: Driver> Store for SqlStore<D> {
+    fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> Result<Receipt> {
+        let mut guard = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+        let w = &mut *guard;
+        let (next_seq, next_batch_seq) = (w.next_seq, w.next_batch_seq);
+        let now = (self.clock)().timestamp_micros();
+        let receipt = in_transaction::<D, Receipt>(&w.conn, |conn| {
+            if let Some(id) = id
+                && let Some(accepted) = self.prune_and_find(conn, id, now, next_batch_seq)?
+            {
+                return Ok(Receipt { accepted, duplicate: true });
+            }
+            D::append(conn, next_seq, batch).map_err(backend)?;
+            if let Some(id) = id {
+                self.remember(conn, id, batch.len(), now, next_batch_seq)?;
+            }
+            Ok(Receipt { accepted: batch.len(), duplicate: false })
+        })?;
+        // Only advance once committed: a failed batch leaves no gap in what the next uses.
+        if !receipt.duplicate {
+            w.next_seq = next_seq.saturating_add(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+            if id.is_some() {
+                w.next_batch_seq = next_batch_seq + 1;
+            }
+        }
+        Ok(receipt)
+    }
+
+    fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>> {
+        let (text, params) = sql::select::<D>(filter);
+        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let rows = D::select(&conn, &text, &params).map_err(backend)?;
+        rows.into_iter().map(RawRow::into_record).collect()
+    }
+}
+
+impl<D: Driver> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("driver", &std::any::type_name::<D>())
+            .field("path", &self.path)
+            .finish()
+    }
+}
