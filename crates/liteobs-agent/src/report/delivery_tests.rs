@@ -85,7 +85,6 @@ fn every_retried_answer_resends_the_same_bytes_under_the_same_id() {
     let retried: Vec<(&str, Step)> = vec![
         ("429", answer(429, "slow down")),
         ("408", answer(408, "")),
-        ("409", answer(409, "in flight")),
         ("503", answer(503, "busy")),
         ("503 with Retry-After", Step::Answer(503, vec![("Retry-After", "0")], "{}".into())),
         ("500", answer(500, "oops")),

@@ -9,10 +9,10 @@
 //! |---|---|
 //! | 2xx | delivered (`{"accepted": N}`; `"duplicate": true` when the id was already committed) |
 //! | 400 with a JSON `index` | that one record is bad: drop it (counted), resend the rest |
-//! | 400 without `index`, other 4xx not below | the batch is bad: drop it (counted), once |
+//! | 400 without `index`, 409 (the id was committed for another batch), other 4xx not below | the batch is bad: drop it (counted), once |
 //! | 401 | fatal: no retry fixes a token |
 //! | 413 | split the batch in two |
-//! | 408, 409, 425, 429, 5xx, 3xx | retry the same bytes under the same id; `Retry-After` honoured |
+//! | 408, 425, 429, 5xx, 3xx | retry the same bytes under the same id; `Retry-After` honoured |
 //! | no answer (refused, reset, cut, timeout) | retry the same bytes under the same id |
 
 use std::time::{Duration, SystemTime};
@@ -74,7 +74,7 @@ pub fn classify(answer: Answer<'_>, now: SystemTime) -> Outcome {
             format!(": {}", excerpt(body))
         }),
         413 => Outcome::TooLarge,
-        408 | 409 | 425 | 429 | 300..=399 | 500..=599 => Outcome::Retry {
+        408 | 425 | 429 | 300..=399 | 500..=599 => Outcome::Retry {
             reason: format!("HTTP {status}: {}", excerpt(body)).trim_end_matches([' ', ':']).to_owned(),
             after: retry_after.and_then(|v| parse_retry_after(v, now)),
         },
@@ -166,7 +166,14 @@ mod tests {
             (415, None, "", Outcome::Rejected { status: 415, reason: String::new() }),
             (413, None, "too big", Outcome::TooLarge),
             (408, None, "", retry("HTTP 408", None)),
-            (409, None, "in flight", retry("HTTP 409: in flight", None)),
+            // The server's word for "this id was committed for a different batch": no retry
+            // under the same id can succeed.
+            (
+                409,
+                None,
+                r#"{"error": "batch id reused"}"#,
+                Outcome::Rejected { status: 409, reason: "batch id reused".into() },
+            ),
             (429, None, "", retry("HTTP 429", None)),
             (429, Some("7"), "slow down", retry("HTTP 429: slow down", Some(7))),
             (
