@@ -847,6 +847,43 @@ mod tests {
         assert_eq!(queue.take_all().len(), 1, "emitted once, at the end");
     }
 
+    /// The replay's sibling: one packet stamped in the year 11476 must not move the file's
+    /// clock, or every open connection would expire at once (and its answer arrive orphaned).
+    #[test]
+    fn an_impossible_packet_time_does_not_move_the_files_clock() {
+        let clock = ManualClock::new(T0_US);
+        let mut frames: VecDeque<_> = unanswered(40_004)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, f))| (Some(T0_US + i as i64), f))
+            .collect();
+        frames.push_back((Some(299_970_000_000_000_000), frame(40_005, true, 7, 0, "S", b"")));
+        frames.push_back((Some(T0_US + 10), frame(40_004, false, 501, 101 + GET.len() as u32, "A", OK)));
+        let mut source = QuietSource {
+            clock,
+            frames,
+            frame: Vec::new(),
+            quiet_until: Duration::ZERO,
+            on_idle: Box::new(|_| false),
+        };
+        let mut sink = RecordSink::Collect(Vec::new());
+        let opts = DriveOptions { clock: Clock::Packets, stats_interval: None, progress: None };
+        let summary = drive(
+            &mut source,
+            &mut pipeline(),
+            &mut NoAttribution,
+            &mut sink,
+            &AtomicBool::new(false),
+            &opts,
+            &|| None,
+        )
+        .unwrap();
+        let RecordSink::Collect(records) = sink else { unreachable!() };
+        let got: Vec<(&str, u16)> = records.iter().map(|r| (r.path.as_str(), r.status)).collect();
+        assert_eq!(got, [("/quiet", 200)]);
+        assert_eq!(summary.snapshot.pipeline.flows_expired, 0);
+    }
+
     /// A shared byte buffer standing in for standard output.
     #[derive(Clone, Default)]
     struct SharedOut(Arc<Mutex<Vec<u8>>>);
