@@ -12,6 +12,11 @@ use clap::Parser;
 use crate::pidmap::{Mode, PidMapConfig};
 use crate::pipeline::PipelineConfig;
 
+/// The exit statuses, as `--help` lists them (README.md says the same).
+pub const EXIT_STATUS_HELP: &str = "Exit status: 0 done; 1 error (one line on stderr says why); 2 bad flag; \
+     3 damaged capture file (a warning line names the file, the byte offset and what is wrong; \
+     the records before the damage were delivered).";
+
 /// LiteObs node agent: captures packets, rebuilds TCP streams, parses HTTP/1.x and ships
 /// one record per request/response exchange.
 ///
@@ -19,7 +24,7 @@ use crate::pipeline::PipelineConfig;
 /// Records go to -server (POST {server}/upload, gzip NDJSON) or, without -server, to
 /// standard output as NDJSON. Counters go to standard error through the log.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "liteobs-agent", version, about, long_about = None)]
+#[command(name = "liteobs-agent", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 pub struct Config {
     /// Interface to capture on (`any` for all interfaces).
     #[arg(long, default_value = "lo", value_name = "NAME")]

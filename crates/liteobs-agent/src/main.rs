@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use liteobs_agent::capture::CaptureError;
 use liteobs_agent::config::Config;
 use liteobs_agent::run::{RunError, RunReport, run};
 use tracing_subscriber::EnvFilter;
@@ -30,6 +31,12 @@ fn tune_allocator() {
     }
 }
 
+/// The exit status of a replay whose capture is damaged (cut short, an impossible length, ...):
+/// the records before the damage were delivered, the rest of the file was not read. Distinct
+/// from 1 (the agent could not do its job) and 2 (a bad flag, clap's). tshark says 2 for a file
+/// cut short, but 2 is taken here. Listed in `--help` (`config::EXIT_STATUS_HELP`) and README.md.
+const EXIT_DAMAGED: u8 = 3;
+
 fn main() -> ExitCode {
     tune_allocator();
     let cfg = match Config::parse_from_args(std::env::args_os()) {
@@ -37,15 +44,25 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match agent(&cfg) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Complete) => ExitCode::SUCCESS,
+        Ok(Outcome::Damaged) => ExitCode::from(EXIT_DAMAGED),
         Err(e) => {
             eprintln!("liteobs-agent: {e:#}");
-            ExitCode::FAILURE
+            let damaged =
+                matches!(e.downcast_ref::<RunError>(), Some(RunError::Capture(CaptureError::Damaged { .. })));
+            if damaged { ExitCode::from(EXIT_DAMAGED) } else { ExitCode::FAILURE }
         }
     }
 }
 
-fn agent(cfg: &Config) -> anyhow::Result<()> {
+/// How a run that did not fail ended.
+enum Outcome {
+    Complete,
+    /// The capture file is damaged; what came before the damage was delivered.
+    Damaged,
+}
+
+fn agent(cfg: &Config) -> anyhow::Result<Outcome> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.trim().is_empty() => EnvFilter::try_new(&f).context("RUST_LOG")?,
         _ => EnvFilter::try_new(&cfg.log_level).context("-log-level")?,
@@ -58,7 +75,7 @@ fn agent(cfg: &Config) -> anyhow::Result<()> {
 
     let report = match run(cfg) {
         Ok(r) => r,
-        Err(RunError::StdoutClosed) => return Ok(()),
+        Err(RunError::StdoutClosed) => return Ok(Outcome::Complete),
         Err(e @ (RunError::Capture(_) | RunError::BadServer { .. })) => return Err(e.into()),
         Err(e) => {
             let what = match &cfg.read {
@@ -69,7 +86,16 @@ fn agent(cfg: &Config) -> anyhow::Result<()> {
         }
     };
     print_summary(cfg, &report);
-    Ok(())
+    let Some(damage) = &report.summary.snapshot.damage else {
+        return Ok(Outcome::Complete);
+    };
+    // One line, last, and not through the log: it must be seen whatever -log-level says.
+    let file = match cfg.read.as_deref() {
+        Some("-") | None => "stdin",
+        Some(path) => path,
+    };
+    eprintln!("liteobs-agent: warning: {file}: {damage}; the records before it were kept");
+    Ok(Outcome::Damaged)
 }
 
 /// A replay ends with its counters on stderr; a live run logs them once more.

@@ -18,12 +18,13 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::mem;
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
 
 use chrono::{DateTime, Utc};
-use liteobs_model::TrafficLog;
+use liteobs_model::{TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 
 use crate::decode::{self, DecodeError, TcpSegment};
 use crate::http::{Exchange, HttpConn, HttpContext, HttpStats};
@@ -92,7 +93,7 @@ pub struct Counters {
     /// Bytes discarded because a buffer limit was reached (oversized heads, responses
     /// waiting for their request beyond `max_conn_buffer`, `max_total_buffer` exhausted).
     pub buffer_dropped_bytes: u64,
-    /// Records emitted.
+    /// Exchanges parsed: each one is a record, but those counted in `impossible_timestamps`.
     pub exchanges: u64,
     /// Records emitted with status 0 (no response seen).
     pub unanswered: u64,
@@ -101,6 +102,15 @@ pub struct Counters {
     /// Connections that switched protocol (101 or CONNECT 2xx); parsing stopped there.
     pub upgraded_connections: u64,
 
+    // --- Timestamps at the record boundary (see `Shared::record`) ---
+    /// Exchanges not emitted because their request's or response's first packet is
+    /// timestamped outside 1970..=9999 UTC ([`liteobs_model::ts_in_range`]), which the server
+    /// refuses: a damaged or absurd capture clock. Counted in `exchanges` too.
+    pub impossible_timestamps: u64,
+    /// Records emitted with `latency_us` 0 because their response's first packet is
+    /// timestamped before their request's (a clock stepped back during the capture, or
+    /// interfaces' clocks that disagree).
+    pub backwards_latency: u64,
     // --- HTTP parse counters by kind (owned by the http stage; see `http::HttpStats`);
     // left out of the serialized form while 0, so a report lists only the kinds that occurred.
     /// Heads that look like HTTP but neither parser could read (in `parse_errors`).
@@ -214,6 +224,9 @@ struct Shared {
     http: HttpStats,
     /// Exchanges of the connection being driven, before they become records.
     exchanges: Vec<Exchange>,
+    /// `impossible_timestamps` and `backwards_latency` of [`Counters`].
+    impossible_timestamps: u64,
+    backwards_latency: u64,
 }
 
 struct Flow {
@@ -265,9 +278,40 @@ impl Shared {
             out: &mut self.exchanges,
         };
         op(reassembler, &mut cx, &mut |ev| http.on_event(ev, &mut hcx));
-        for e in self.exchanges.drain(..) {
-            out.push(record(key, &self.cfg.node, e));
+        // Taken and put back, so that `record` may borrow `self` and the vector is reused.
+        let mut exchanges = mem::take(&mut self.exchanges);
+        for e in exchanges.drain(..) {
+            if let Some(r) = self.record(key, e) {
+                out.push(r);
+            }
         }
+        self.exchanges = exchanges;
+    }
+
+    /// The record of an exchange, or None (counted) when its timestamps are ones the server's
+    /// contract refuses: a record is never emitted that its batch would be rejected for.
+    fn record(&mut self, key: &FlowKey, e: Exchange) -> Option<TrafficLog> {
+        let in_range = |us: i64| (TS_MIN_MICROS..=TS_MAX_MICROS).contains(&us);
+        if !in_range(e.request_ts_us) || e.response_ts_us.is_some_and(|r| !in_range(r)) {
+            self.impossible_timestamps += 1;
+            tracing::debug!(
+                request_ts_us = e.request_ts_us,
+                response_ts_us = e.response_ts_us,
+                "exchange skipped: a timestamp outside 1970..=9999 UTC"
+            );
+            return None;
+        }
+        // Both in range, so the difference fits in an i64 and the latency in the record's.
+        let latency_us = match e.response_ts_us.map(|r| r - e.request_ts_us) {
+            Some(d) if d < 0 => {
+                self.backwards_latency += 1;
+                0
+            }
+            Some(d) => d.unsigned_abs(),
+            None => 0,
+        };
+        let ts = DateTime::<Utc>::from_timestamp_micros(e.request_ts_us)?;
+        Some(record(key, &self.cfg.node, ts, latency_us, e))
     }
 
     fn flush(&mut self, key: &FlowKey, conn: &mut Connection, out: &mut Vec<TrafficLog>) {
@@ -275,12 +319,10 @@ impl Shared {
     }
 }
 
-fn record(key: &FlowKey, node: &str, e: Exchange) -> TrafficLog {
+fn record(key: &FlowKey, node: &str, ts: DateTime<Utc>, latency_us: u64, e: Exchange) -> TrafficLog {
     let ((src_ip, src_port), (dst_ip, dst_port)) = key.endpoints(e.client);
-    let latency_us =
-        e.response_ts_us.map_or(0, |r| u64::try_from(r.saturating_sub(e.request_ts_us)).unwrap_or(0));
     TrafficLog {
-        ts: DateTime::<Utc>::from_timestamp_micros(e.request_ts_us).unwrap_or(DateTime::UNIX_EPOCH),
+        ts,
         src_ip,
         src_port,
         dst_ip,
@@ -310,6 +352,8 @@ impl Pipeline {
                 reassembly: ReassemblyStats::default(),
                 http: HttpStats::default(),
                 exchanges: Vec::new(),
+                impossible_timestamps: 0,
+                backwards_latency: 0,
             },
             next_id: 0,
             active: 0,
@@ -561,6 +605,9 @@ impl Pipeline {
         c.http_length_with_encoding = h.length_with_encoding;
         c.http_responses_without_request = h.responses_without_request;
         c.http_continue_bodies_skipped = h.continue_bodies_skipped;
+        // Timestamps at the record boundary.
+        c.impossible_timestamps = self.shared.impossible_timestamps;
+        c.backwards_latency = self.shared.backwards_latency;
     }
 }
 
@@ -716,6 +763,74 @@ mod tests {
 
     fn run(packets: &[Packet]) -> (Vec<TrafficLog>, Pipeline) {
         run_with(config(), LinkType::Ethernet, packets)
+    }
+
+    /// Exchanges whose request or response is stamped outside 1970..=9999 UTC are counted and
+    /// skipped, however far out (no overflow at the ends of `i64`), and the exchanges around
+    /// them are still emitted. (Each is on a connection of its own: on one keep-alive
+    /// connection, http.rs matches a response only to a request stamped no later than it.)
+    #[test]
+    fn impossible_timestamps_are_counted_and_skipped() {
+        const YEAR_11476_US: i64 = 299_970_000_000_000_000;
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        // (path, request time, response time); None: a normal time.
+        let plan: [(&str, Option<i64>, Option<i64>); 6] = [
+            ("/1", None, None),
+            ("/future", Some(YEAR_11476_US), None),
+            ("/late-answer", None, Some(i64::MAX)),
+            ("/1969", Some(-1_000_000), None),
+            ("/ends", Some(i64::MIN), Some(i64::MAX)),
+            ("/6", None, None),
+        ];
+        let mut packets = Vec::new();
+        for (i, (path, req_ts, resp_ts)) in plan.iter().enumerate() {
+            let mut c = Conversation::new(&format!("10.0.0.1:{}", 40_000 + i), "10.0.0.2:80");
+            let normal = T0 + i as i64 * 10_000_000;
+            c.ts_us = normal;
+            c.handshake();
+            c.ts_us = req_ts.unwrap_or(normal + 10_000).saturating_sub(1_000);
+            c.emit(true, "A", format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            c.ts_us = resp_ts.unwrap_or(normal + 12_000).saturating_sub(1_000);
+            c.emit(false, "A", ok);
+            c.ts_us = normal + 20_000;
+            c.close();
+            packets.extend(c.packets);
+        }
+        let (records, p) = run(&packets);
+        let got: Vec<(&str, u64)> = records.iter().map(|r| (r.path.as_str(), r.latency_us)).collect();
+        assert_eq!(got, [("/1", 2_000), ("/6", 2_000)]);
+        let n = p.counters();
+        assert_eq!((n.exchanges, n.impossible_timestamps), (6, 4));
+    }
+
+    /// At the record boundary, whatever the HTTP stage hands over: a response stamped before
+    /// its request gives latency 0 (counted), and the extremes of `i64` neither overflow nor
+    /// become a record.
+    #[test]
+    fn record_latency_never_overflows_or_goes_negative() {
+        let mut p = Pipeline::new(config());
+        let key = FlowKey { a: ("10.0.0.1".parse().unwrap(), 1), b: ("10.0.0.2".parse().unwrap(), 80) };
+        let exchange = |request_ts_us, response_ts_us| Exchange {
+            client: Dir::AtoB,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            request_ts_us,
+            response_ts_us,
+            status: 200,
+            req_bytes: 0,
+            resp_bytes: 0,
+        };
+        let latency =
+            |p: &mut Pipeline, req, resp| p.shared.record(&key, exchange(req, resp)).map(|r| r.latency_us);
+        assert_eq!(latency(&mut p, T0, Some(T0 + 5)), Some(5));
+        assert_eq!(latency(&mut p, T0, Some(T0 - 5)), Some(0));
+        assert_eq!(latency(&mut p, TS_MIN_MICROS, Some(TS_MAX_MICROS)), Some(253_402_300_799_999_999));
+        assert_eq!(latency(&mut p, i64::MIN, Some(i64::MAX)), None);
+        assert_eq!(latency(&mut p, T0, Some(i64::MIN)), None);
+        assert_eq!(latency(&mut p, TS_MAX_MICROS + 1, None), None);
+        p.sync_counters();
+        assert_eq!((p.counters().backwards_latency, p.counters().impossible_timestamps), (1, 3));
     }
 
     const REQ1: &[u8] = b"GET /api/v1/items?id=7 HTTP/1.1\r\nHost: example.test\r\n\r\n";

@@ -24,13 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use liteobs_model::{Scheme, ServerUrl, TrafficLog};
+use liteobs_model::{Scheme, ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::attribute::{Attributor, NoAttribution};
 use crate::capture::offline::OfflineSource;
-use crate::capture::{CaptureError, KernelStats, Next, PacketSource, SourceStats};
+use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
 use crate::pidmap::{Mode, PidMap};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
@@ -78,12 +78,46 @@ impl RecordSink {
 }
 
 /// Which clock expires idle flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Clock {
     /// The packets' own timestamps (replays: deterministic).
     Packets,
-    /// The wall clock, checked at least every read timeout (live capture).
-    Wall,
+    /// The wall clock, looked at every tick and whenever the source is idle (live capture), so
+    /// that flows expire, records are flushed and counters logged while no packet arrives.
+    /// Packet timestamps do not move it: one packet stamped in the future must not expire
+    /// every connection.
+    Wall(Arc<dyn WallClock>),
+}
+
+impl Clock {
+    /// The system's wall clock.
+    pub fn system() -> Clock {
+        Clock::Wall(Arc::new(SystemClock))
+    }
+}
+
+/// The time a live capture runs on: passed in, so that tests move it themselves.
+pub trait WallClock: Send + Sync {
+    /// A monotonic instant, for intervals (ticks, counters).
+    fn now(&self) -> Instant;
+    /// Microseconds since the Unix epoch, the unit of packet timestamps, for idle expiry.
+    fn now_us(&self) -> i64;
+}
+
+/// The system's clocks: [`Instant::now`] and [`SystemTime::now`].
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn now_us(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
 }
 
 /// How often [`drive`] expires flows, on its [`Clock`].
@@ -110,7 +144,8 @@ pub struct Snapshot {
     /// The kernel's (live capture only).
     pub kernel: Option<KernelStats>,
     pub unsupported_link: u64,
-    pub truncated_file: bool,
+    /// Where a capture file is damaged (reading stopped there), if it is.
+    pub damage: Option<Damage>,
     /// The reporter's (with a server only).
     pub report: Option<ReportStats>,
 }
@@ -158,8 +193,8 @@ impl fmt::Display for Snapshot {
         if self.unsupported_link > 0 {
             lines.push(("unsupported_link_packets".into(), self.unsupported_link.to_string()));
         }
-        if self.truncated_file {
-            lines.push(("truncated_file".into(), "true".into()));
+        if let Some(d) = &self.damage {
+            lines.push(("damaged_at_byte".into(), d.offset.to_string()));
         }
         if let Some(r) = self.report
             && let Ok(serde_json::Value::Object(map)) = serde_json::to_value(r)
@@ -213,13 +248,6 @@ impl RunError {
     }
 }
 
-fn wall_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The capture loop: runs until the source ends (a file's end, or a live source drained after
 /// `stop` was set), then finishes the pipeline so that every pending exchange is emitted.
 ///
@@ -251,8 +279,13 @@ pub fn drive(
     let mut packets: u64 = 0;
     let mut last_ts_us = i64::MIN;
     let mut last_expire_us = i64::MIN;
-    let mut next_tick = started + TICK;
-    let mut next_stats = opts.stats_interval.map(|i| started + i);
+    let wall_started = match &opts.clock {
+        Clock::Wall(wall) => wall.now(),
+        Clock::Packets => started,
+    };
+    let mut next_tick = wall_started + TICK;
+    let mut next_expire = wall_started;
+    let mut next_stats = opts.stats_interval.map(|i| wall_started + i);
     let snapshot = |source: &mut dyn PacketSource, pipeline: &Pipeline| {
         let s: SourceStats = source.stats();
         Snapshot {
@@ -260,7 +293,7 @@ pub fn drive(
             flows_open: pipeline.open_flows(),
             kernel: s.kernel,
             unsupported_link: s.unsupported_link,
-            truncated_file: s.truncated,
+            damage: s.damage,
             report: report(),
         }
     };
@@ -272,7 +305,9 @@ pub fn drive(
         }
         let idle = match source.next_packet()? {
             Next::Packet(p) => {
-                if p.ts_us > last_ts_us {
+                // An impossible timestamp (the pipeline skips its records) must not move the
+                // file's clock: one packet stamped in the year 11476 would expire every flow.
+                if p.ts_us > last_ts_us && (TS_MIN_MICROS..=TS_MAX_MICROS).contains(&p.ts_us) {
                     last_ts_us = p.ts_us;
                 }
                 pipeline.push(p.ts_us, p.link, p.data, &mut out);
@@ -290,7 +325,7 @@ pub fn drive(
                 attributor.connection_opened(SocketAddr::from(key.a), SocketAddr::from(key.b));
             }
         }
-        match opts.clock {
+        match &opts.clock {
             Clock::Packets => {
                 // An integer comparison per packet: flows expire exactly when the file's clock
                 // says, however the file is split into reads.
@@ -307,14 +342,15 @@ pub fn drive(
                 }
             }
             // The wall clock is read every 256 packets, or when the source is idle.
-            Clock::Wall if idle || packets.is_multiple_of(256) => {
-                let now = Instant::now();
+            Clock::Wall(wall) if idle || packets.is_multiple_of(256) => {
+                let now = wall.now();
                 if now >= next_tick {
                     next_tick = now + TICK;
-                    let now_us = wall_us().max(last_ts_us);
-                    if now_us.saturating_sub(last_expire_us) >= EXPIRE_EVERY_US {
-                        pipeline.expire(now_us, &mut out);
-                        last_expire_us = now_us;
+                    // Scheduled on the monotonic clock, so that a wall clock stepped back does not
+                    // stop expiry until it has caught up again.
+                    if now >= next_expire {
+                        next_expire = now + Duration::from_micros(EXPIRE_EVERY_US.unsigned_abs());
+                        pipeline.expire(wall.now_us(), &mut out);
                         emit(&mut out, sink, &mut *attributor)?;
                     }
                     sink.flush()?;
@@ -325,7 +361,7 @@ pub fn drive(
                     }
                 }
             }
-            Clock::Wall => {}
+            Clock::Wall(_) => {}
         }
     }
     pipeline.finish(&mut out);
@@ -470,7 +506,7 @@ pub fn run_with(
     };
     let progress = replay_progress(source.as_ref());
     let opts = DriveOptions {
-        clock: if replay { Clock::Packets } else { Clock::Wall },
+        clock: if replay { Clock::Packets } else { Clock::system() },
         stats_interval: (!replay).then_some(cfg.stats_interval),
         progress,
     };
@@ -629,7 +665,305 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+    use std::sync::Mutex;
+
+    use etherparse::PacketBuilder;
+
     use super::*;
+    use crate::capture::Packet;
+    use crate::pipeline::LinkType;
+
+    /// A wall clock that moves only when told.
+    struct ManualClock {
+        base: Instant,
+        base_us: i64,
+        elapsed: Mutex<Duration>,
+    }
+
+    impl ManualClock {
+        fn new(base_us: i64) -> Arc<ManualClock> {
+            Arc::new(ManualClock { base: Instant::now(), base_us, elapsed: Mutex::new(Duration::ZERO) })
+        }
+
+        fn advance(&self, by: Duration) -> Duration {
+            let mut e = self.elapsed.lock().unwrap();
+            *e += by;
+            *e
+        }
+
+        fn elapsed(&self) -> Duration {
+            *self.elapsed.lock().unwrap()
+        }
+    }
+
+    impl WallClock for ManualClock {
+        fn now(&self) -> Instant {
+            self.base + self.elapsed()
+        }
+
+        fn now_us(&self) -> i64 {
+            self.base_us + i64::try_from(self.elapsed().as_micros()).unwrap()
+        }
+    }
+
+    /// A live source that hands out its frames 1 ms apart (stamped by the clock unless a
+    /// frame says otherwise), then goes quiet: each call is one read timeout (100 ms) with no
+    /// packet, and `on_idle` is told how long the run has been going; the source ends when
+    /// `on_idle` says so or after `quiet_until`.
+    struct QuietSource {
+        clock: Arc<ManualClock>,
+        frames: VecDeque<(Option<i64>, Vec<u8>)>,
+        frame: Vec<u8>,
+        quiet_until: Duration,
+        on_idle: Box<dyn FnMut(Duration) -> bool>,
+    }
+
+    impl PacketSource for QuietSource {
+        fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+            if let Some((ts, frame)) = self.frames.pop_front() {
+                self.frame = frame;
+                let ts_us = ts.unwrap_or_else(|| self.clock.now_us());
+                self.clock.advance(Duration::from_millis(1));
+                return Ok(Next::Packet(Packet { ts_us, link: LinkType::Ethernet, data: &self.frame }));
+            }
+            let elapsed = self.clock.advance(Duration::from_millis(100));
+            if elapsed >= self.quiet_until || !(self.on_idle)(elapsed) {
+                return Ok(Next::End);
+            }
+            Ok(Next::Idle)
+        }
+
+        fn begin_drain(&mut self) -> Result<(), CaptureError> {
+            Ok(())
+        }
+
+        fn stats(&mut self) -> SourceStats {
+            SourceStats::default()
+        }
+
+        fn describe(&self) -> String {
+            "a quiet source".into()
+        }
+    }
+
+    const T0_US: i64 = 1_767_225_600_000_000;
+
+    /// An Ethernet frame of a TCP segment from 10.0.0.1:`cport` to 10.0.0.2:80 or back.
+    fn frame(cport: u16, from_client: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst, sport, dport) = if from_client { (a, b, cport, 80) } else { (b, a, 80, cport) };
+        let mut tcp = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, seq, 65535);
+        if flags.contains('S') {
+            tcp = tcp.syn();
+        }
+        if flags.contains('A') {
+            tcp = tcp.ack(ack);
+        }
+        let mut out = Vec::new();
+        tcp.write(&mut out, payload).unwrap();
+        out
+    }
+
+    const GET: &[u8] = b"GET /quiet HTTP/1.1\r\nHost: t\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    /// Handshake and request of a connection from port `cport`, unanswered.
+    fn unanswered(cport: u16) -> Vec<(Option<i64>, Vec<u8>)> {
+        vec![
+            (None, frame(cport, true, 100, 0, "S", b"")),
+            (None, frame(cport, false, 500, 101, "SA", b"")),
+            (None, frame(cport, true, 101, 501, "A", b"")),
+            (None, frame(cport, true, 101, 501, "A", GET)),
+        ]
+    }
+
+    fn live(clock: &Arc<ManualClock>, stats_interval: Option<Duration>) -> DriveOptions {
+        DriveOptions { clock: Clock::Wall(clock.clone()), stats_interval, progress: None }
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(PipelineConfig { idle_timeout_us: 2_000_000, ..PipelineConfig::default() })
+    }
+
+    /// The case: a live connection whose request gets no answer, then no packet at
+    /// all. The wall clock must expire it (status 0) about when the idle timeout says, not
+    /// only when the capture stops.
+    #[test]
+    fn a_quiet_live_source_expires_connections_on_the_wall_clock() {
+        let clock = ManualClock::new(T0_US);
+        let queue = Arc::new(RecordQueue::new(100, Overflow::DropOldest));
+        let seen_at = Rc::new(Cell::new(None));
+        let (q, seen) = (queue.clone(), seen_at.clone());
+        let mut source = QuietSource {
+            clock: clock.clone(),
+            frames: unanswered(40_000).into(),
+            frame: Vec::new(),
+            quiet_until: Duration::from_secs(10),
+            on_idle: Box::new(move |elapsed| {
+                if !q.is_empty() {
+                    seen.set(Some(elapsed));
+                    return false;
+                }
+                true
+            }),
+        };
+        let mut sink = RecordSink::Queue(queue.clone());
+        let summary = drive(
+            &mut source,
+            &mut pipeline(),
+            &mut NoAttribution,
+            &mut sink,
+            &AtomicBool::new(false),
+            &live(&clock, None),
+            &|| None,
+        )
+        .unwrap();
+        let at = seen_at.get().expect("the unanswered request was emitted only when the source ended");
+        assert!(at > Duration::from_secs(2) && at < Duration::from_millis(3_400), "expired after {at:?}");
+        let records = queue.take_all();
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].path.as_str(), records[0].status), ("/quiet", 0));
+        assert_eq!(summary.snapshot.pipeline.flows_expired, 1);
+    }
+
+    /// One packet stamped a day ahead (a clock stepped back after it) must not make every
+    /// live connection look idle: expiry runs on the wall clock, not on the latest packet.
+    #[test]
+    fn a_packet_stamped_in_the_future_does_not_expire_live_connections() {
+        let clock = ManualClock::new(T0_US);
+        let queue = Arc::new(RecordQueue::new(100, Overflow::DropOldest));
+        let mut frames: VecDeque<_> = unanswered(40_001).into();
+        frames.push_back((Some(T0_US + 86_400_000_000), frame(40_002, true, 7, 0, "S", b"")));
+        let early = Rc::new(Cell::new(false));
+        let (q, flag) = (queue.clone(), early.clone());
+        let mut source = QuietSource {
+            clock: clock.clone(),
+            frames,
+            frame: Vec::new(),
+            quiet_until: Duration::from_millis(1_500),
+            on_idle: Box::new(move |_| {
+                flag.set(flag.get() || !q.is_empty());
+                true
+            }),
+        };
+        let mut sink = RecordSink::Queue(queue.clone());
+        let summary = drive(
+            &mut source,
+            &mut pipeline(),
+            &mut NoAttribution,
+            &mut sink,
+            &AtomicBool::new(false),
+            &live(&clock, None),
+            &|| None,
+        )
+        .unwrap();
+        assert!(!early.get(), "a connection idle for under the timeout was expired");
+        assert_eq!(summary.snapshot.pipeline.flows_expired, 0);
+        assert_eq!(queue.take_all().len(), 1, "emitted once, at the end");
+    }
+
+    /// The replay's sibling: one packet stamped in the year 11476 must not move the file's
+    /// clock, or every open connection would expire at once (and its answer arrive orphaned).
+    #[test]
+    fn an_impossible_packet_time_does_not_move_the_files_clock() {
+        let clock = ManualClock::new(T0_US);
+        let mut frames: VecDeque<_> = unanswered(40_004)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, f))| (Some(T0_US + i as i64), f))
+            .collect();
+        frames.push_back((Some(299_970_000_000_000_000), frame(40_005, true, 7, 0, "S", b"")));
+        frames.push_back((Some(T0_US + 10), frame(40_004, false, 501, 101 + GET.len() as u32, "A", OK)));
+        let mut source = QuietSource {
+            clock,
+            frames,
+            frame: Vec::new(),
+            quiet_until: Duration::ZERO,
+            on_idle: Box::new(|_| false),
+        };
+        let mut sink = RecordSink::Collect(Vec::new());
+        let opts = DriveOptions { clock: Clock::Packets, stats_interval: None, progress: None };
+        let summary = drive(
+            &mut source,
+            &mut pipeline(),
+            &mut NoAttribution,
+            &mut sink,
+            &AtomicBool::new(false),
+            &opts,
+            &|| None,
+        )
+        .unwrap();
+        let RecordSink::Collect(records) = sink else { unreachable!() };
+        let got: Vec<(&str, u16)> = records.iter().map(|r| (r.path.as_str(), r.status)).collect();
+        assert_eq!(got, [("/quiet", 200)]);
+        assert_eq!(summary.snapshot.pipeline.flows_expired, 0);
+    }
+
+    /// A shared byte buffer standing in for standard output.
+    #[derive(Clone, Default)]
+    struct SharedOut(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for SharedOut {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The rest of the class: on a quiet live source, records already complete reach standard
+    /// output, and counters are logged every interval, without waiting for a packet.
+    #[test]
+    fn a_quiet_live_source_still_flushes_records_and_logs_counters() {
+        let clock = ManualClock::new(T0_US);
+        let out = SharedOut::default();
+        let mut frames: VecDeque<_> = unanswered(40_003).into();
+        frames.push_back((None, frame(40_003, false, 501, 101 + GET.len() as u32, "A", OK)));
+        let written_at = Rc::new(Cell::new(None));
+        let (buf, seen) = (out.0.clone(), written_at.clone());
+        let mut source = QuietSource {
+            clock: clock.clone(),
+            frames,
+            frame: Vec::new(),
+            quiet_until: Duration::from_millis(3_500),
+            on_idle: Box::new(move |elapsed| {
+                // The writer thread needs a moment of real time for what it was handed.
+                std::thread::sleep(Duration::from_millis(5));
+                if seen.get().is_none() && buf.lock().unwrap().contains(&b'\n') {
+                    seen.set(Some(elapsed));
+                }
+                true
+            }),
+        };
+        let mut sink = RecordSink::Stdout(ThreadedWriter::spawn(out.clone()).unwrap());
+        let snapshots = Cell::new(0);
+        drive(
+            &mut source,
+            &mut pipeline(),
+            &mut NoAttribution,
+            &mut sink,
+            &AtomicBool::new(false),
+            &live(&clock, Some(Duration::from_secs(1))),
+            &|| {
+                snapshots.set(snapshots.get() + 1);
+                None
+            },
+        )
+        .unwrap();
+        let at = written_at.get().expect("the record reached the output only at the end");
+        assert!(at < Duration::from_secs(2), "written after {at:?}");
+        assert_eq!(snapshots.get(), 3 + 1, "counters at 1 s, 2 s and 3 s, then the final snapshot");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 
     #[test]
     fn server_urls() {

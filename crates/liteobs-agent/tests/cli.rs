@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use liteobs_agent::pipeline::PipelineConfig;
 use liteobs_agent::run::replay_file;
-use support::{FakeServer, Reply};
+use support::{Conn, FakeServer, Framing, Reply, SynthCapture};
 
 fn agent(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liteobs-agent"))
@@ -248,6 +248,132 @@ fn retry_after_is_honoured_and_the_retry_keeps_the_batch_id() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Damaged captures: exit status 3, one warning line naming the file, the byte offset and what
+// is wrong, and the records before the damage on stdout.
+
+/// `n` complete exchanges, each on a connection of its own: `GET /0` .. `GET /{n-1}`. The
+/// capture of `n` exchanges starts with the bytes of the capture of `n - 1`, in both formats.
+fn exchanges(n: u16) -> SynthCapture {
+    let mut cap = SynthCapture::new(Framing::Ethernet);
+    for i in 0..n {
+        let mut c = Conn::new("10.0.0.1", 40_000 + i, "10.0.0.2", 80);
+        c.handshake(&mut cap);
+        let s = c.client(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        cap.push(&s);
+        let s = c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        cap.push(&s);
+        c.close(&mut cap);
+    }
+    cap
+}
+
+fn agent_on(path: &std::path::Path, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_liteobs-agent"));
+    cmd.args(["-read", if stdin.is_some() { "-" } else { path.to_str().unwrap() }])
+        .env_remove("LITEOBS_SERVER")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("running liteobs-agent");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn paths(o: &Output) -> Vec<String> {
+    liteobs_model::decode_ndjson(&o.stdout)
+        .expect("records the server accepts")
+        .into_iter()
+        .map(|r| r.path)
+        .collect()
+}
+
+/// Checks a damaged replay: status 3, the records before the damage, and exactly one warning
+/// line, the last, with the file, the offset and the reason.
+fn assert_damaged(o: &Output, file: &str, offset: u64, reason: &str, records: u16) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let want: Vec<String> = (0..records).map(|i| format!("/{i}")).collect();
+    assert_eq!(paths(o), want, "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    let line = format!(
+        "liteobs-agent: warning: {file}: damaged at byte {offset}: {reason}; the records before it were kept"
+    );
+    assert_eq!(warnings, [line.as_str()], "{err}");
+    assert_eq!(err.lines().last(), Some(line.as_str()), "{err}");
+    let counter = err.lines().find(|l| l.starts_with("damaged_at_byte")).unwrap_or_default();
+    assert!(counter.ends_with(&format!(" {offset}")), "{err}");
+}
+
+#[test]
+fn damaged_captures_exit_3_with_one_line_and_keep_the_records_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap3 = exchanges(3).to_pcap();
+    let pcap4 = exchanges(4).to_pcap();
+    let ng3 = exchanges(3).to_pcapng();
+    let ng4 = exchanges(4).to_pcapng();
+    // Words appended in the file's byte order (pcap-file writes big-endian files).
+    let with = |prefix: &[u8], words: &[u32], pad: usize| {
+        let big_endian = prefix[0] == 0xa1 || prefix[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
+        let mut b = prefix.to_vec();
+        for w in words {
+            b.extend_from_slice(&if big_endian { w.to_be_bytes() } else { w.to_le_bytes() });
+        }
+        b.extend(std::iter::repeat_n(0u8, pad));
+        b
+    };
+    let sixty_mib = 60u32 << 20;
+    let cases: Vec<(&str, Vec<u8>, u64, String)> = vec![
+        (
+            "cut-mid-record.pcap",
+            pcap4[..pcap3.len() + 16 + 5].to_vec(),
+            pcap3.len() as u64,
+            "cut short: the file ends inside a record of 70 bytes (21 present)".into(),
+        ),
+        (
+            "sixty-mib.pcap",
+            with(&pcap3, &[2, 0, sixty_mib, sixty_mib], 100),
+            pcap3.len() as u64,
+            "a record header claims 62914560 captured bytes, more than the file's snap length (262144)"
+                .into(),
+        ),
+        (
+            "cut-mid-block.pcapng",
+            ng4[..ng3.len() + 30].to_vec(),
+            ng3.len() as u64,
+            "cut short: the file ends inside a block of 88 bytes (30 present)".into(),
+        ),
+        (
+            "huge-block.pcapng",
+            with(&ng3, &[6, 0x7fff_fff0], 100),
+            ng3.len() as u64,
+            "block length 2147483632 is over the 64 MiB limit".into(),
+        ),
+        (
+            "no-such-interface.pcapng",
+            with(&ng3, &[6, 36, 3, 0, 0, 1, 1, 0, 36], 0),
+            ng3.len() as u64,
+            "a packet names interface 3, but its section describes 1 interface(s)".into(),
+        ),
+    ];
+    for (name, bytes, offset, reason) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let o = agent_on(&path, None);
+        assert_damaged(&o, path.to_str().unwrap(), offset, &reason, 3);
+        // The same bytes through a pipe: the read-ahead thread (pcap) and the block reader
+        // (pcapng) count offsets of a stream too.
+        let o = agent_on(&path, Some(&bytes));
+        assert_damaged(&o, "stdin", offset, &reason, 3);
+    }
+}
+
 #[test]
 fn a_torn_spool_file_at_start_is_set_aside_and_counted_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,4 +394,91 @@ fn a_torn_spool_file_at_start_is_set_aside_and_counted_not_a_panic() {
     let (want, _) = replay_file(std::path::Path::new(&file), cfg).unwrap();
     let got: usize = server.uploads().iter().map(|u| u.records.len()).sum();
     assert_eq!(got, want.len(), "the capture itself is still delivered");
+}
+
+#[test]
+fn damage_before_the_first_packet_exits_3_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = exchanges(1).to_pcap();
+    let mut ng = exchanges(1).to_pcapng();
+    ng[8..12].copy_from_slice(&[1, 2, 3, 4]);
+    for (name, bytes, want) in [
+        (
+            "header.pcap",
+            pcap[..20].to_vec(),
+            "damaged at byte 0: cut short: the file ends inside its 24-byte header (20 bytes present)",
+        ),
+        (
+            "byte-order.pcapng",
+            ng,
+            "damaged at byte 0: a section header has byte-order magic 0x01020304 (neither 1a2b3c4d nor 4d3c2b1a)",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let o = agent_on(&path, None);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert_eq!(err.trim_end(), format!("liteobs-agent: {}: {want}", path.display()), "{err}");
+        assert!(o.stdout.is_empty());
+    }
+    // Not a capture at all, or nothing: an error (1), not damage.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let o = agent_on(&empty, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a pcap or pcapng file (it starts with nothing: it is empty)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn help_lists_the_exit_statuses() {
+    let o = agent(&["-help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit status: 0 done; 1 error"), "{help}");
+    assert!(help.contains("3 damaged capture file"), "{help}");
+}
+
+/// The case: one packet of a pcapng stamped in the year 11476 among the requests of
+/// 11 exchanges. Its exchange is counted and skipped; the other 10 go out, in records the
+/// server's decoder accepts (the fake server decodes each batch with it), and the agent
+/// exits 0 (the file is not damaged).
+#[test]
+fn an_impossible_timestamp_loses_only_its_own_record() {
+    let mut cap = SynthCapture::new(Framing::Ethernet);
+    for i in 0..11u16 {
+        let mut c = Conn::new("10.0.0.1", 41_000 + i, "10.0.0.2", 80);
+        c.handshake(&mut cap);
+        let s = c.client(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let now = cap.now_us;
+        if i == 5 {
+            cap.now_us = 299_970_000_000_000_000; // 11476-01-...
+        }
+        cap.push(&s);
+        cap.now_us = now + 100;
+        let s = c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        cap.push(&s);
+        c.close(&mut cap);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.pcapng");
+    std::fs::write(&path, cap.to_pcapng()).unwrap();
+    let want: Vec<String> = (0..11).filter(|i| *i != 5).map(|i| format!("/{i}")).collect();
+
+    let o = agent_on(&path, None);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(paths(&o), want, "{err}");
+    let line = err.lines().find(|l| l.starts_with("impossible_timestamps")).unwrap_or_default();
+    assert!(line.ends_with(" 1"), "{err}");
+
+    let server = FakeServer::start(vec![Some(200)]);
+    let o = agent(&["-read", path.to_str().unwrap(), "-server", &server.url, "-batch-size", "11"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let uploaded: Vec<String> =
+        server.uploads().into_iter().flat_map(|u| u.records).map(|r| r.path).collect();
+    assert_eq!(uploaded, want, "{}", stderr(&o));
 }

@@ -147,10 +147,12 @@ impl PacketSource for LiveSource {
         match self.cap.next_packet() {
             Ok(p) => {
                 self.maybe_ready = true;
-                // time_t and suseconds_t are i64 on 64-bit Linux.
+                // time_t and suseconds_t are i64 on 64-bit Linux. Saturating: a clock far off
+                // gives a timestamp the pipeline counts and skips, not an overflow.
                 let ts = p.header.ts;
                 #[allow(clippy::useless_conversion)]
-                let ts_us = i64::from(ts.tv_sec) * 1_000_000 + i64::from(ts.tv_usec);
+                let ts_us =
+                    i64::from(ts.tv_sec).saturating_mul(1_000_000).saturating_add(i64::from(ts.tv_usec));
                 Ok(Next::Packet(Packet { ts_us, link: self.link, data: p.data }))
             }
             // Non-blocking: the ring is empty for now.

@@ -16,6 +16,7 @@ use crate::pipeline::LinkType;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod offline;
+mod pcapng;
 mod readahead;
 
 /// One captured frame, borrowed from the source until the next call.
@@ -52,17 +53,33 @@ pub struct KernelStats {
     pub if_dropped: u64,
 }
 
+/// Where a capture file stops making sense, and why. Reading stops there; everything before it
+/// was handed out. The agent then exits with status 3 (see `main.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// Bytes from the start of the file (or stream) to the record or block that is damaged.
+    pub offset: u64,
+    /// What is wrong there, for one line of text.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "damaged at byte {}: {}", self.offset, self.reason)
+    }
+}
+
 /// A source's own counters, beyond what the pipeline counts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceStats {
     /// Live sources only.
     pub kernel: Option<KernelStats>,
     /// Frames skipped because their link type is one the decoder does not know (a pcapng
     /// interface of an unsupported type, for example).
     pub unsupported_link: u64,
-    /// The file ended in the middle of a record (a capture that was cut off); what came before
-    /// it was read.
-    pub truncated: bool,
+    /// The file is damaged (cut off inside a record, an impossible length, ...): reading
+    /// stopped there, what came before it was read.
+    pub damage: Option<Damage>,
 }
 
 /// A reader of captured frames.
@@ -109,8 +126,10 @@ pub enum CaptureError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: not a pcap or pcapng file (it starts with {magic})")]
     NotACapture { path: String, magic: String },
-    #[error("{path}: malformed capture at record {record}: {message}")]
-    Malformed { path: String, record: u64, message: String },
+    /// The file is a capture but damaged before its first packet (its header, its first
+    /// section). Damage after that ends the file instead, as [`SourceStats::damage`].
+    #[error("{path}: {damage}")]
+    Damaged { path: String, damage: Damage },
     #[error("live capture is only available on Linux; use -read FILE")]
     LiveUnsupported,
 }

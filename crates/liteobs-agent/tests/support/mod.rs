@@ -169,6 +169,31 @@ impl SynthCapture {
         }
         w.into_writer()
     }
+
+    /// The capture as a pcapng file: one section, one interface (microsecond units), one
+    /// Enhanced Packet Block per frame. Timestamps are written as they are, so a test may set
+    /// [`SynthCapture::now_us`] anywhere in the 64-bit range.
+    pub fn to_pcapng(&self) -> Vec<u8> {
+        use pcap_file::pcapng::PcapNgWriter;
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        let mut w = PcapNgWriter::new(Vec::new()).expect("in-memory writer");
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(self.framing.datalink(), 262_144))
+            .expect("in-memory write");
+        for (ts, f) in &self.frames {
+            // pcap-file writes the Duration's nanoseconds as the 64-bit unit count.
+            let units = u64::try_from(*ts).expect("positive time");
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(units),
+                original_len: f.len() as u32,
+                data: std::borrow::Cow::Borrowed(f),
+                options: vec![],
+            })
+            .expect("in-memory write");
+        }
+        w.into_inner()
+    }
 }
 
 /// One TCP segment, addressed.
