@@ -105,11 +105,14 @@ pub struct Counters {
     // --- Timestamps at the record boundary (see `Shared::record`) ---
     /// Exchanges not emitted because their request's or response's first packet is
     /// timestamped outside 1970..=9999 UTC ([`liteobs_model::ts_in_range`]), which the server
-    /// refuses: a damaged or absurd capture clock. Counted in `exchanges` too.
+    /// refuses: a damaged or absurd capture clock. Counted in `exchanges` too. Like the
+    /// HTTP counters below, left out of the serialized form while 0.
+    #[serde(skip_serializing_if = "is_zero")]
     pub impossible_timestamps: u64,
     /// Records emitted with `latency_us` 0 because their response's first packet is
     /// timestamped before their request's (a clock stepped back during the capture, or
     /// interfaces' clocks that disagree).
+    #[serde(skip_serializing_if = "is_zero")]
     pub backwards_latency: u64,
     // --- HTTP parse counters by kind (owned by the http stage; see `http::HttpStats`);
     // left out of the serialized form while 0, so a report lists only the kinds that occurred.
