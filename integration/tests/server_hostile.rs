@@ -94,7 +94,15 @@ fn an_empty_or_blank_token_is_refused_with_one_line() {
         if let Some(v) = env {
             cmd.env("LITEOBS_TOKEN", v);
         }
-        let out = cmd.output().expect("run liteobs-server");
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("run liteobs-server");
+        // A server that takes the token as "none" serves forever: bound the wait.
+        let until = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("liteobs-server output");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
