@@ -84,6 +84,22 @@ impl Server {
         token: Option<&str>,
         listen: Option<&str>,
     ) -> anyhow::Result<Server> {
+        Server::try_start_with(backend, db_path, token, listen, &[])
+    }
+
+    /// [`Server::start`] with more flags (limits, deadlines) after the usual ones.
+    pub fn start_with(backend: &str, db_path: &Path, flags: &[&str]) -> Server {
+        Server::try_start_with(backend, db_path, None, None, flags).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Server::start_with`], with an error instead of a panic.
+    pub fn try_start_with(
+        backend: &str,
+        db_path: &Path,
+        token: Option<&str>,
+        listen: Option<&str>,
+        flags: &[&str],
+    ) -> anyhow::Result<Server> {
         let mut cmd = Command::new(try_bin("liteobs-server")?);
         cmd.args(["-db-type", backend, "-db-path"])
             .arg(db_path)
@@ -94,6 +110,7 @@ impl Server {
         if let Some(t) = token {
             cmd.args(["-token", t]);
         }
+        cmd.args(flags);
         let mut child = cmd.spawn().context("spawning liteobs-server")?;
         let stdout = child.stdout.take().context("liteobs-server has no stdout pipe")?;
         // From here on, dropping `server` kills the child, so every early return cleans up.
@@ -154,6 +171,18 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A memory figure of the server process from /proc/PID/status (`VmRSS`, `VmHWM`, ...), in
+    /// KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
     }
 }
 

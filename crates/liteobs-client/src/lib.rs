@@ -25,13 +25,25 @@ use anyhow::Context;
 
 pub use cli::{Cli, Config, ConfigError};
 pub use liteobs_model::QueryResponse;
-pub use query::QueryError;
+pub use query::{Answer, QueryError, Unreadable};
 pub use render::{Output, OutputFormat};
 pub use terminal::Terminal;
 
+/// What one query produced: the rendered records, and the records of the answer that could not
+/// be read (reported on stderr; the exit status says some were skipped).
+#[derive(Debug)]
+pub struct Outcome {
+    pub output: Output,
+    pub unreadable: Vec<Unreadable>,
+    /// Records the server sent, readable or not.
+    pub received: usize,
+}
+
 /// Runs one query and renders the answer. Must be called inside an actix-rt system (awc's
 /// client is not `Send` and needs that runtime).
-pub async fn run(config: &Config, term: &Terminal) -> anyhow::Result<Output> {
-    let response = query::fetch(config).await?;
-    render::render(config.output, &response, term).context("cannot format the answer")
+pub async fn run(config: &Config, term: &Terminal) -> anyhow::Result<Outcome> {
+    let Answer { response, unreadable } = query::fetch(config).await?;
+    let output = render::render(config.output, &response, term).context("cannot format the answer")?;
+    let received = response.records.len() + unreadable.len();
+    Ok(Outcome { output, unreadable, received })
 }

@@ -1,6 +1,7 @@
 //! `liteobs-client`: parse flags into a [`Config`](liteobs_client::Config), run one query,
 //! print the result. Exit codes: 0 success, 1 the query failed, 2 bad flags (clap's usage
-//! errors and filter values the server would reject).
+//! errors and filter values the server would reject), 3 the answer was printed but some of its
+//! records could not be read (each named on stderr with its position, then a count).
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
@@ -16,13 +17,14 @@ fn main() -> ExitCode {
         Err(e) => Cli::command().error(ClapErrorKind::ValueValidation, e).exit(),
     };
     let term = Terminal::detect();
-    let output = match actix_rt::System::new().block_on(liteobs_client::run(&config, &term)) {
-        Ok(output) => output,
+    let outcome = match actix_rt::System::new().block_on(liteobs_client::run(&config, &term)) {
+        Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("liteobs-client: {e:#}");
             return ExitCode::FAILURE;
         }
     };
+    let output = outcome.output;
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(output.stdout.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => {}
@@ -35,6 +37,20 @@ fn main() -> ExitCode {
     }
     if let Some(note) = output.note {
         eprintln!("liteobs-client: {note}");
+    }
+    if !outcome.unreadable.is_empty() {
+        for u in &outcome.unreadable {
+            eprintln!(
+                "liteobs-client: record {} of the answer is unreadable, skipped: {}",
+                u.index, u.reason
+            );
+        }
+        eprintln!(
+            "liteobs-client: {} of {} records in the answer could not be read; the others are shown",
+            outcome.unreadable.len(),
+            outcome.received
+        );
+        return ExitCode::from(3);
     }
     ExitCode::SUCCESS
 }

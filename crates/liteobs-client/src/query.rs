@@ -4,12 +4,16 @@
 //! (start it, fix `-server`), it did not answer in time (raise `-timeout`), it refused the token,
 //! it rejected the query, or it answered something that is not a LiteObs answer. Each
 //! [`QueryError`] displays as one complete sentence fragment, so the binary prints it as is.
+//!
+//! Records are read one by one: a row this client cannot read (written by a server with other
+//! rules, or damaged) is set aside as [`Unreadable`] with its position, and the others are still
+//! printed. Only an answer that is not a LiteObs answer at all is an error.
 
 use std::io;
 use std::time::Duration;
 
 use awc::error::{ConnectError, PayloadError, SendRequestError};
-use liteobs_model::QueryResponse;
+use liteobs_model::{QueryResponse, TrafficLog};
 use serde::Deserialize;
 
 use crate::cli::Config;
@@ -40,9 +44,59 @@ pub enum QueryError {
     Encode(String),
 }
 
+/// A record of the answer that could not be read: its 0-based position among the records the
+/// server sent, and why (printable, shortened: it comes from the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// What the server answered: the records that could be read (in the server's order), and the
+/// ones that could not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub response: QueryResponse,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// The answer's shape, each record left undecoded so one bad record does not hide the others.
+#[derive(Deserialize)]
+struct RawAnswer {
+    records: Vec<serde_json::Value>,
+    limit: usize,
+    truncated: bool,
+}
+
+/// Reads each record on its own, with the model's decoder (the server's words: field and
+/// reason).
+fn read_records(raw: Vec<serde_json::Value>) -> (Vec<TrafficLog>, Vec<Unreadable>) {
+    let mut records = Vec::with_capacity(raw.len());
+    let mut unreadable = Vec::new();
+    for (index, value) in raw.into_iter().enumerate() {
+        let decoded = serde_json::to_vec(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|line| liteobs_model::decode_ndjson(&line).map_err(|e| describe(&e)));
+        match decoded {
+            Ok(mut one) if one.len() == 1 => records.extend(one.pop()),
+            Ok(_) => unreadable.push(Unreadable { index, reason: "not a record".to_owned() }),
+            Err(reason) => unreadable.push(Unreadable { index, reason: printable(&reason, 300) }),
+        }
+    }
+    (records, unreadable)
+}
+
+/// A record's decoding error without the "record 0" the one-line decoder puts in front.
+fn describe(e: &liteobs_model::BatchError) -> String {
+    match &e.field {
+        Some(f) => format!("field `{f}`: {}", e.message),
+        None => e.message.clone(),
+    }
+}
+
 /// Asks the server. Must run inside an actix-rt system. `config.timeout` bounds the whole
 /// exchange, connecting and reading the body included.
-pub async fn fetch(config: &Config) -> Result<QueryResponse, QueryError> {
+pub async fn fetch(config: &Config) -> Result<Answer, QueryError> {
     let timeout = || QueryError::Timeout { server: config.server.clone(), timeout: config.timeout };
     match actix_rt::time::timeout(config.timeout, exchange(config)).await {
         Ok(Err(QueryError::Timeout { .. })) | Err(_) => Err(timeout()),
@@ -50,7 +104,7 @@ pub async fn fetch(config: &Config) -> Result<QueryResponse, QueryError> {
     }
 }
 
-async fn exchange(config: &Config) -> Result<QueryResponse, QueryError> {
+async fn exchange(config: &Config) -> Result<Answer, QueryError> {
     let server = &config.server;
     let connector = awc::Connector::new().timeout(config.timeout);
     let client = awc::Client::builder().connector(connector).timeout(config.timeout).finish();
@@ -74,12 +128,19 @@ async fn exchange(config: &Config) -> Result<QueryResponse, QueryError> {
 }
 
 /// Turns a status and body into records or the matching error; pure, so it is tested on bytes.
-pub fn interpret(server: &str, status: u16, body: &[u8]) -> Result<QueryResponse, QueryError> {
+pub fn interpret(server: &str, status: u16, body: &[u8]) -> Result<Answer, QueryError> {
     match status {
-        200..=299 => serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
-            server: server.to_owned(),
-            reason: format!("{status} but not a query result: {e}"),
-        }),
+        200..=299 => {
+            let raw: RawAnswer = serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
+                server: server.to_owned(),
+                reason: format!("{status} but not a query result: {e}"),
+            })?;
+            let (records, unreadable) = read_records(raw.records);
+            Ok(Answer {
+                response: QueryResponse { records, limit: raw.limit, truncated: raw.truncated },
+                unreadable,
+            })
+        }
         401 | 403 => Err(QueryError::Unauthorized {
             server: server.to_owned(),
             status,
@@ -163,7 +224,7 @@ mod tests {
     #[test]
     fn statuses_map_to_the_right_error() {
         let ok = interpret(S, 200, br#"{"records":[],"limit":100,"truncated":false}"#).unwrap();
-        assert!(ok.records.is_empty() && !ok.truncated);
+        assert!(ok.response.records.is_empty() && !ok.response.truncated && ok.unreadable.is_empty());
         let msg = |status, body: &[u8]| interpret(S, status, body).unwrap_err().to_string();
         assert_eq!(
             msg(401, br#"{"error":"bad token"}"#),
@@ -199,5 +260,32 @@ mod tests {
         let e = io::Error::from_raw_os_error(111);
         assert_eq!(io_reason(&e), e.to_string().split(" (os error").next().unwrap());
         assert_eq!(io_reason(&io::Error::other("plain")), "plain");
+    }
+
+    const GOOD: &str = r#"{"ts":"2026-11-25T14:02:44.123456Z","src_ip":"10.0.0.1","src_port":1,"dst_ip":"::1","dst_port":80,"method":"GET","path":"/","status":200,"latency_us":1,"req_bytes":0,"resp_bytes":0,"node":"n"}"#;
+
+    #[test]
+    fn one_unreadable_record_does_not_hide_the_others() {
+        // What main's server stored for `9999-12-31T23:59:59-23:59`, and other rows a client
+        // cannot carry: each is set aside with its position, the rest are kept in order.
+        let year_10000 = GOOD.replace("2026-11-25T14:02:44.123456Z", "+10000-01-01T23:58:59Z");
+        let huge = GOOD.replace(r#""latency_us":1"#, r#""latency_us":18446744073709551615"#);
+        let second = GOOD.replace(r#""path":"/""#, r#""path":"/2""#);
+        let body = format!(
+            r#"{{"records":[{year_10000},{GOOD},7,{huge},{second},{{"ts":"\u001b[2J"}}],"limit":100,"truncated":true}}"#
+        );
+        let answer = interpret(S, 200, body.as_bytes()).unwrap();
+        let paths: Vec<&str> = answer.response.records.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/", "/2"]);
+        assert_eq!((answer.response.limit, answer.response.truncated), (100, true));
+        let indexes: Vec<usize> = answer.unreadable.iter().map(|u| u.index).collect();
+        assert_eq!(indexes, [0, 2, 3, 5]);
+        let reasons: Vec<&str> = answer.unreadable.iter().map(|u| u.reason.as_str()).collect();
+        assert!(reasons[0].starts_with("field `ts`: not an RFC 3339 timestamp"), "{reasons:?}");
+        assert!(
+            reasons[2].starts_with("field `latency_us`: 18446744073709551615 does not fit"),
+            "{reasons:?}"
+        );
+        assert!(!reasons[3].contains('\x1b'), "escaped for the terminal: {reasons:?}");
     }
 }

@@ -232,3 +232,30 @@ fn a_non_liteobs_answer_is_named_as_such() {
         stderr(&out)
     );
 }
+
+/// What main's server stored for `"ts":"9999-12-31T23:59:59-23:59"` and then sent in every
+/// newest-first answer: the client prints the other rows, names the bad one, and exits 3.
+#[test]
+fn an_unreadable_record_is_named_and_the_others_are_printed() {
+    let poisoned = RECORD.replace("2026-11-25T14:02:44.123456Z", "+10000-01-01T23:58:59Z");
+    let second = RECORD.replace(r#""path":"/api""#, r#""path":"/second""#);
+    let body = format!(r#"{{"records":[{poisoned},{RECORD},{second}],"limit":100,"truncated":false}}"#);
+    for format in ["table", "json", "csv"] {
+        let (url, server) = stand_in("200 OK", &body);
+        let out = client(&["-server", &url, "-o", format]);
+        server.join().unwrap();
+        let (out_text, err) = (stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(3), "{format}: {err}");
+        assert!(out_text.contains("/api") && out_text.contains("/second"), "{format}: {out_text}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{format}: {err}");
+        assert!(
+            lines[0].starts_with("liteobs-client: record 0 of the answer is unreadable, skipped: field `ts`: not an RFC 3339 timestamp"),
+            "{err}"
+        );
+        assert_eq!(
+            lines[1],
+            "liteobs-client: 1 of 3 records in the answer could not be read; the others are shown"
+        );
+    }
+}

@@ -3,6 +3,10 @@
 //! The server accepts a JSON array of [`TrafficLog`] or NDJSON (one record per line). A batch
 //! is all-or-nothing: the first bad record rejects it, and the error says which record (0-based
 //! index; for NDJSON the index counts non-empty lines) and which field.
+//!
+//! A body is one of those two forms and nothing else: anything but JSON whitespace after the
+//! array's `]`, or after a line's record, rejects the batch (a truncated or concatenated upload
+//! must not be half stored). What a record may hold is [`TrafficLog`]'s to say.
 
 use crate::TrafficLog;
 
@@ -38,10 +42,12 @@ impl BatchError {
             }
         }
         let message = strip_position(&err.to_string());
-        // serde reports a missing field on the enclosing object; pull its name out of the message.
+        // serde reports a missing or repeated field on the enclosing object; pull its name out of
+        // the message.
         if field.is_none() {
-            field = message
-                .strip_prefix("missing field `")
+            field = ["missing field `", "duplicate field `"]
+                .iter()
+                .find_map(|prefix| message.strip_prefix(prefix))
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned);
         }
@@ -61,13 +67,18 @@ fn strip_position(msg: &str) -> String {
 /// Decodes a JSON array of records.
 pub fn decode_json_array(body: &[u8]) -> Result<Vec<TrafficLog>, BatchError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let records: Vec<TrafficLog> = serde_path_to_error::deserialize(de).map_err(|e| {
+    let records: Vec<TrafficLog> = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let inner = e.inner();
         let mut err = BatchError::from_path(None, e.path(), inner);
         if inner.is_syntax() || inner.is_eof() {
             err.message = format!("malformed JSON: {inner}");
         }
         err
+    })?;
+    de.end().map_err(|e| BatchError {
+        index: None,
+        field: None,
+        message: format!("malformed JSON: data after the array's closing `]`: {e}"),
     })?;
     Ok(records)
 }
@@ -82,8 +93,16 @@ pub fn decode_ndjson(body: &[u8]) -> Result<Vec<TrafficLog>, BatchError> {
         }
         let index = out.len();
         let de = &mut serde_json::Deserializer::from_slice(line);
-        let rec = TrafficLog::deserialize_path(de)
+        let rec = TrafficLog::deserialize_path(&mut *de)
             .map_err(|e| BatchError::from_path(Some(index), e.path(), e.inner()))?;
+        de.end().map_err(|e| BatchError {
+            index: Some(index),
+            field: None,
+            message: format!(
+                "malformed JSON: data after the record on its line: {}",
+                strip_position(&e.to_string())
+            ),
+        })?;
         out.push(rec);
     }
     Ok(out)
@@ -142,5 +161,144 @@ mod tests {
         }
         assert!(decode_ndjson(b"{\"ts\":").is_err());
         assert!(decode_ndjson(b"[1]").is_err());
+    }
+
+    /// Both forms, so every hostile-input case is checked the way the server would see it.
+    fn decode_both(record: &str) -> [Result<Vec<TrafficLog>, BatchError>; 2] {
+        [
+            decode_json_array(format!("[{GOOD},{record}]").as_bytes()),
+            decode_ndjson(format!("{GOOD}\n{record}\n").as_bytes()),
+        ]
+    }
+
+    #[test]
+    fn data_after_the_body_rejects_it_whole() {
+        for body in [
+            "[]]".to_owned(),
+            "[] x".to_owned(),
+            format!("[{GOOD}] {{garbage"),
+            format!("[{GOOD}][{GOOD}]"),
+            format!("[{GOOD}],"),
+            format!("[{GOOD}]\0"),
+        ] {
+            let e = decode_json_array(body.as_bytes()).unwrap_err();
+            assert_eq!(e.index, None, "{body}");
+            assert!(e.message.starts_with("malformed JSON: data after the array"), "{body}: {e}");
+        }
+        for line in [format!("{GOOD} }}{{"), format!("{GOOD}{GOOD}"), format!("{GOOD},"), format!("{GOOD} x")]
+        {
+            let e = decode_ndjson(format!("{GOOD}\n{line}\n{GOOD}\n").as_bytes()).unwrap_err();
+            assert_eq!((e.index, e.field.as_deref()), (Some(1), None), "{line}");
+            assert!(e.to_string().starts_with("record 1: malformed JSON: data after the record"), "{e}");
+        }
+        // JSON whitespace after the body is not data.
+        assert_eq!(decode_json_array(format!(" [{GOOD}] \r\n\t").as_bytes()).unwrap().len(), 1);
+        assert_eq!(decode_ndjson(format!("{GOOD} \t\r\n").as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn integers_that_a_column_cannot_hold_exactly_are_rejected_with_index_and_field() {
+        let cases: &[(&str, &str)] = &[
+            ("latency_us", "18446744073709551615"),
+            ("latency_us", "9223372036854775808"),
+            ("req_bytes", "9223372036854775808"),
+            ("resp_bytes", "99999999999999999999"),
+            ("latency_us", "-1"),
+            ("latency_us", "1.5"),
+            ("resp_bytes", "1e3"),
+            ("status", "200.0"),
+            ("status", "2e2"),
+            ("status", "-200"),
+            ("status", "65536"),
+            ("src_port", "65536"),
+            ("dst_port", "-1"),
+            ("src_pid", "4294967296"),
+            ("dst_pid", "-1"),
+            ("dst_pid", "1.0"),
+            ("status", "\"200\""),
+            ("status", "true"),
+            ("status", "null"),
+        ];
+        for (field, value) in cases {
+            let bad = GOOD.replacen(&format!(r#""{field}":"#), &format!(r#""{field}":{value},"x":"#), 1);
+            let bad =
+                if bad == GOOD { GOOD.replacen('}', &format!(r#","{field}":{value}}}"#), 1) } else { bad };
+            for e in decode_both(&bad).map(Result::unwrap_err) {
+                assert_eq!((e.index, e.field.as_deref()), (Some(1), Some(*field)), "{field}={value}: {e}");
+            }
+        }
+        let max = GOOD.replace(r#""latency_us":10"#, r#""latency_us":9223372036854775807"#);
+        let max = max
+            .replace(r#""status":200"#, r#""status":65535"#)
+            .replace(r#""src_port":40000"#, r#""src_port":65535"#);
+        for ok in decode_both(&max) {
+            let r = ok.unwrap();
+            assert_eq!((r[1].latency_us, r[1].status, r[1].src_port), (i64::MAX as u64, 65535, 65535));
+        }
+        let pid = GOOD.replacen('}', r#","src_pid":4294967295,"dst_pid":0}"#, 1);
+        assert_eq!(decode_ndjson(pid.as_bytes()).unwrap()[0].src_pid, Some(u32::MAX));
+        // serde_json reads `-0` as the float -0.0: refused like every other float (no LiteObs
+        // program writes it).
+        let zero = GOOD.replace(r#""req_bytes":0"#, r#""req_bytes":-0"#);
+        assert_eq!(decode_ndjson(zero.as_bytes()).unwrap_err().field.as_deref(), Some("req_bytes"));
+    }
+
+    #[test]
+    fn a_field_given_twice_is_rejected_not_last_wins() {
+        let twice = GOOD.replacen('}', r#","status":500}"#, 1);
+        for e in decode_both(&twice).map(Result::unwrap_err) {
+            assert_eq!((e.index, e.field.as_deref()), (Some(1), Some("status")), "{e}");
+            assert!(e.message.contains("duplicate field `status`"), "{e}");
+        }
+        let optional_twice = GOOD.replacen('}', r#","host":"a","host":"b"}"#, 1);
+        for e in decode_both(&optional_twice).map(Result::unwrap_err) {
+            assert!(e.message.contains("duplicate field `host`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn strings_must_be_valid_unicode() {
+        for path in [r#""\ud800""#, r#""a\udc00b""#, r#""\ud800\u0041""#] {
+            let bad = GOOD.replace(r#""path":"/""#, &format!(r#""path":{path}"#));
+            for e in decode_both(&bad).map(Result::unwrap_err) {
+                assert_eq!((e.index, e.field.as_deref()), (Some(1), Some("path")), "{path}: {e}");
+            }
+        }
+        let raw = format!("[{}]", GOOD.replace(r#""path":"/""#, "\"path\":\"/\u{0}\""));
+        let mut bytes = raw.into_bytes();
+        let at = bytes.iter().position(|b| *b == 0).unwrap();
+        bytes[at] = 0xff;
+        assert!(decode_json_array(&bytes).is_err(), "invalid UTF-8");
+        // A pair is one character, a NUL escape is a character too: both are kept exactly.
+        let pair = GOOD.replace(r#""path":"/""#, r#""path":"/\ud83d\ude00\u0000""#);
+        assert_eq!(decode_ndjson(pair.as_bytes()).unwrap()[0].path, "/\u{1f600}\0");
+    }
+
+    #[test]
+    fn timestamps_outside_what_every_program_carries_name_the_field() {
+        for ts in [
+            "9999-12-31T23:59:59-23:59",
+            "10000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00+00:01",
+            "2026-06-30T23:59:60Z",
+            "2026-11-25T14:02:44.1234567Z",
+            "2026-11-25",
+            "",
+        ] {
+            let bad = GOOD.replace("2026-11-25T14:02:44.123456Z", ts);
+            for e in decode_both(&bad).map(Result::unwrap_err) {
+                assert_eq!((e.index, e.field.as_deref()), (Some(1), Some("ts")), "{ts}: {e}");
+            }
+        }
+        for ts in [
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+            "9999-12-31T23:59:59.9999990Z",
+            "1970-01-01T01:00:00+01:00",
+        ] {
+            let ok = GOOD.replace("2026-11-25T14:02:44.123456Z", ts);
+            assert!(decode_ndjson(ok.as_bytes()).is_ok(), "{ts}");
+        }
     }
 }

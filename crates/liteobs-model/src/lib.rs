@@ -20,7 +20,7 @@ pub mod server_url;
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
 pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};
 pub use ndjson::NdjsonEncoder;
-pub use record::{TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog, format_ts, ts_in_range};
+pub use record::{COUNTER_MAX, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog, format_ts, ts_in_range};
 pub use server_url::{Scheme, ServerUrl, ServerUrlError};
 
 /// The request header that names an upload batch: the agent sends one id per batch, the same on

@@ -13,6 +13,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// JSON: field names are snake_case and stable. Unknown fields are ignored when decoding so that a
 /// newer agent can upload to an older server; `host`, `src_pid`, `src_comm`, `dst_pid` and
 /// `dst_comm` may be absent (and are omitted when unknown); every other field is required.
+///
+/// Decoding accepts only what every program can carry exactly, so nothing is changed on the
+/// way into a store: integers are JSON integers in the field's range (no fraction, exponent or
+/// sign where none fits; the counters at most [`COUNTER_MAX`]), `ts` lies in
+/// [`TS_MIN_MICROS`]..=[`TS_MAX_MICROS`] with at most microsecond precision and no leap second,
+/// a field appears once, and strings are valid Unicode (serde_json refuses lone surrogates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrafficLog {
     /// Time of the request's first packet, UTC. Serialized as RFC 3339 with microseconds.
@@ -37,10 +43,13 @@ pub struct TrafficLog {
     pub status: u16,
     /// First packet of the response minus first packet of the request, in microseconds
     /// (0 when no response was seen).
+    #[serde(deserialize_with = "de_counter")]
     pub latency_us: u64,
     /// Request body bytes (after de-chunking; headers not counted).
+    #[serde(deserialize_with = "de_counter")]
     pub req_bytes: u64,
     /// Response body bytes (after de-chunking; headers not counted).
+    #[serde(deserialize_with = "de_counter")]
     pub resp_bytes: u64,
     /// Process ID (tgid) of the client process, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +88,21 @@ pub fn ts_in_range(ts: &DateTime<Utc>) -> bool {
     (TS_MIN_MICROS..=TS_MAX_MICROS).contains(&ts.timestamp_micros())
 }
 
+/// The largest counter (`latency_us`, `req_bytes`, `resp_bytes`) a record may carry: the stores
+/// keep them as signed 64-bit integers (SQL BIGINT), so a larger value could not be stored
+/// exactly and is refused when decoding.
+pub const COUNTER_MAX: u64 = i64::MAX as u64;
+
+fn de_counter<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v > COUNTER_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "{v} does not fit a signed 64-bit column (at most {COUNTER_MAX})"
+        )));
+    }
+    Ok(v)
+}
+
 /// Formats a timestamp the way every LiteObs program writes it: RFC 3339, UTC, microseconds.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -96,6 +120,19 @@ fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     if !ts_in_range(&ts) {
         return Err(serde::de::Error::custom(format!(
             "timestamp {s:?} is outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999999Z"
+        )));
+    }
+    // chrono keeps a leap second (`:60`) as a nanosecond count past one second; the stores keep
+    // microseconds since the epoch, where it would silently become the next second.
+    let nanos = ts.timestamp_subsec_nanos();
+    if nanos >= 1_000_000_000 {
+        return Err(serde::de::Error::custom(format!(
+            "timestamp {s:?} is a leap second, which LiteObs cannot store"
+        )));
+    }
+    if nanos % 1_000 != 0 {
+        return Err(serde::de::Error::custom(format!(
+            "timestamp {s:?} is finer than a microsecond, which LiteObs cannot store"
         )));
     }
     Ok(ts)

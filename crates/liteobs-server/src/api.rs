@@ -3,24 +3,34 @@
 //! Handlers decode and validate on the executor, then run store calls on actix's blocking pool
 //! (`web::block`), so a slow disk never stalls other connections. An upload is answered only
 //! after its batch is committed; a bad batch is rejected whole, with the record index and field.
-//! Every error is JSON `{"error": "..."}`.
+//! Every error is JSON `{"error": "..."}`. One module per concern:
+//!
+//! * [`upload`] and [`query`]: the two handlers;
+//! * [`body`]: reading an upload's bytes (size cap, deadline, gzip) and [`budget`]: the memory
+//!   all uploads in flight may hold together;
+//! * [`auth`]: the bearer token; [`error`]: the status code and body of every failure.
+//!
+//! Transport limits (request-head deadline, keep-alive, connection cap) are the HTTP server's,
+//! set in `lib.rs::run`.
 
-use std::io::Read;
+mod auth;
+mod body;
+pub mod budget;
+mod error;
+mod query;
+mod upload;
+
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{StatusCode, header};
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use chrono::Utc;
-use futures_util::StreamExt;
-use liteobs_model::{
-    BATCH_ID_HEADER, BatchError, Filter, FilterError, QueryResponse, decode_json_array, decode_ndjson,
-};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::store::{BatchId, BatchIdError, Receipt, Store, StoreError};
+pub use budget::MemoryBudget;
+pub use error::{ApiError, RETRY_AFTER_SECS};
+
+use crate::store::Store;
 
 /// What every handler shares.
 pub struct ApiState {
@@ -29,73 +39,10 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Largest upload body accepted, in bytes, both as sent and after gzip decoding.
     pub max_body: usize,
-}
-
-/// Why a request failed; each maps to one status code and a JSON body.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRecord(#[from] BatchError),
-    #[error("{0}")]
-    BadParam(#[from] FilterError),
-    #[error("{0}")]
-    BadBody(String),
-    #[error("bad {BATCH_ID_HEADER} header: {0}")]
-    BadBatchId(#[from] BatchIdError),
-    #[error(
-        "{BATCH_ID_HEADER} {id:?} was committed with {committed} records and is sent again with {sent}; \
-         give every distinct batch its own id"
-    )]
-    BatchIdReused { id: String, committed: usize, sent: usize },
-    #[error("body is larger than the limit of {0} bytes")]
-    TooLarge(usize),
-    #[error("unsupported Content-Encoding {0:?} (send identity or gzip)")]
-    UnsupportedEncoding(String),
-    #[error("unsupported Content-Type {0:?} (send application/json or application/x-ndjson)")]
-    UnsupportedType(String),
-    #[error("missing or wrong token (send `Authorization: Bearer <token>`)")]
-    Unauthorized,
-    #[error("no such route: {0}")]
-    NotFound(String),
-    #[error("storage failed: {0}")]
-    Store(#[from] StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadRecord(_)
-            | ApiError::BadParam(_)
-            | ApiError::BadBody(_)
-            | ApiError::BadBatchId(_) => StatusCode::BAD_REQUEST,
-            ApiError::BatchIdReused { .. } => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedEncoding(_) | ApiError::UnsupportedType(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut body = json!({ "error": self.to_string() });
-        match self {
-            ApiError::BadRecord(e) => {
-                body["index"] = json!(e.index);
-                body["field"] = json!(e.field);
-            }
-            ApiError::BadParam(e) => body["param"] = json!(e.param),
-            _ => {}
-        }
-        if self.status_code().is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        HttpResponse::build(self.status_code()).json(body)
-    }
+    /// Longest an upload's body may take to arrive, from the end of its head to its last byte.
+    pub body_timeout: Duration,
+    /// Bytes all uploads in flight may hold together; beyond it, 503 with `Retry-After`.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// Mounts the API on an actix `App`.
@@ -103,40 +50,13 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
     move |cfg| {
         cfg.app_data(state).service(
             web::scope("")
-                .wrap(from_fn(require_token))
+                .wrap(from_fn(auth::require_token))
                 .route("/healthz", web::get().to(healthz))
-                .route("/upload", web::post().to(upload))
-                .route("/query", web::get().to(query))
+                .route("/upload", web::post().to(upload::upload))
+                .route("/query", web::get().to(query::query))
                 .default_service(web::to(not_found)),
         );
     }
-}
-
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same_token(given: &[u8], want: &[u8]) -> bool {
-    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
-async fn require_token(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let token = req.app_data::<web::Data<ApiState>>().and_then(|s| s.token.clone());
-    if let Some(want) = token
-        && req.path() != "/healthz"
-    {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !same_token(given.trim().as_bytes(), want.as_bytes()) {
-            let resp = ApiError::Unauthorized.error_response();
-            return Ok(req.into_response(resp).map_into_right_body());
-        }
-    }
-    Ok(next.call(req).await?.map_into_left_body())
 }
 
 async fn healthz() -> HttpResponse {
@@ -145,131 +65,6 @@ async fn healthz() -> HttpResponse {
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
-}
-
-/// Body format of an upload, from Content-Type (or sniffed when absent).
-enum Format {
-    JsonArray,
-    Ndjson,
-}
-
-fn format_of(req: &HttpRequest, body: &[u8]) -> Result<Format, ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match mime.as_str() {
-        "application/json" => Ok(Format::JsonArray),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Format::Ndjson),
-        "" => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => Ok(Format::Ndjson),
-            _ => Ok(Format::JsonArray),
-        },
-        _ => Err(ApiError::UnsupportedType(ct.to_owned())),
-    }
-}
-
-/// Reads the body, refusing more than `limit` bytes before reading them all.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::TooLarge(limit));
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadBody(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Undoes Content-Encoding; the decoded size is capped too (a small gzip can inflate hugely).
-fn decode_encoding(req: &HttpRequest, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let enc = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-    match enc.trim().to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
-            dec.read_to_end(&mut out)
-                .map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
-            if out.len() > limit {
-                return Err(ApiError::TooLarge(limit));
-            }
-            Ok(out)
-        }
-        other => Err(ApiError::UnsupportedEncoding(other.to_owned())),
-    }
-}
-
-/// The upload's batch id ([`BATCH_ID_HEADER`]): none when absent (the batch is stored without a
-/// repeat check); a malformed or repeated header is refused before the body is read.
-fn batch_id(req: &HttpRequest) -> Result<Option<BatchId>, ApiError> {
-    let mut values = req.headers().get_all(BATCH_ID_HEADER);
-    let Some(first) = values.next() else { return Ok(None) };
-    if values.next().is_some() {
-        return Err(ApiError::BadBody(format!("more than one {BATCH_ID_HEADER} header")));
-    }
-    Ok(Some(BatchId::parse(first.as_bytes())?))
-}
-
-/// The answer to a committed upload: `{"accepted": N}`, plus `"duplicate": true` for a batch
-/// whose id was already committed (nothing was inserted; N is the first commit's count). A
-/// repeat holding a different number of records than the first is a 409, since an agent that
-/// reuses an id for another batch would otherwise lose that batch silently.
-fn upload_answer(receipt: Receipt, sent: usize, id: Option<BatchId>) -> Result<HttpResponse, ApiError> {
-    let Receipt { accepted, duplicate } = receipt;
-    if !duplicate {
-        tracing::debug!(accepted, "batch committed");
-        return Ok(HttpResponse::Ok().json(json!({ "accepted": accepted })));
-    }
-    let id = id.map(|i| i.to_string()).unwrap_or_default();
-    if accepted != sent {
-        return Err(ApiError::BatchIdReused { id, committed: accepted, sent });
-    }
-    tracing::info!(batch_id = %id, accepted, "repeated batch acknowledged, not stored again");
-    Ok(HttpResponse::Ok().json(json!({ "accepted": accepted, "duplicate": true })))
-}
-
-async fn upload(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let id = batch_id(&req)?;
-    let raw = read_body(&req, payload, state.max_body).await?;
-    let body = decode_encoding(&req, raw, state.max_body)?;
-    let records = match format_of(&req, &body)? {
-        Format::JsonArray => decode_json_array(&body)?,
-        Format::Ndjson => decode_ndjson(&body)?,
-    };
-    let store = state.store.clone();
-    let sent = records.len();
-    let stored_id = id.clone();
-    let receipt = web::block(move || store.insert(&records, stored_id.as_ref()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    upload_answer(receipt, sent, id)
-}
-
-async fn query(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::BadBody(format!("query string is not URL-encoded: {e}")))?;
-    let filter = Filter::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), Utc::now())?;
-    let limit = filter.limit;
-    // Ask for one more row than the limit: its presence is what says the limit cut the answer.
-    let probe = Filter { limit: limit + 1, ..filter };
-    let store = state.store.clone();
-    let mut records =
-        web::block(move || store.query(&probe)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
-    let truncated = records.len() > limit;
-    records.truncate(limit);
-    Ok(HttpResponse::Ok().json(QueryResponse { records, limit, truncated }))
 }
 
 #[cfg(test)]

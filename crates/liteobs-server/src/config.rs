@@ -1,7 +1,9 @@
 //! The server's flags. Go-style single-dash long flags (`-db-type sqlite`) work as well as
-//! `--db-type sqlite` (see `liteobs-goflags`).
+//! `--db-type sqlite` (see `liteobs-goflags`). [`Config::validate`] refuses combinations clap
+//! cannot see are wrong (an empty token, a memory budget smaller than one upload).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -24,12 +26,13 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Require `Authorization: Bearer <token>` on every route but /healthz.
+    /// Require `Authorization: Bearer <token>` on every route but /healthz. An empty one is
+    /// refused (unset both the flag and LITEOBS_TOKEN to run without a token).
     #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Largest upload body in bytes (as sent and after gzip decoding); larger ones get 413.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub max_body: usize,
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_body: u64,
     /// How long a committed upload batch id is remembered, so that a retried batch is not stored
     /// twice (90s, 12h, 7d, 2w).
     #[arg(long, default_value = "7d", value_parser = parse_age)]
@@ -37,6 +40,31 @@ pub struct Config {
     /// How many committed upload batch ids are remembered at most (the oldest are forgotten first).
     #[arg(long, default_value_t = Retention::DEFAULT.max_count, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_id_max_count: u64,
+    /// Seconds an upload's whole body may take to arrive after its head; slower ones get 408
+    /// and the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub body_timeout: u64,
+    /// Bytes all uploads in flight may hold together (bodies, inflated bodies, decoded records);
+    /// an upload that would pass it gets 503 with Retry-After. At least twice -max-body.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 44))]
+    pub upload_memory: u64,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+/// Flags that parse but cannot be run with; each displays as one line saying what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("-token (or LITEOBS_TOKEN) is empty; give a token, or unset both to run without one")]
+    EmptyToken,
+    #[error(
+        "-token (or LITEOBS_TOKEN) may hold only visible ASCII characters (no spaces or control \
+         characters): a client could not send it in an Authorization header"
+    )]
+    UnsendableToken,
+    #[error("-upload-memory {memory} is less than twice -max-body {max_body}: a full upload could never fit")]
+    BudgetBelowOneUpload { memory: u64, max_body: u64 },
 }
 
 impl Config {
@@ -52,5 +80,65 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.db_path.clone().unwrap_or_else(|| PathBuf::from(self.db_type.default_path()))
+    }
+
+    /// The checks clap cannot make. A token that is empty or only whitespace is refused rather
+    /// than taken as "no token": whoever set it meant to require one (an empty Kubernetes
+    /// Secret, say), and running open would be silent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.token {
+            if token.trim().is_empty() {
+                return Err(ConfigError::EmptyToken);
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::UnsendableToken);
+            }
+        }
+        if self.upload_memory / 2 < self.max_body {
+            return Err(ConfigError::BudgetBelowOneUpload {
+                memory: self.upload_memory,
+                max_body: self.max_body,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("liteobs-server").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn an_empty_or_unsendable_token_is_refused_not_ignored() {
+        for t in ["", " ", "\t \n"] {
+            assert_eq!(parse(&["--token", t]).validate(), Err(ConfigError::EmptyToken), "{t:?}");
+        }
+        for t in ["a b", " abc", "abc\n", "tök"] {
+            assert_eq!(parse(&["--token", t]).validate(), Err(ConfigError::UnsendableToken), "{t:?}");
+        }
+        assert_eq!(parse(&["--token", "s3cr3t-~+/="]).validate(), Ok(()));
+        assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_upload_budget_holds_at_least_one_full_upload() {
+        assert_eq!(parse(&["--max-body", "100", "--upload-memory", "200"]).validate(), Ok(()));
+        assert_eq!(
+            parse(&["--max-body", "100", "--upload-memory", "199"]).validate(),
+            Err(ConfigError::BudgetBelowOneUpload { memory: 199, max_body: 100 })
+        );
+        assert_eq!(parse(&[]).validate(), Ok(()), "the defaults");
+        for bad in [&["--max-body", "0"][..], &["--body-timeout", "0"], &["--max-connections", "0"]] {
+            let args = std::iter::once("liteobs-server").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

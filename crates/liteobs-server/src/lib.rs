@@ -10,16 +10,24 @@ pub mod config;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
+
+/// Longest a client may take to send a request's head (line and headers); then 408 and close.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest an idle keep-alive connection is kept open between requests.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Opens the store, binds, prints `listening on http://ADDR` on stdout (scripts and tests wait
 /// for that line; with `-listen 127.0.0.1:0` it says which port was picked) and serves until a
 /// shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
     let path = config.db_path();
     let store = web::block({
         let path = path.clone();
@@ -32,10 +40,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(backend = ?config.db_type, path = %path.display(), "store open");
     let state = web::Data::new(api::ApiState {
         store: Arc::from(store),
-        token: config.token.clone().filter(|t| !t.is_empty()),
-        max_body: config.max_body,
+        token: config.token.clone(),
+        max_body: usize::try_from(config.max_body).context("-max-body does not fit this machine")?,
+        body_timeout: config.body_timeout(),
+        budget: api::MemoryBudget::new(
+            usize::try_from(config.upload_memory).context("-upload-memory does not fit this machine")?,
+        ),
     });
+    // actix counts connections per worker: share the cap out so the total is what was asked.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_worker = usize::try_from(config.max_connections.div_ceil(workers as u64)).unwrap_or(usize::MAX);
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
+        .workers(workers)
+        .max_connections(per_worker)
+        .client_request_timeout(HEAD_TIMEOUT)
+        .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
         .shutdown_timeout(30)
         .bind(&config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;

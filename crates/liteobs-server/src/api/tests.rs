@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, test};
-use liteobs_model::{QueryResponse, TrafficLog};
+use chrono::Utc;
+use liteobs_model::{Filter, QueryResponse, TrafficLog};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::store::Result as StoreResult;
+use crate::store::{Result as StoreResult, StoreError};
 
 /// Keeps records in a Vec and answers with the reference semantics; remembers batch ids without
 /// a bound; can be told to fail.
@@ -86,11 +88,17 @@ struct Harness {
     store: Arc<FakeStore>,
     token: Option<String>,
     max_body: usize,
+    budget: Arc<MemoryBudget>,
 }
 
 impl Harness {
     fn new() -> Self {
-        Harness { store: Arc::new(FakeStore::default()), token: None, max_body: 1 << 20 }
+        Harness {
+            store: Arc::new(FakeStore::default()),
+            token: None,
+            max_body: 1 << 20,
+            budget: MemoryBudget::new(64 << 20),
+        }
     }
 
     fn with_token(mut self, t: &str) -> Self {
@@ -105,18 +113,37 @@ impl Harness {
 
     /// Sends one request to a fresh service over this harness's store; returns status and JSON.
     async fn send(&self, req: test::TestRequest) -> (StatusCode, Value) {
+        let (status, _, body) = self.send_with_headers(req).await;
+        (status, body)
+    }
+
+    /// [`Harness::send`], with the answer's headers.
+    async fn send_with_headers(&self, req: test::TestRequest) -> (StatusCode, header::HeaderMap, Value) {
         let state = web::Data::new(ApiState {
             store: self.store.clone(),
             token: self.token.clone(),
             max_body: self.max_body,
+            body_timeout: Duration::from_secs(30),
+            budget: self.budget.clone(),
         });
         let app = test::init_service(App::new().configure(configure(state))).await;
         let resp = test::call_service(&app, req.to_request()).await;
         let status = resp.status();
-        let ct = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
+        let headers = resp.headers().clone();
+        let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
         let body = test::read_body(resp).await;
         assert_eq!(ct.as_deref(), Some("application/json"), "every answer is JSON");
-        (status, serde_json::from_slice(&body).expect("JSON body"))
+        assert_eq!(self.budget.in_use(), 0, "every answered upload gives its memory back");
+        (status, headers, serde_json::from_slice(&body).expect("JSON body"))
+    }
+
+    async fn post(&self, body: impl Into<Vec<u8>>, content_type: &str, gzipped: bool) -> (StatusCode, Value) {
+        let mut req =
+            test::TestRequest::post().uri("/upload").insert_header((header::CONTENT_TYPE, content_type));
+        if gzipped {
+            req = req.insert_header((header::CONTENT_ENCODING, "gzip"));
+        }
+        self.send(req.set_payload(body.into())).await
     }
 
     async fn upload(&self, records: &[TrafficLog]) {
@@ -383,6 +410,185 @@ async fn unknown_route_and_wrong_method_are_json_404() {
     assert!(v["error"].as_str().unwrap().contains("/nope"));
     let (s, _) = h.send(test::TestRequest::delete().uri("/upload")).await;
     assert!(s.is_client_error());
+}
+
+const ARRAY: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+#[actix_web::test]
+async fn data_after_the_body_is_400_and_stores_nothing() {
+    let h = Harness::new();
+    let one = serde_json::to_string(&record(1)).unwrap();
+    for (body, ct) in [
+        ("[]]".to_owned(), ARRAY),
+        (format!("[{one}] {{garbage"), ARRAY),
+        (format!("[{one}][{one}]"), ARRAY),
+        (format!("{one}\n{one} }}{{\n"), NDJSON),
+        (format!("{one}{one}\n"), NDJSON),
+    ] {
+        for gzipped in [false, true] {
+            let payload = if gzipped { gzip(body.as_bytes()) } else { body.clone().into_bytes() };
+            let (s, v) = h.post(payload, ct, gzipped).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+            assert!(v["error"].as_str().unwrap().contains("data after"), "{body}: {v}");
+        }
+    }
+    assert_eq!(h.stored(), 0);
+}
+
+#[actix_web::test]
+async fn values_a_column_cannot_hold_exactly_are_400_naming_index_and_field() {
+    let h = Harness::new();
+    let good = serde_json::to_string(&record(1)).unwrap();
+    for (field, value) in [
+        ("latency_us", "18446744073709551615"),
+        ("req_bytes", "9223372036854775808"),
+        ("status", "200.0"),
+        ("src_port", "-1"),
+        ("ts", r#""9999-12-31T23:59:59-23:59""#),
+        ("ts", r#""2026-11-25T10:00:00.0000001Z""#),
+    ] {
+        let bad = format!(
+            r#"{},"{field}":{value}}}"#,
+            good.trim_end_matches('}').replacen(&format!(r#""{field}":"#), r#""was":"#, 1)
+        );
+        let (s, v) = h.post(format!("{good}\n{bad}\n"), NDJSON, false).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}={value}: {v}");
+        assert_eq!((v["index"].clone(), v["field"].clone()), (json!(1), json!(field)), "{v}");
+    }
+    assert_eq!(h.stored(), 0);
+    let mut max = serde_json::to_value(record(1)).unwrap();
+    max["latency_us"] = json!(i64::MAX);
+    let (s, v) = h.post(format!("[{max}]"), ARRAY, false).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 1 })));
+}
+
+/// A valid body of exactly `len` bytes: records, then JSON whitespace up to the length.
+fn body_of_len(len: usize, ct: &str) -> Vec<u8> {
+    let records = (0..3).map(record).collect::<Vec<_>>();
+    let mut body =
+        if ct == ARRAY { serde_json::to_vec(&records).unwrap() } else { ndjson(&records).into_bytes() };
+    assert!(body.len() <= len);
+    let close = if ct == ARRAY { body.pop() } else { None };
+    body.resize(len - usize::from(close.is_some()), b' ');
+    body.extend(close);
+    assert_eq!(body.len(), len);
+    body
+}
+
+#[actix_web::test]
+async fn a_body_of_exactly_max_body_is_accepted_and_one_byte_more_is_413() {
+    let mut h = Harness::new();
+    h.max_body = 4096;
+    for ct in [ARRAY, NDJSON] {
+        let (s, v) = h.post(body_of_len(4096, ct), ct, false).await;
+        assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3 })), "{ct}: identity, exactly the limit");
+        let (s, _) = h.post(body_of_len(4097, ct), ct, false).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{ct}: identity, one byte over");
+        let (s, v) = h.post(gzip(&body_of_len(4096, ct)), ct, true).await;
+        assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3 })), "{ct}: inflates to exactly the limit");
+        let (s, _) = h.post(gzip(&body_of_len(4097, ct)), ct, true).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{ct}: inflates to one byte over");
+    }
+    assert_eq!(h.stored(), 12);
+}
+
+#[actix_web::test]
+async fn an_upload_past_the_memory_budget_is_503_with_retry_after_and_stores_nothing() {
+    let mut h = Harness::new();
+    h.max_body = 1 << 20;
+    let body = body_of_len(200_000, NDJSON);
+    // Another upload holds most of the budget.
+    h.budget = MemoryBudget::new(300_000);
+    let mut held = h.budget.reservation();
+    held.grow(150_000).unwrap();
+    let req = test::TestRequest::post().uri("/upload").insert_header((header::CONTENT_TYPE, NDJSON));
+    let state_check = h.budget.clone();
+    let (s, headers, v) = {
+        // send_with_headers asserts the budget is empty afterwards: release the other upload's
+        // share only after checking this one gave everything back.
+        let state = web::Data::new(ApiState {
+            store: h.store.clone(),
+            token: None,
+            max_body: h.max_body,
+            body_timeout: Duration::from_secs(30),
+            budget: h.budget.clone(),
+        });
+        let app = test::init_service(App::new().configure(configure(state))).await;
+        let resp = test::call_service(&app, req.set_payload(body.clone()).to_request()).await;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (status, headers, serde_json::from_slice::<Value>(&test::read_body(resp).await).unwrap())
+    };
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), &RETRY_AFTER_SECS.to_string());
+    assert!(v["error"].as_str().unwrap().contains("retry later"), "{v}");
+    assert_eq!(state_check.in_use(), 150_000, "the refused upload gave back what it took");
+    drop(held);
+    let (s, v) = h.post(body, NDJSON, false).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3 })), "fits once the budget is free");
+    assert_eq!(h.stored(), 3);
+}
+
+#[actix_web::test]
+async fn a_declared_length_is_not_trusted_for_memory() {
+    // A Content-Length at the limit with a small body: memory is reserved as bytes arrive, not
+    // from the promise (a budget far below the declared length still takes it).
+    let mut h = Harness::new();
+    h.max_body = 1 << 20;
+    h.budget = MemoryBudget::new(100_000);
+    let body = body_of_len(1000, NDJSON);
+    let req = test::TestRequest::post()
+        .uri("/upload")
+        .insert_header((header::CONTENT_TYPE, NDJSON))
+        .set_payload(body)
+        .insert_header((header::CONTENT_LENGTH, (1u64 << 20).to_string()));
+    let (s, v) = h.send(req).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "accepted": 3 })));
+    let (s, _) = h
+        .send(
+            test::TestRequest::post()
+                .uri("/upload")
+                .set_payload("[]")
+                .insert_header((header::CONTENT_LENGTH, ((1u64 << 20) + 1).to_string())),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "a declared length over the limit is refused unread");
+}
+
+#[actix_web::test]
+async fn limit_boundaries() {
+    let h = Harness::new();
+    h.upload(&[record(1)]).await;
+    for (qs, ok) in [
+        ("?limit=1", true),
+        ("?limit=10000", true),
+        ("?limit=10001", false),
+        ("?limit=0", false),
+        ("?limit=-1", false),
+        ("?limit=18446744073709551616", false),
+    ] {
+        let (s, v) = h.query(qs).await;
+        assert_eq!(s == StatusCode::OK, ok, "{qs}: {v}");
+    }
+    let f = h.store.last_filter.lock().unwrap().clone().unwrap();
+    assert_eq!(f.limit, 10_001, "limit=10000 asks the store for 10001 rows");
+    for (qs, ok) in
+        [("?pid=4294967295", true), ("?pid=4294967296", false), ("?pid=-1", false), ("?status=599", true)]
+    {
+        let (s, v) = h.query(qs).await;
+        assert_eq!(s == StatusCode::OK, ok, "{qs}: {v}");
+    }
+}
+
+#[actix_web::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let h = Harness::new().with_token("s3cret");
+    for value in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "] {
+        let (s, v) = h
+            .send(test::TestRequest::get().uri("/query").insert_header((header::AUTHORIZATION, value)))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{value}: {v}");
+    }
 }
 
 fn with_id(req: test::TestRequest, id: &str) -> test::TestRequest {
