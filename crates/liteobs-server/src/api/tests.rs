@@ -10,11 +10,11 @@ use std::time::Duration;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, test};
 use chrono::Utc;
-use liteobs_model::{Filter, QueryResponse, TrafficLog};
+use liteobs_model::{BATCH_ID_HEADER, Filter, QueryResponse, TrafficLog};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::store::{Result as StoreResult, StoreError};
+use crate::store::{BatchId, Receipt, Result as StoreResult, StoreError};
 
 /// Keeps records in a Vec and answers with the reference semantics; remembers batch ids without
 /// a bound; can be told to fail.
