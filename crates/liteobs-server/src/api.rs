@@ -180,18 +180,22 @@ fn decode_encoding(req: &HttpRequest, body: Vec<u8>, limit: usize) -> Result<Vec
     let enc = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match enc.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
-            dec.read_to_end(&mut out)
-                .map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
-            if out.len() > limit {
-                return Err(ApiError::TooLarge(limit));
-            }
-            Ok(out)
-        }
+        "gzip" | "x-gzip" => inflate_gzip(&body, limit),
         other => Err(ApiError::UnsupportedEncoding(other.to_owned())),
     }
+}
+
+/// Inflates a gzip body (several members allowed); stops and refuses it as soon as the output
+/// passes `limit` bytes. Public for the fuzz target (integration/fuzz), not part of the API.
+#[doc(hidden)]
+pub fn inflate_gzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut dec = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+    dec.read_to_end(&mut out).map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::TooLarge(limit));
+    }
+    Ok(out)
 }
 
 async fn upload(
