@@ -64,17 +64,21 @@ fuzz_one() {
     mkdir -p "$FUZZ_DIR/corpus/$t" "$FUZZ_DIR/artifacts/$t" "$FUZZ_DIR/seeds/$t"
     say "fuzz: $t for ${SECONDS_EACH}s (log $log)"
     # New inputs go into the first directory (kept between runs); the seeds are only read.
-    # -timeout: one input taking over 10 s is a hang, and a failure. The outer timeout covers
+    # -timeout: one input taking over 30 s is a hang, and a failure (under ASan, on a loaded
+    # machine, a 64 MiB record or a crash report can take 10 s). The outer timeout covers
     # loading a large corpus, plus a margin.
     if ! timeout $((SECONDS_EACH * 2 + 300)) "$FUZZ_BIN/$t" \
         "$FUZZ_DIR/corpus/$t" "$FUZZ_DIR/seeds/$t" \
-        -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=16400 \
+        -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -max_len=16400 \
         -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$t/" ${LITEOBS_FUZZ_FLAGS:-} >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         say "fuzz target $t FAILED; input(s) in $FUZZ_DIR/artifacts/$t/ (reproduce: cargo +nightly fuzz run --fuzz-dir integration/fuzz $t FILE)"
         return 1
     fi
-    say "fuzz: $t: $(grep -E '^stat::number_of_executed_units' "$log" | tr -d ' '), corpus $(find "$FUZZ_DIR/corpus/$t" -type f | wc -l) files"
+    # Executions: libFuzzer's final stats, or (with -fork) its last progress line.
+    local runs
+    runs=$(grep -oE '^(stat::number_of_executed_units: *|#)[0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$' || true)
+    say "fuzz: $t: ${runs:-?} executions, corpus $(find "$FUZZ_DIR/corpus/$t" -type f | wc -l) files"
 }
 
 for t in "${TARGETS[@]}"; do

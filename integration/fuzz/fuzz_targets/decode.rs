@@ -42,8 +42,11 @@ fuzz_target!(|data: &[u8]| {
             "a shorter snap length changed the headers"
         );
         assert!(whole.payload.starts_with(seg.payload), "a shorter snap length changed the payload");
-        // A zero IP length field means "unknown" (TSO, jumbograms): nothing can be counted.
-        let length_known = ip_length_field(link, frame) != Some(0);
+        // Only a length field that covers the headers says how much was cut: zero means
+        // "unknown" (TSO, jumbograms), and a shorter one is damage.
+        let headers = whole.payload.as_ptr() as usize - frame.as_ptr() as usize;
+        let length_known =
+            ip_length(link, frame).is_some_and(|(start, len)| len > 0 && start + len >= headers);
         assert!(
             !length_known
                 || seg.payload.len() as u64 + u64::from(seg.missing)
@@ -53,9 +56,10 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The IPv4 total length or IPv6 payload length field of a frame that decoded, found again
-/// by walking the link header (VLAN tags included).
-fn ip_length_field(link: LinkType, frame: &[u8]) -> Option<u16> {
+/// Where the IP packet of a frame that decoded starts, and the length its header gives it
+/// (IPv4 total length; IPv6 payload length plus the fixed header, or 0 when the field is 0),
+/// found again by walking the link header (VLAN tags included).
+fn ip_length(link: LinkType, frame: &[u8]) -> Option<(usize, usize)> {
     let be16 = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     // (where the IP header starts, where the EtherType that names it is)
     let (mut ip, mut proto) = match link {
@@ -71,8 +75,12 @@ fn ip_length_field(link: LinkType, frame: &[u8]) -> Option<u16> {
         // A VLAN tag: its control information, then the next EtherType.
         (proto, ip) = (Some(ip + 2), ip + 4);
     }
-    match frame.get(ip)? >> 4 {
-        4 => be16(ip + 2),
-        _ => be16(ip + 4),
-    }
+    let len = match frame.get(ip)? >> 4 {
+        4 => usize::from(be16(ip + 2)?),
+        _ => match be16(ip + 4)? {
+            0 => 0,
+            n => 40 + usize::from(n),
+        },
+    };
+    Some((ip, len))
 }

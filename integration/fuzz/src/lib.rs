@@ -66,7 +66,7 @@ impl Choices {
         Choices(seed | 1)
     }
 
-    pub fn next(&mut self) -> u32 {
+    pub fn number(&mut self) -> u32 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 17;
@@ -77,11 +77,11 @@ impl Choices {
 
     /// A number in `1..=max` (`max` ≥ 1).
     pub fn size(&mut self, max: usize) -> usize {
-        1 + self.next() as usize % max.max(1)
+        1 + self.number() as usize % max.max(1)
     }
 
     pub fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
+        self.number() & 1 == 1
     }
 }
 
