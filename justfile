@@ -13,6 +13,10 @@ build:
 test:
     bash scripts/test.sh
 
+# the cargo-fuzz targets (nightly), LITEOBS_FUZZ_SECONDS each (default 10); see README
+fuzz *TARGETS:
+    bash scripts/fuzz.sh {{TARGETS}}
+
 # server + client (and agent as root) on this machine, real traffic, then the table
 local *ARGS:
     bash scripts/start.sh local {{ARGS}}

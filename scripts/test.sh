@@ -37,6 +37,11 @@ cargo build $CARGO_PROFILE_FLAG --locked --workspace --all-targets
 cargo clippy $CARGO_PROFILE_FLAG --locked --workspace --all-targets -- -D warnings
 cargo test $CARGO_PROFILE_FLAG --locked --workspace
 
+# The cargo-fuzz targets (integration/fuzz, nightly): built, seeded from fixtures/, each run
+# for a short bounded time; scripts/fuzz.sh says when it skips.
+say "fuzz targets, ${LITEOBS_FUZZ_SECONDS:-10}s each (scripts/fuzz.sh)"
+bash scripts/fuzz.sh
+
 # A workspace of its own (deploy/check/Cargo.toml says why) with its own target dir; it tests the
 # binaries just built, packaged in images.
 say "deploy/: manifests, server image under testcontainers, Nix flake"

@@ -67,5 +67,15 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
 }
 
+/// Inflates a gzip upload body exactly as `POST /upload` does (the cap on the inflated size
+/// included), outside any memory budget. Public for the fuzz target (integration/fuzz), not
+/// part of the API.
+#[doc(hidden)]
+pub fn inflate_gzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let budget = MemoryBudget::new(usize::MAX);
+    let mut reservation = budget.reservation();
+    body::inflate(body, limit, &mut reservation).map(|b| b.as_slice().to_vec())
+}
+
 #[cfg(test)]
 mod tests;

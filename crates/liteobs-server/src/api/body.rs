@@ -125,23 +125,28 @@ pub fn decode(
     match enc.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
         "gzip" | "x-gzip" => {
-            let mut out = Buffer::new(limit);
-            let mut dec = flate2::read::MultiGzDecoder::new(body.as_slice());
-            let mut piece = [0u8; 32 * 1024];
-            loop {
-                let n = dec
-                    .read(&mut piece)
-                    .map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                out.push(&piece[..n], reservation)?;
-            }
+            let out = inflate(body.as_slice(), limit, reservation)?;
             reservation.release(body.footprint());
             Ok(out)
         }
         other => Err(ApiError::UnsupportedEncoding(other.to_owned())),
     }
+}
+
+/// Inflates a gzip body (several members allowed) into a buffer paid for from `reservation`;
+/// refuses it as soon as the output passes `limit` bytes.
+pub fn inflate(gzip: &[u8], limit: usize, reservation: &mut Reservation) -> Result<Buffer, ApiError> {
+    let mut out = Buffer::new(limit);
+    let mut dec = flate2::read::MultiGzDecoder::new(gzip);
+    let mut piece = [0u8; 32 * 1024];
+    loop {
+        let n = dec.read(&mut piece).map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        out.push(&piece[..n], reservation)?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
