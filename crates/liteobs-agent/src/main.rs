@@ -59,7 +59,9 @@ fn agent(cfg: &Config) -> anyhow::Result<()> {
     let report = match run(cfg) {
         Ok(r) => r,
         Err(RunError::StdoutClosed) => return Ok(()),
-        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. })) => return Err(e.into()),
+        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. } | RunError::Trust(_))) => {
+            return Err(e.into());
+        }
         Err(e) => {
             let what = match &cfg.read {
                 Some(f) => format!("replaying {f}"),

@@ -194,6 +194,8 @@ pub enum RunError {
     StdoutClosed,
     #[error("-server {url:?}: {reason}")]
     BadServer { url: String, reason: String },
+    #[error(transparent)]
+    Trust(#[from] liteobs_tls::TrustError),
     #[error("starting a thread: {0}")]
     Thread(io::Error),
     #[error("the capture thread panicked")]
@@ -364,15 +366,10 @@ pub struct RunReport {
 pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError> {
     let bad = |reason: &str| RunError::BadServer { url: url.to_owned(), reason: reason.to_owned() };
     let trimmed = url.trim();
-    let rest = match trimmed.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(bad(
-                "https is not supported by this agent build; use http:// (put TLS in front of the server)",
-            ));
-        }
-        Some(_) => return Err(bad("only http:// URLs are supported")),
-        None => trimmed,
+    let (scheme, rest) = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => return Err(bad("only http:// and https:// URLs are supported")),
+        None => ("http", trimmed),
     };
     let rest = rest.trim_end_matches('/');
     let authority = rest.split('/').next().unwrap_or_default();
@@ -383,7 +380,8 @@ pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError>
         Some(v6) => v6.contains("]:"),
         None => authority.matches(':').count() == 1,
     };
-    let with_port = if has_port { authority.to_owned() } else { format!("{authority}:80") };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let with_port = if has_port { authority.to_owned() } else { format!("{authority}:{default_port}") };
     let addrs: Vec<SocketAddr> = match with_port.to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
@@ -391,7 +389,7 @@ pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError>
             Vec::new()
         }
     };
-    Ok((format!("http://{rest}"), addrs))
+    Ok((format!("{scheme}://{rest}"), addrs))
 }
 
 fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSource + Send>, RunError> {
@@ -455,6 +453,13 @@ pub fn run_with(
     let node = resolve_node(cfg.node.as_deref(), Path::new("/proc/sys/kernel/hostname"));
     let replay = cfg.read.is_some();
     let server = cfg.server.as_deref().map(server_endpoint).transpose()?;
+    // Read at start, so a bad -ca-file is an error before anything is captured.
+    let tls = match &server {
+        Some((url, _)) if url.starts_with("https://") => {
+            Some(liteobs_tls::client_config(cfg.ca_file.as_deref())?)
+        }
+        _ => None,
+    };
     let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
     let mut source = open_source(cfg, &exclude)?;
     let mut attributor = make_attributor();
@@ -510,6 +515,7 @@ pub fn run_with(
 
     let reporter_cfg = server.map(|(url, _)| ReporterConfig {
         token: cfg.token.clone().filter(|t| !t.is_empty()),
+        tls,
         batch_size: cfg.batch_size as usize,
         flush_interval: cfg.flush_interval,
         max_backoff: cfg.max_backoff.max(Duration::from_millis(1)),
@@ -621,7 +627,8 @@ mod tests {
         assert_eq!(a, vec!["[::1]:7".parse::<SocketAddr>().unwrap()]);
         let (_, a) = server_endpoint("http://127.0.0.1").unwrap();
         assert_eq!(a[0].port(), 80);
-        assert!(server_endpoint("https://x").unwrap_err().to_string().contains("https is not supported"));
+        let (u, a) = server_endpoint("https://127.0.0.1/").unwrap();
+        assert_eq!((u.as_str(), a), ("https://127.0.0.1", vec!["127.0.0.1:443".parse().unwrap()]));
         assert!(server_endpoint("ftp://x").is_err());
         assert!(server_endpoint("http://").is_err());
     }

@@ -7,6 +7,7 @@
 //! well as `--pid 1234`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use awc::http::Uri;
@@ -54,12 +55,16 @@ pub struct Cli {
     /// At most this many rows, 1 to 10000 (the server's default is 100).
     #[arg(long, value_name = "N")]
     pub limit: Option<String>,
-    /// Base URL of the LiteObs server (http only).
+    /// Base URL of the LiteObs server (http:// or https://).
     #[arg(long, value_name = "URL", env = "LITEOBS_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Bearer token the server expects.
     #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA(s) that sign the server's certificate, trusted instead of the system
+    /// store for an https:// server.
+    #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format: table for people, json (a pretty JSON array of records) or csv for
     /// programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -76,6 +81,8 @@ pub struct Config {
     /// Server base URL as the user gave it, without a trailing `/`; errors quote it.
     pub server: String,
     pub token: Option<String>,
+    /// Trust anchors for https (None: the system store); read when the query is sent.
+    pub ca_file: Option<PathBuf>,
     /// Query parameters exactly as typed, in a fixed order; only flags that were given.
     pub params: Vec<(&'static str, String)>,
     pub output: OutputFormat,
@@ -142,6 +149,7 @@ impl Cli {
         Ok(Config {
             server,
             token: self.token,
+            ca_file: self.ca_file,
             params,
             output: self.output,
             timeout: Duration::from_secs(self.timeout),
@@ -149,19 +157,15 @@ impl Cli {
     }
 }
 
-/// Checks that `raw` is an `http://host[:port][/prefix]` URL and drops a trailing `/`.
+/// Checks that `raw` is an `http[s]://host[:port][/prefix]` URL and drops a trailing `/`.
 fn check_server(raw: &str) -> Result<String, ConfigError> {
     let trimmed = raw.trim().trim_end_matches('/');
     let uri: Uri = trimmed.parse().map_err(|e| bad("-server", format!("{raw:?} is not a URL ({e})")))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "-server",
-                "https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
-            ));
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(bad("-server", format!("unsupported scheme {other:?}; use http:// or https://")));
         }
-        Some(other) => return Err(bad("-server", format!("unsupported scheme {other:?}; use http://"))),
         None => {
             return Err(bad("-server", format!("{raw:?} has no scheme; write http://{trimmed}")));
         }
@@ -221,7 +225,7 @@ mod tests {
             (&["-limit", "0"], "-limit"),
             (&["-since", "yesterday"], "-since"),
             (&["-since", "1m", "-until", "2m"], "-since"),
-            (&["-server", "https://x"], "-server"),
+            (&["-server", "ftp://x"], "-server"),
             (&["-server", "127.0.0.1:8080"], "-server"),
             (&["-server", "http://"], "-server"),
             (&["-token", "a\nb"], "-token"),
@@ -238,6 +242,7 @@ mod tests {
         assert_eq!(config(&["-server", "http://h:1/"]).unwrap().server, "http://h:1");
         assert_eq!(config(&["-server", "http://h/liteobs/"]).unwrap().server, "http://h/liteobs");
         assert_eq!(config(&["-server", "http://[::1]:8080"]).unwrap().server, "http://[::1]:8080");
+        assert_eq!(config(&["-server", "https://h:8443/"]).unwrap().server, "https://h:8443");
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub struct Config {
     /// Largest upload body in bytes (as sent and after gzip decoding); larger ones get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body: usize,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs -tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of -tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {

@@ -17,9 +17,13 @@
 //! never retried. 401 is fatal ([`ReportError::Unauthorized`]): no retry fixes a token. 413
 //! splits the batch in two. Everything else (5xx, 408, 429, connection errors, timeouts) is
 //! retried with exponential backoff until it succeeds or the shutdown deadline passes; the
-//! records still held then are counted as abandoned.
+//! records still held then are counted as abandoned. A TLS failure (an untrusted or misnamed
+//! certificate, a server that does not speak TLS, or one that does when asked for http://) is
+//! fatal too ([`ReportError::Tls`]): it is
+//! configuration, which no retry fixes (see [`tls`]).
 
 pub mod stdout;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -247,6 +251,8 @@ pub struct ReporterConfig {
     pub server: String,
     /// Sent as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    /// Whom to trust for an `https://` server (None for `http://`).
+    pub tls: Option<std::sync::Arc<liteobs_tls::ClientConfig>>,
     /// Records per upload, at most.
     pub batch_size: usize,
     /// The longest a record waits for its batch to fill.
@@ -264,6 +270,7 @@ impl ReporterConfig {
         ReporterConfig {
             server: server.into(),
             token: None,
+            tls: None,
             batch_size: 1000,
             flush_interval: Duration::from_secs(1),
             initial_backoff: Duration::from_millis(200),
@@ -334,6 +341,8 @@ pub enum ReportError {
         "{url} refused the agent's credentials (401 Unauthorized{detail}); set -token or LITEOBS_TOKEN to the server's token"
     )]
     Unauthorized { url: String, detail: String },
+    #[error("{url}: {reason}")]
+    Tls { url: String, reason: String },
     #[error("encoding a batch")]
     Encode(#[from] io::Error),
 }
@@ -345,6 +354,7 @@ enum Outcome {
     TooLarge,
     Rejected { status: u16, body: String },
     Unauthorized(String),
+    Tls(String),
     Retry(String),
 }
 
@@ -367,7 +377,17 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(cfg: ReporterConfig, counters: std::sync::Arc<ReportCounters>) -> Reporter {
-        let client = awc::Client::builder().timeout(cfg.request_timeout).disable_redirects().finish();
+        // Without `tls` only http:// works (awc: "SSL is not supported"); run.rs sets it for https://.
+        let connector = awc::Connector::new();
+        let connector = match &cfg.tls {
+            Some(tls) => connector.rustls_0_23(tls.clone()),
+            None => connector,
+        };
+        let client = awc::Client::builder()
+            .connector(connector)
+            .timeout(cfg.request_timeout)
+            .disable_redirects()
+            .finish();
         let url = cfg.upload_url();
         Reporter { cfg, url, client, counters }
     }
@@ -470,6 +490,7 @@ impl Reporter {
                     Outcome::Unauthorized(detail) => {
                         return Err(ReportError::Unauthorized { url: self.url.clone(), detail });
                     }
+                    Outcome::Tls(reason) => return Err(ReportError::Tls { url: self.url.clone(), reason }),
                     Outcome::Retry(reason) => {
                         failures += 1;
                         self.counters.upload_failures.fetch_add(1, Ordering::Relaxed);
@@ -501,7 +522,10 @@ impl Reporter {
         }
         let mut resp = match req.send_body(body).await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => {
+                return tls::refusal(&self.url, &e)
+                    .map_or_else(|| Outcome::Retry(e.to_string()), Outcome::Tls);
+            }
         };
         let status = resp.status().as_u16();
         let text = match resp.body().limit(1 << 20).await {
