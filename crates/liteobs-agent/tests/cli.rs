@@ -45,7 +45,10 @@ fn unreadable_inputs_are_one_clear_line() {
             "liteobs-agent: /nonexistent/x.pcap: No such file or directory",
         ),
         (vec!["-read", manifest], "not a pcap or pcapng file (it starts with bytes 5b 70 61 63)"),
-        (vec!["-read", manifest, "-server", "https://127.0.0.1:1"], "https is not supported"),
+        (
+            vec!["-read", manifest, "-server", "https://127.0.0.1:1", "-ca-file", "/nonexistent/ca.pem"],
+            "liteobs-agent: cannot read the CA file /nonexistent/ca.pem: No such file or directory",
+        ),
     ] {
         let o = agent(&args);
         let err = stderr(&o);
@@ -68,6 +71,7 @@ fn bad_flag_values_name_the_flag() {
         "--ports",
         "--read",
         "--server",
+        "--ca-file",
         "--token",
         "--node",
         "--batch-size",

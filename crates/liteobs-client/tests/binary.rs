@@ -86,9 +86,9 @@ fn bad_values_and_unknown_flags_exit_2_before_any_request() {
     assert!(stderr(&out).contains(r#"-pid: "abc" is not a process ID"#), "{}", stderr(&out));
     let out = client(&["-pdi", "1"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = client(&["-server", "https://example.test"]);
+    let out = client(&["-server", "ftp://example.test"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("-server: https is not supported"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("-server: unsupported scheme \"ftp\""), "{}", stderr(&out));
 }
 
 #[test]
