@@ -39,9 +39,15 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub read: Option<String>,
 
-    /// liteobs-server base URL (http://host:port); without it records are printed to stdout.
+    /// liteobs-server base URL (http://host:port or https://host:port); without it records
+    /// are printed to stdout.
     #[arg(long, value_name = "URL", env = "LITEOBS_SERVER")]
     pub server: Option<String>,
+
+    /// PEM file of the CA(s) that sign the server's certificate, trusted instead of the system
+    /// store for an https:// -server.
+    #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 
     /// Bearer token for the server.
     #[arg(long, value_name = "TOKEN", env = "LITEOBS_TOKEN", hide_env_values = true)]

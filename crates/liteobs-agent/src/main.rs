@@ -76,7 +76,9 @@ fn agent(cfg: &Config) -> anyhow::Result<Outcome> {
     let report = match run(cfg) {
         Ok(r) => r,
         Err(RunError::StdoutClosed) => return Ok(Outcome::Complete),
-        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. })) => return Err(e.into()),
+        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. } | RunError::Trust(_))) => {
+            return Err(e.into());
+        }
         Err(e) => {
             let what = match &cfg.read {
                 Some(f) => format!("replaying {f}"),

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use liteobs_model::{Scheme, ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
+use liteobs_model::{ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -236,6 +236,8 @@ pub enum RunError {
     SpoolWithoutServer,
     #[error("-server {url:?}: {reason}")]
     BadServer { url: String, reason: String },
+    #[error(transparent)]
+    Trust(#[from] liteobs_tls::TrustError),
     #[error("starting a thread: {0}")]
     Thread(io::Error),
     #[error("the capture thread panicked")]
@@ -407,12 +409,6 @@ pub struct RunReport {
 pub fn server_endpoint(url: &str) -> Result<(String, Vec<SocketAddr>), RunError> {
     let bad = |reason: String| RunError::BadServer { url: url.to_owned(), reason };
     let parsed = ServerUrl::parse(url).map_err(|e| bad(e.to_string()))?;
-    if parsed.scheme() == Scheme::Https {
-        return Err(bad(
-            "https is not supported by this agent build; use http:// (put TLS in front of the server)"
-                .to_owned(),
-        ));
-    }
     let addrs: Vec<SocketAddr> = match (parsed.host(), parsed.port()).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
@@ -484,6 +480,13 @@ pub fn run_with(
     let node = resolve_node(cfg.node.as_deref(), Path::new("/proc/sys/kernel/hostname"));
     let replay = cfg.read.is_some();
     let server = cfg.server.as_deref().map(server_endpoint).transpose()?;
+    // Read at start, so a bad -ca-file is an error before anything is captured.
+    let tls = match &server {
+        Some((url, _)) if url.starts_with("https://") => {
+            Some(liteobs_tls::client_config(cfg.ca_file.as_deref())?)
+        }
+        _ => None,
+    };
     let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
     let counters = Arc::new(ReportCounters::default());
     let spool = open_spool(cfg, server.is_some(), &counters)?;
@@ -540,6 +543,7 @@ pub fn run_with(
 
     let reporter_cfg = server.map(|(url, _)| ReporterConfig {
         token: cfg.token.clone().filter(|t| !t.is_empty()),
+        tls,
         batch_size: cfg.batch_size as usize,
         flush_interval: cfg.flush_interval,
         max_backoff: cfg.max_backoff.max(Duration::from_millis(1)),
@@ -975,7 +979,8 @@ mod tests {
         assert_eq!(a, vec!["[::1]:7".parse::<SocketAddr>().unwrap()]);
         let (_, a) = server_endpoint("http://127.0.0.1").unwrap();
         assert_eq!(a[0].port(), 80);
-        assert!(server_endpoint("https://x").unwrap_err().to_string().contains("https is not supported"));
+        let (u, a) = server_endpoint("https://127.0.0.1/").unwrap();
+        assert_eq!((u.as_str(), a), ("https://127.0.0.1", vec!["127.0.0.1:443".parse().unwrap()]));
         assert!(server_endpoint("ftp://x").is_err());
         for (raw, want) in [
             ("http://", r#"-server "http://": no host; write http://HOST[:PORT]"#),

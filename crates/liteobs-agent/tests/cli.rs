@@ -45,7 +45,10 @@ fn unreadable_inputs_are_one_clear_line() {
             "liteobs-agent: /nonexistent/x.pcap: No such file or directory",
         ),
         (vec!["-read", manifest], "not a pcap or pcapng file (it starts with bytes 5b 70 61 63)"),
-        (vec!["-read", manifest, "-server", "https://127.0.0.1:1"], "https is not supported"),
+        (
+            vec!["-read", manifest, "-server", "https://127.0.0.1:1", "-ca-file", "/nonexistent/ca.pem"],
+            "liteobs-agent: cannot read the CA file /nonexistent/ca.pem: No such file or directory",
+        ),
     ] {
         let o = agent(&args);
         let err = stderr(&o);
@@ -80,7 +83,7 @@ fn server_mistakes_say_what_to_write() {
             "localhost:8080",
             r#"liteobs-agent: -server "localhost:8080": no scheme; write http://localhost:8080"#,
         ),
-        ("ftp://h", r#"liteobs-agent: -server "ftp://h": unsupported scheme "ftp"; use http://"#),
+        ("ftp://h", r#"liteobs-agent: -server "ftp://h": unsupported scheme "ftp"; use http:// or https://"#),
         (
             "http://h/?batch=1",
             r#"liteobs-agent: -server "http://h/?batch=1": a query string or fragment (? or #) is not allowed; the base URL ends at its path"#,
@@ -109,6 +112,7 @@ fn bad_flag_values_name_the_flag() {
         "--ports",
         "--read",
         "--server",
+        "--ca-file",
         "--token",
         "--node",
         "--batch-size",

@@ -7,12 +7,13 @@
 //! well as `--pid 1234`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use awc::http::header::HeaderValue;
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use liteobs_model::{Filter, Scheme, ServerUrl};
+use liteobs_model::{Filter, ServerUrl};
 
 use crate::render::OutputFormat;
 
@@ -53,12 +54,16 @@ pub struct Cli {
     /// At most this many rows, 1 to 10000 (the server's default is 100).
     #[arg(long, value_name = "N")]
     pub limit: Option<String>,
-    /// Base URL of the LiteObs server (http only).
+    /// Base URL of the LiteObs server (http:// or https://).
     #[arg(long, value_name = "URL", env = "LITEOBS_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Bearer token the server expects.
     #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA(s) that sign the server's certificate, trusted instead of the system
+    /// store for an https:// server.
+    #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format: table for people, json (a pretty JSON array of records) or csv for
     /// programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -76,6 +81,8 @@ pub struct Config {
     /// errors quote it.
     pub server: String,
     pub token: Option<String>,
+    /// Trust anchors for https (None: the system store); read when the query is sent.
+    pub ca_file: Option<PathBuf>,
     /// Query parameters exactly as typed, in a fixed order; only flags that were given.
     pub params: Vec<(&'static str, String)>,
     pub output: OutputFormat,
@@ -142,6 +149,7 @@ impl Cli {
         Ok(Config {
             server,
             token: self.token,
+            ca_file: self.ca_file,
             params,
             output: self.output,
             timeout: Duration::from_secs(self.timeout),
@@ -149,16 +157,10 @@ impl Cli {
     }
 }
 
-/// Checks that `raw` is an `http://host[:port][/prefix]` URL ([`ServerUrl`] says what is
+/// Checks that `raw` is an `http[s]://host[:port][/prefix]` URL ([`ServerUrl`] says what is
 /// refused) and returns it normalized, without a trailing `/`.
 fn check_server(raw: &str) -> Result<String, ConfigError> {
     let url = ServerUrl::parse(raw).map_err(|e| bad("-server", format!("{raw:?}: {e}")))?;
-    if url.scheme() == Scheme::Https {
-        return Err(bad(
-            "-server",
-            "https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
-        ));
-    }
     Ok(url.to_string())
 }
 
@@ -208,7 +210,7 @@ mod tests {
             (&["-limit", "0"], "-limit"),
             (&["-since", "yesterday"], "-since"),
             (&["-since", "1m", "-until", "2m"], "-since"),
-            (&["-server", "https://x"], "-server"),
+            (&["-server", "ftp://x"], "-server"),
             (&["-server", "127.0.0.1:8080"], "-server"),
             (&["-server", "http://"], "-server"),
             (&["-token", "a\nb"], "-token"),
@@ -225,7 +227,7 @@ mod tests {
         for (url, want) in [
             ("http://", r#"-server: "http://": no host; write http://HOST[:PORT]"#),
             ("localhost:8080", r#"-server: "localhost:8080": no scheme; write http://localhost:8080"#),
-            ("ftp://h", r#"-server: "ftp://h": unsupported scheme "ftp"; use http://"#),
+            ("ftp://h", r#"-server: "ftp://h": unsupported scheme "ftp"; use http:// or https://"#),
             (
                 "http://u:p@h",
                 r#"-server: "http://u:p@h": user info (USER@HOST) is not supported; give the token with -token"#,
@@ -236,10 +238,6 @@ mod tests {
             ),
             ("http://h:99999", r#"-server: "http://h:99999": port "99999" is not a number from 1 to 65535"#),
             ("http://::1", r#"-server: "http://::1": an IPv6 address goes in brackets: http://[::1]:8080"#),
-            (
-                "https://h",
-                "-server: https is not supported by this client; use http:// (or a local TLS-terminating proxy)",
-            ),
         ] {
             assert_eq!(config(&["-server", url]).unwrap_err().to_string(), want, "{url}");
         }
@@ -258,6 +256,7 @@ mod tests {
         assert_eq!(config(&["-server", "http://h:1/"]).unwrap().server, "http://h:1");
         assert_eq!(config(&["-server", "http://h/liteobs/"]).unwrap().server, "http://h/liteobs");
         assert_eq!(config(&["-server", "http://[::1]:8080"]).unwrap().server, "http://[::1]:8080");
+        assert_eq!(config(&["-server", "https://h:8443/"]).unwrap().server, "https://h:8443");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The one HTTP call: `GET {server}/query` with the filter as query parameters.
 //!
 //! Failures are sorted by what the user should do about them: the server could not be reached
-//! (start it, fix `-server`), it did not answer in time (raise `-timeout`), it refused the token,
-//! it rejected the query, or it answered something that is not a LiteObs answer. Each
+//! (start it, fix `-server`), it did not answer in time (raise `-timeout`), TLS failed (fix
+//! `-ca-file`, the host name, or the scheme), it refused the token, it rejected the query, or it
+//! answered something that is not a LiteObs answer. Each
 //! [`QueryError`] displays as one complete sentence fragment, so the binary prints it as is.
 //!
 //! Records are read one by one: a row this client cannot read (written by a server with other
@@ -12,6 +13,7 @@
 use std::io;
 use std::time::Duration;
 
+use actix_http::error::ParseError;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use liteobs_model::{QueryResponse, TrafficLog};
 use serde::Deserialize;
@@ -29,6 +31,10 @@ pub enum QueryError {
     Unreachable { server: String, reason: String },
     #[error("server at {server} did not answer within {}s (raise -timeout?)", timeout.as_secs())]
     Timeout { server: String, timeout: Duration },
+    #[error("{0}")]
+    Trust(#[from] liteobs_tls::TrustError),
+    #[error("server at {server}: {reason}")]
+    Tls { server: String, reason: String },
     #[error("lost the connection to server at {server}: {reason}")]
     Transport { server: String, reason: String },
     #[error("server {server} refused the token ({status}): {message}")]
@@ -106,7 +112,10 @@ pub async fn fetch(config: &Config) -> Result<Answer, QueryError> {
 
 async fn exchange(config: &Config) -> Result<Answer, QueryError> {
     let server = &config.server;
-    let connector = awc::Connector::new().timeout(config.timeout);
+    let mut connector = awc::Connector::new().timeout(config.timeout);
+    if server.starts_with("https://") {
+        connector = connector.rustls_0_23(liteobs_tls::client_config(config.ca_file.as_deref())?);
+    }
     let client = awc::Client::builder().connector(connector).timeout(config.timeout).finish();
     let mut request = client
         .get(format!("{server}/query"))
@@ -190,6 +199,18 @@ fn printable(s: &str, max: usize) -> String {
 
 fn send_error(config: &Config, e: SendRequestError) -> QueryError {
     let server = config.server.clone();
+    if let SendRequestError::Connect(ConnectError::Io(io)) | SendRequestError::Send(io) = &e
+        && let Some(reason) = liteobs_tls::certificate_problem(io)
+    {
+        return QueryError::Tls { server, reason };
+    }
+    if let SendRequestError::Response(ParseError::Version) = &e
+        && let Some(host) = server.strip_prefix("http://")
+    {
+        // A TLS server answers a plain request with a TLS alert, which is no HTTP status line.
+        let reason = format!("the answer is not HTTP ({e}); if it serves HTTPS, use -server https://{host}");
+        return QueryError::Transport { server, reason };
+    }
     match e {
         SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
             QueryError::Timeout { server, timeout: config.timeout }

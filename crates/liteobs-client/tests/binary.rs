@@ -86,9 +86,9 @@ fn bad_values_and_unknown_flags_exit_2_before_any_request() {
     assert!(stderr(&out).contains(r#"-pid: "abc" is not a process ID"#), "{}", stderr(&out));
     let out = client(&["-pdi", "1"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = client(&["-server", "https://example.test"]);
+    let out = client(&["-server", "ftp://example.test"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("-server: https is not supported"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(r#"unsupported scheme "ftp""#), "{}", stderr(&out));
 }
 
 /// The first line of stderr of a run that must exit 2 before any request.
@@ -117,7 +117,7 @@ fn flag_and_server_mistakes_are_named_as_typed() {
             &["-server", "localhost:8080"],
             r#"error: -server: "localhost:8080": no scheme; write http://localhost:8080"#,
         ),
-        (&["-server", "ftp://h"], r#"error: -server: "ftp://h": unsupported scheme "ftp"; use http://"#),
+        (&["-server", "ftp://h"], r#"error: -server: "ftp://h": unsupported scheme "ftp"; use http:// or https://"#),
         (&["-server", "http://[::1"], r#"error: -server: "http://[::1": [::1] is not an IPv6 address"#),
         (
             &["-server", "http://127.0.0.1:1", "-until", "-5"],

@@ -57,7 +57,7 @@ pub enum ServerUrlError {
     NoScheme(String),
     #[error("not a URL; write {FORM}")]
     Malformed,
-    #[error("unsupported scheme {0:?}; use http://")]
+    #[error("unsupported scheme {0:?}; use http:// or https://")]
     Scheme(String),
     #[error("no host; write {FORM}")]
     NoHost,
@@ -224,7 +224,7 @@ mod tests {
             ("[::1]:7", "no scheme; write http://[::1]:7"),
             ("http:", "not a URL; write http://HOST[:PORT]"),
             ("http:/h", "not a URL; write http://HOST[:PORT]"),
-            ("ftp://h", r#"unsupported scheme "ftp"; use http://"#),
+            ("ftp://h", r#"unsupported scheme "ftp"; use http:// or https://"#),
             ("http://u:p@h", "user info (USER@HOST) is not supported; give the token with -token"),
             (
                 "http://h/?x=1",

@@ -51,6 +51,12 @@ pub struct Config {
     /// Connections served at once; more wait in the kernel's accept queue.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs -tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of -tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Flags that parse but cannot be run with; each displays as one line saying what to change.

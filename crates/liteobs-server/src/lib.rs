@@ -3,11 +3,13 @@
 //! * [`store`]: the [`store::Store`] trait and its DuckDB and SQLite backends;
 //! * [`api`]: the actix-web REST API over a store;
 //! * [`config`] and [`run`]: flags, then bind and serve until SIGINT/SIGTERM (in-flight requests
-//!   finish; actix's graceful shutdown).
+//!   finish; actix's graceful shutdown);
+//! * [`tls`]: the certificate and key for `-tls-cert`/`-tls-key` (HTTPS instead of HTTP).
 
 pub mod api;
 pub mod config;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +25,15 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest an idle keep-alive connection is kept open between requests.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// Opens the store, binds, prints `listening on http://ADDR` on stdout (scripts and tests wait
-/// for that line; with `-listen 127.0.0.1:0` it says which port was picked) and serves until a
-/// shutdown signal.
+/// Opens the store, binds, prints `listening on http://ADDR` (`https://` with `-tls-cert`) on
+/// stdout (scripts and tests wait for that line; with `-listen 127.0.0.1:0` it says which port
+/// was picked) and serves until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
+    // Before the store: a bad certificate or key is a mistake to report at once.
+    let tls = tls::paths(config.tls_cert.as_deref(), config.tls_key.as_deref())?
+        .map(|(cert, key)| tls::server_config(cert, key))
+        .transpose()?;
     let path = config.db_path();
     let store = web::block({
         let path = path.clone();
@@ -55,11 +61,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .max_connections(per_worker)
         .client_request_timeout(HEAD_TIMEOUT)
         .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
-        .shutdown_timeout(30)
-        .bind(&config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .shutdown_timeout(30);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(&config.listen, tls),
+        None => server.bind(&config.listen),
+    }
+    .with_context(|| format!("cannot listen on {}", config.listen))?;
     for addr in server.addrs() {
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
     }
     server.run().await.context("serving")?;
     tracing::info!("stopped");

@@ -443,3 +443,142 @@ fn a_broken_manifest_is_caught() {
         caught.err().and_then(|e| e.downcast_ref::<String>().cloned()).expect("a panic with a message");
     assert!(message.contains(".spec.template.spec.hostNetwrk is not a field"), "{message}");
 }
+
+/// `kubectl kustomize` of `dir` as JSON documents, or None (skipped) without kubectl.
+fn kustomize(dir: &Path) -> Option<Vec<Value>> {
+    let out = match std::process::Command::new("kubectl").args(["kustomize"]).arg(dir).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            skip_or_fail("kustomize build", "needs kubectl (apt-get install kubectl)");
+            return None;
+        }
+        Err(e) => panic!("running kubectl kustomize: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8 YAML");
+    Some(
+        serde_norway::Deserializer::from_str(&text)
+            .map(|doc| Value::deserialize(doc).expect("kustomize output is YAML"))
+            .collect(),
+    )
+}
+
+/// The Secret key that `path` in container `c` is: the read-only mount it lies under, the Secret
+/// volume behind that mount, and the item mapped to the rest of the path.
+fn secret_file(spec: &PodSpec, c: &Container, path: &str) -> (String, String) {
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    let (mount, rest) = mounts
+        .iter()
+        .find_map(|m| path.strip_prefix(&format!("{}/", m.mount_path)).map(|rest| (m, rest)))
+        .unwrap_or_else(|| panic!("container {}: {path} is under no volume mount", c.name));
+    assert_eq!(mount.read_only, Some(true), "container {}: {} must be read-only", c.name, mount.mount_path);
+    let volume = spec.volumes.as_deref().unwrap_or_default().iter().find(|v| v.name == mount.name);
+    let secret = volume
+        .and_then(|v| v.secret.as_ref())
+        .unwrap_or_else(|| panic!("container {}: {path} is not on a Secret volume", c.name));
+    let key = match &secret.items {
+        Some(items) => items
+            .iter()
+            .find(|i| i.path == rest)
+            .unwrap_or_else(|| panic!("container {}: no item of the Secret is {rest}", c.name))
+            .key
+            .clone(),
+        None => rest.to_owned(),
+    };
+    (secret.secret_name.clone().unwrap_or_default(), key)
+}
+
+fn flag<'a>(c: &'a Container, name: &str) -> &'a str {
+    let args = c.args.as_deref().unwrap_or_default();
+    let at = args
+        .iter()
+        .position(|a| a == name)
+        .unwrap_or_else(|| panic!("container {}: no {name} in {args:?}", c.name));
+    args.get(at + 1).unwrap_or_else(|| panic!("container {}: {name} has no value", c.name))
+}
+
+/// deploy/tls/, enabled the way deploy/kustomization.yaml says (uncommenting `components: [tls]`):
+/// one Secret `liteobs-tls` gives the server its certificate and key and the agents the CA, the
+/// agents upload to the Service over https, the probes speak HTTPS, and nothing else changes.
+#[test]
+fn tls_component_wires_one_secret_into_server_and_agent() {
+    let dir = deploy_dir();
+    let copy = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(copy.path().join("tls")).expect("mkdir");
+    for sub in ["", "tls"] {
+        for entry in std::fs::read_dir(dir.join(sub)).expect("deploy/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::copy(&path, copy.path().join(sub).join(path.file_name().expect("name")))
+                    .expect("copy");
+            }
+        }
+    }
+    let k = std::fs::read_to_string(copy.path().join("kustomization.yaml")).expect("kustomization.yaml");
+    assert!(
+        k.contains("\n# components: [tls]\n"),
+        "deploy/kustomization.yaml must offer `# components: [tls]`"
+    );
+    std::fs::write(
+        copy.path().join("kustomization.yaml"),
+        k.replace("\n# components: [tls]\n", "\ncomponents: [tls]\n"),
+    )
+    .expect("write");
+    let (Some(base), Some(built)) = (kustomize(&dir), kustomize(copy.path())) else { return };
+    let kinds = |docs: &[Value]| -> Vec<(String, String)> {
+        let mut v: Vec<_> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap_or_default().to_owned(),
+                    d["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(kinds(&built), kinds(&base), "the component adds or removes objects");
+    let find = |kind: &str| built.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+    let server: Deployment = typed("tls Deployment", find("Deployment"));
+    let agent: DaemonSet = typed("tls DaemonSet", find("DaemonSet"));
+    let service: Service = typed("tls Service", find("Service"));
+    let m = load();
+
+    let spec = server.spec.as_ref().expect("Deployment spec");
+    let pod = pod_spec(&spec.template.spec, "server");
+    let c = only_container(pod, "server");
+    assert_eq!(secret_file(pod, c, flag(c, "-tls-cert")), ("liteobs-tls".to_owned(), "tls.crt".to_owned()));
+    assert_eq!(secret_file(pod, c, flag(c, "-tls-key")), ("liteobs-tls".to_owned(), "tls.key".to_owned()));
+    for (probe, kind) in [(&c.readiness_probe, "readiness"), (&c.liveness_probe, "liveness")] {
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap_or_else(|| panic!("{kind} probe"));
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"), "{kind} probe must speak HTTPS");
+    }
+
+    let spec = agent.spec.as_ref().expect("DaemonSet spec");
+    let pod = pod_spec(&spec.template.spec, "agent");
+    let c = only_container(pod, "agent");
+    let svc_name = service.metadata.name.as_deref().expect("Service name");
+    let port =
+        one(service.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default(), "Service port").port;
+    assert_eq!(flag(c, "-server"), format!("https://{svc_name}.{}.svc:{port}", m.namespace));
+    assert_eq!(secret_file(pod, c, flag(c, "-ca-file")), ("liteobs-tls".to_owned(), "ca.crt".to_owned()));
+    // The agent's volume carries the CA only, never the server's key.
+    let agent_tls = pod.volumes.as_deref().unwrap_or_default().iter().filter_map(|v| v.secret.as_ref());
+    for secret in agent_tls {
+        let keys: Vec<&str> =
+            secret.items.as_deref().unwrap_or_default().iter().map(|i| i.key.as_str()).collect();
+        assert!(secret.items.is_some() && !keys.contains(&"tls.key"), "agent Secret volume: {keys:?}");
+    }
+    // The base's other agent flags survive the patch.
+    let base_agent = one(&m.daemonsets, "DaemonSet");
+    let base_c =
+        only_container(pod_spec(&base_agent.spec.as_ref().expect("spec").template.spec, "agent"), "agent");
+    assert_eq!(flag(c, "-iface"), flag(base_c, "-iface"));
+    assert!(flag(base_c, "-server").starts_with("http://"), "the base stays plain http");
+}

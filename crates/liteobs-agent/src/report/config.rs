@@ -10,6 +10,8 @@ pub struct ReporterConfig {
     pub server: String,
     /// Sent as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    /// Whom to trust for an `https://` server (None for `http://`).
+    pub tls: Option<std::sync::Arc<liteobs_tls::ClientConfig>>,
     /// Records per upload, at most.
     pub batch_size: usize,
     /// The longest a record waits for its batch to fill.
@@ -32,6 +34,7 @@ impl ReporterConfig {
         ReporterConfig {
             server: server.into(),
             token: None,
+            tls: None,
             batch_size: 1000,
             flush_interval: Duration::from_secs(1),
             initial_backoff: Duration::from_millis(200),

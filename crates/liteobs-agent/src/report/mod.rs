@@ -12,7 +12,9 @@
 //! * `encoder`: records → gzip NDJSON body (and back to lines, to cut a batch);
 //! * `batch`: a body with its id, and how a batch is cut (413 halves, 400 "rest") with ids
 //!   derived from its parent's, stable across retries and restarts;
-//! * `config`: the reporter's settings; `client`: the one place the HTTP client is built;
+//! * `config`: the reporter's settings; `client`: the one place the HTTP client is built
+//!   (with `tls`: whom an `https://` server must be vouched for by, and telling a refused
+//!   handshake apart from a server that is down: a TLS failure is fatal, no retry fixes it);
 //! * `service`: one POST and its answer (the only network I/O);
 //! * `retry`: *what* is retried: a pure `classify(answer) -> Outcome`, tested as a table;
 //! * `backoff`: *when*: exponential with jitter, or the server's `Retry-After`, within
@@ -25,6 +27,7 @@
 //! `records_rejected` (refused by the server for good), `records_abandoned` (shutdown deadline,
 //! no spool), or still in the spool (`records_spooled`) for the next start.
 
+pub mod tls;
 mod backoff;
 mod batch;
 mod client;

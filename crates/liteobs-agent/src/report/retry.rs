@@ -31,6 +31,9 @@ pub enum Outcome {
     Rejected { status: u16, reason: String },
     /// 401: the token is wrong; nothing more can be delivered.
     Unauthorized(String),
+    /// The TLS handshake was refused (untrusted or misnamed certificate, a server that does not
+    /// speak TLS, or one that does when asked for http://): configuration, fatal like a 401.
+    Tls(String),
     /// Try the same batch again, after `after` when the server said so (`Retry-After`).
     Retry { reason: String, after: Option<Duration> },
 }

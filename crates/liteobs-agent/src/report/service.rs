@@ -45,7 +45,10 @@ impl Uploader {
         }
         let mut resp = match req.send_body(batch.body.clone()).await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { reason: e.to_string(), after: None },
+            Err(e) => {
+                return super::tls::refusal(&self.url, &e)
+                    .map_or_else(|| Outcome::Retry { reason: e.to_string(), after: None }, Outcome::Tls);
+            }
         };
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);

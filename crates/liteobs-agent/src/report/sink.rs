@@ -35,6 +35,8 @@ pub enum ReportError {
         "{url} refused the agent's credentials (401 Unauthorized{detail}); set -token or LITEOBS_TOKEN to the server's token"
     )]
     Unauthorized { url: String, detail: String },
+    #[error("{url}: {reason}")]
+    Tls { url: String, reason: String },
     #[error("encoding a batch")]
     Encode(#[from] std::io::Error),
 }
@@ -369,6 +371,7 @@ impl Reporter {
                     Outcome::Unauthorized(detail) => {
                         return Err(ReportError::Unauthorized { url: url.to_owned(), detail });
                     }
+                    Outcome::Tls(reason) => return Err(ReportError::Tls { url: url.to_owned(), reason }),
                     Outcome::Retry { reason, after } => {
                         failures += 1;
                         ReportCounters::add(&self.counters.upload_failures, 1);
