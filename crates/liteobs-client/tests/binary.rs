@@ -117,7 +117,10 @@ fn flag_and_server_mistakes_are_named_as_typed() {
             &["-server", "localhost:8080"],
             r#"error: -server: "localhost:8080": no scheme; write http://localhost:8080"#,
         ),
-        (&["-server", "ftp://h"], r#"error: -server: "ftp://h": unsupported scheme "ftp"; use http:// or https://"#),
+        (
+            &["-server", "ftp://h"],
+            r#"error: -server: "ftp://h": unsupported scheme "ftp"; use http:// or https://"#,
+        ),
         (&["-server", "http://[::1"], r#"error: -server: "http://[::1": [::1] is not an IPv6 address"#),
         (
             &["-server", "http://127.0.0.1:1", "-until", "-5"],

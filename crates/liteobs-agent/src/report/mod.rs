@@ -27,7 +27,6 @@
 //! `records_rejected` (refused by the server for good), `records_abandoned` (shutdown deadline,
 //! no spool), or still in the spool (`records_spooled`) for the next start.
 
-pub mod tls;
 mod backoff;
 mod batch;
 mod client;
@@ -43,6 +42,7 @@ mod stats;
 pub mod stdout;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use batch::{BadBatchId, Batch, BatchId};

@@ -140,7 +140,8 @@ pub fn inflate(gzip: &[u8], limit: usize, reservation: &mut Reservation) -> Resu
     let mut dec = flate2::read::MultiGzDecoder::new(gzip);
     let mut piece = [0u8; 32 * 1024];
     loop {
-        let n = dec.read(&mut piece).map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
+        let n =
+            dec.read(&mut piece).map_err(|e| ApiError::BadBody(format!("body is not valid gzip: {e}")))?;
         if n == 0 {
             break;
         }

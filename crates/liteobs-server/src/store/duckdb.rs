@@ -114,7 +114,6 @@ fn raw_exec(path: &Path, sql: &str) {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Backend;
     use crate::store::conformance::conformance_tests;
 
     conformance_tests!(Backend::Duckdb, crate::store::duckdb::raw_exec);
