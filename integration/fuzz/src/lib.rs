@@ -188,7 +188,8 @@ impl Read for Trickle {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Replay {
     pub frames: Vec<(i64, LinkType, Vec<u8>)>,
-    pub truncated: bool,
+    /// Where the file is damaged (cut, an impossible length, ...), if it is.
+    pub damaged_at: Option<u64>,
     pub unsupported_link: u64,
     /// The error that ended it (its message), if any.
     pub error: Option<String>,
@@ -205,7 +206,7 @@ pub fn replay(file: &[u8], trickle: Option<(u32, usize)>) -> Replay {
         None => Box::new(io::Cursor::new(file.to_vec())),
         Some((seed, max_read)) => Box::new(Trickle::new(file.to_vec(), seed, max_read)),
     };
-    let mut replay = Replay { frames: Vec::new(), truncated: false, unsupported_link: 0, error: None };
+    let mut replay = Replay { frames: Vec::new(), damaged_at: None, unsupported_link: 0, error: None };
     let mut source = match OfflineSource::from_reader("fuzz", reader, Some(file.len() as u64)) {
         Ok(source) => source,
         Err(e) => {
@@ -238,7 +239,7 @@ pub fn replay(file: &[u8], trickle: Option<(u32, usize)>) -> Replay {
     pipeline.finish(&mut out);
     assert_eq!(pipeline.buffered_bytes(), 0, "pipeline holds bytes after finish");
     let stats = source.stats();
-    replay.truncated = stats.truncated;
+    replay.damaged_at = stats.damage.as_ref().map(|d| d.offset);
     replay.unsupported_link = stats.unsupported_link;
     replay
 }
