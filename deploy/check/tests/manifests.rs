@@ -449,7 +449,7 @@ fn kustomize(dir: &Path) -> Option<Vec<Value>> {
     let out = match std::process::Command::new("kubectl").args(["kustomize"]).arg(dir).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            skip_or_fail("kustomize build", "needs kubectl (apt-get install kubectl)");
+            skip_missing_tool("kustomize build", "kubectl", "kubectl");
             return None;
         }
         Err(e) => panic!("running kubectl kustomize: {e}"),

@@ -215,7 +215,13 @@ impl HttpConn {
     pub(super) fn feed(&mut self, d: Dir, ts: i64, mut bytes: &[u8], cx: &mut HttpContext<'_>) {
         while !bytes.is_empty() {
             if !self.half(d).held.is_empty() {
-                self.hold(d, ts, bytes, cx);
+                // Waiting on the line after an answered `Expect: 100-continue`: each piece may
+                // decide it, so it goes through the waiting state rather than behind the rest.
+                if let State::Await(awaited @ Awaited::Continue { answered: true, .. }) = self.half(d).state {
+                    self.await_data(d, ts, bytes, awaited, cx);
+                } else {
+                    self.hold(d, ts, bytes, cx);
+                }
                 return;
             }
             let before = self.half(d).state;

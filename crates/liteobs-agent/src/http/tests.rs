@@ -638,6 +638,28 @@ fn expect_continue_answered_with_a_final_status() {
     r.s(OK5);
     r.close();
     assert_eq!(r.summary(), vec![x("PUT", "/big", 417, 0, 0), x("GET", "/after", 200, 0, 5)]);
+
+    // The next request cut anywhere, before or after the answer (found by the http_stream
+    // fuzz target): the decision waits for the whole line, so every cut gives the same.
+    let next: &[u8] = b"GET /after HTTP/1.1\r\n\r\n";
+    for cut in 1..next.len() {
+        for answer_first in [true, false] {
+            let mut r = Rig::new();
+            r.c(b"PUT /big HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4000\r\n\r\n");
+            if answer_first {
+                r.s(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+            }
+            r.c(&next[..cut]);
+            if !answer_first {
+                r.s(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+            }
+            r.c(&next[cut..]);
+            r.s(OK5);
+            r.close();
+            let want = vec![x("PUT", "/big", 417, 0, 0), x("GET", "/after", 200, 0, 5)];
+            assert_eq!(r.summary(), want, "cut at {cut}, answer first: {answer_first}");
+        }
+    }
 }
 
 #[test]

@@ -18,11 +18,6 @@ use super::conn::{Awaited, AwaitedBody, Held, HttpConn, Role, State};
 use super::resync::{MAX_START_LINE, Verdict, check_start};
 use crate::reassemble::Dir;
 
-/// Whether `bytes` begin with a complete, strict request line.
-fn starts_request(bytes: &[u8]) -> bool {
-    matches!(check_start(bytes, Role::Request, MAX_START_LINE), Verdict::Valid(_))
-}
-
 impl HttpConn {
     /// The request just parsed in `d` expects `100 Continue` before its body.
     pub(super) fn await_continue(&mut self, d: Dir, body: AwaitedBody) {
@@ -41,8 +36,16 @@ impl HttpConn {
     ) -> bool {
         match awaited {
             Awaited::Continue { body, answered: true } => {
-                self.continue_decided(d, body, starts_request(bytes), cx);
-                false
+                // Decide on the client's next line, however it is cut into segments: hold
+                // until it is complete (or cannot be a request line).
+                self.hold(d, ts, bytes, cx);
+                let still_waiting =
+                    matches!(self.half(d).state, State::Await(Awaited::Continue { answered: true, .. }));
+                if still_waiting && let Some(skipped) = self.held_starts_request(d) {
+                    self.continue_decided(d, body, skipped, cx);
+                    self.release_held(d, cx);
+                }
+                true
             }
             Awaited::Switch { overflow: true } => {
                 cx.stats.buffer_dropped_bytes += bytes.len() as u64;
@@ -89,18 +92,49 @@ impl HttpConn {
                 }
             }
             (Awaited::Continue { body, .. }, Some(100) | None) => self.half(d).state = body.state(),
-            (Awaited::Continue { body, .. }, Some(_)) => {
-                let first = self.half(d).held.iter().find_map(|held| match held {
-                    Held::Data(_, bytes) => Some(starts_request(bytes)),
-                    Held::Gap(_) | Held::End => None,
-                });
-                match first {
-                    Some(skipped) => self.continue_decided(d, body, skipped, cx),
-                    None => self.half(d).state = State::Await(Awaited::Continue { body, answered: true }),
+            (Awaited::Continue { body, .. }, Some(_)) => match self.held_starts_request(d) {
+                Some(skipped) => self.continue_decided(d, body, skipped, cx),
+                None => {
+                    // Nothing held yet, or the client's next line is still incomplete.
+                    self.half(d).state = State::Await(Awaited::Continue { body, answered: true });
+                    return;
+                }
+            },
+        }
+        self.release_held(d, cx);
+    }
+
+    /// Whether what is held in `d` starts with a request line: `Some` once that can be told
+    /// (the line is complete, cannot be one, is too long, or a gap or the end follows), `None`
+    /// while nothing or only the start of a plausible line is held.
+    fn held_starts_request(&self, d: Dir) -> Option<bool> {
+        let limit = MAX_START_LINE + 2;
+        let mut line: Vec<u8> = Vec::new();
+        let mut cut = false;
+        for held in &self.halves[d.index()].held {
+            match held {
+                Held::Data(_, bytes) => {
+                    let room = limit.saturating_sub(line.len());
+                    line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    if line.len() >= limit {
+                        break;
+                    }
+                }
+                Held::Gap(_) | Held::End => {
+                    cut = true;
+                    break;
                 }
             }
         }
-        self.release_held(d, cx);
+        if line.is_empty() && !cut {
+            return None;
+        }
+        match check_start(&line, Role::Request, MAX_START_LINE) {
+            Verdict::Valid(_) => Some(true),
+            Verdict::Invalid => Some(false),
+            Verdict::Incomplete if cut || line.len() >= limit => Some(false),
+            Verdict::Incomplete => None,
+        }
     }
 
     /// A final status answered an `Expect: 100-continue` request; `skipped` says the client
