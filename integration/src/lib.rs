@@ -202,6 +202,20 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// What the agent makes of a capture file, printed instead of uploaded (`-read FILE -node
+/// NODE`): the records an upload of the same file must store, exactly once each.
+pub fn replayed(capture: &Path, node: &str) -> Vec<liteobs_model::TrafficLog> {
+    let out = Command::new(bin("liteobs-agent"))
+        .arg("-read")
+        .arg(capture)
+        .args(["-node", node])
+        .env_remove("LITEOBS_SERVER")
+        .output()
+        .expect("liteobs-agent -read");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    liteobs_model::decode_ndjson(&out.stdout).expect("NDJSON")
+}
+
 /// Runs `liteobs-client` with `args`; returns (exit code, stdout, stderr).
 pub fn client(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin("liteobs-client"))

@@ -121,15 +121,7 @@ fn sorted(mut v: Vec<TrafficLog>) -> Vec<TrafficLog> {
 
 #[test]
 fn a_lost_acknowledgement_does_not_store_a_batch_twice() {
-    let expected = Command::new(bin("liteobs-agent"))
-        .arg("-read")
-        .arg(fixture())
-        .args(["-node", "it-node"])
-        .env_remove("LITEOBS_SERVER")
-        .output()
-        .expect("liteobs-agent -read");
-    assert!(expected.status.success(), "{}", String::from_utf8_lossy(&expected.stderr));
-    let expected = liteobs_model::decode_ndjson(&expected.stdout).expect("NDJSON");
+    let expected = liteobs_integration::replayed(&fixture(), "it-node");
     assert_eq!(expected.len(), 200);
 
     for backend in liteobs_integration::backends() {
