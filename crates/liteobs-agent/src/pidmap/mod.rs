@@ -58,6 +58,26 @@ pub trait OwnerLookup {
     fn source_stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Tells the source about listening sockets found outside it (the /proc scan of every
+    /// network namespace, at start and now and then), so that the passive side of a new
+    /// connection to a listener that existed before the agent is known. Answers how many
+    /// entries it took; a source that learns listeners itself, or not at all, ignores them.
+    fn seed_listeners(&mut self, _listeners: &[Listener]) -> usize {
+        0
+    }
+}
+
+/// A listening TCP socket and the process that owns it, as found by a scan.
+///
+/// `addr` is the address the socket is bound to, or, for a wildcard listener inside a network
+/// namespace, one of that namespace's own addresses (a wildcard key would let every pod's
+/// `0.0.0.0:8080` collide).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Listener {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    pub owner: ProcessInfo,
 }
 
 /// `-pidmap`: where attribution comes from.
