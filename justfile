@@ -37,6 +37,10 @@ images:
 e2e:
     bash scripts/e2e.sh
 
+# two nodes (network namespaces), a containerd each, labelled pods, Services, one agent per node (root)
+e2e-cluster:
+    bash scripts/e2e-cluster.sh
+
 # the same scenario on a kind cluster with deploy/ (needs kind, kubectl, a registry; see README)
 e2e-kind:
     bash scripts/e2e-kind.sh

@@ -2,7 +2,7 @@
 # Every check LiteObs has: formatting, clippy, and all tests (unit, conformance, integration,
 # root-only capture tests), for the SQLite-only build and the default (DuckDB) build; then the
 # deployment's (deploy/check: manifests, the server image under testcontainers, the Nix flake) and
-# the container e2e (scripts/e2e.sh).
+# the container e2e (scripts/e2e.sh) and the two-node cluster e2e (scripts/e2e-cluster.sh).
 # Installs missing system packages and cargo components first. Root-only tests skip when not
 # root, and fail instead when LITEOBS_REQUIRE_PRIVILEGED=1 (as .ci/run sets).
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tshark nginx-light wrk \
-    docker.io debootstrap nix-bin
+    docker.io debootstrap nix-bin containerd runc nodejs iptables
 # deploy/check runs `kubectl kustomize`; Debian 12 and Ubuntu LTS have no kubectl package (Debian
 # 12's kubernetes-client is 1.20, from 2021), so it is installed only where an apt source has it.
 command -v kubectl >/dev/null || ensure_packaged_if_any kubectl
@@ -55,9 +55,12 @@ say "deploy/: manifests, server image under testcontainers, Nix flake"
 if [ "$(id -u)" = 0 ]; then
     say "e2e: this machine as a Kubernetes node, with containers (scripts/e2e.sh)"
     timeout 1200 bash scripts/e2e.sh --no-build
+    # About 15 s warm; the timeout leaves room for a slow machine, and its SIGTERM still cleans up.
+    say "e2e: two nodes, a containerd each, pods, Services, one agent per node (scripts/e2e-cluster.sh)"
+    timeout 240 bash scripts/e2e-cluster.sh --no-build
 elif [ "${LITEOBS_REQUIRE_PRIVILEGED:-}" = 1 ]; then
-    die "the e2e (scripts/e2e.sh) needs root, and LITEOBS_REQUIRE_PRIVILEGED=1 forbids skipping it"
+    die "the e2es (scripts/e2e.sh, scripts/e2e-cluster.sh) need root, and LITEOBS_REQUIRE_PRIVILEGED=1 forbids skipping them"
 else
-    say "SKIPPED e2e (scripts/e2e.sh): needs root (set LITEOBS_REQUIRE_PRIVILEGED=1 to make this a failure)"
+    say "SKIPPED e2es (scripts/e2e.sh, scripts/e2e-cluster.sh): need root (set LITEOBS_REQUIRE_PRIVILEGED=1 to make this a failure)"
 fi
 say "all checks passed"
