@@ -28,6 +28,8 @@
 #   - Services, DNAT'd in both nodes as kube-proxy's iptables mode does (nat PREROUTING and
 #     OUTPUT -> KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*): 10.96.0.10:80 -> the Node.js cluster
 #     (node A), 10.96.0.11:80 -> nginx (node B).
+#   - the server: reached by the agents through a Service of its own (10.96.0.100:8080, DNAT'd to
+#     the host's 10.201.1.1:9080 as kube-proxy does), as the DaemonSet's -server names a Service.
 #   - agents: one per node, in the node's network namespace (nsenter: `ip netns exec` would mount
 #     a fresh /sys without tracefs), host PID namespace, the DaemonSet's arguments (-iface any
 #     -server URL, NODE_NAME, LITEOBS_TOKEN), its capabilities (bounding set = BPF, PERFMON,
@@ -75,6 +77,7 @@ WORK=$(mktemp -d /tmp/liteobs-cluster.XXXXXX)
 ROOTFS=$WORK/rootfs
 SERVER_ADDR=10.201.1.1:9080
 SERVER_URL=http://$SERVER_ADDR
+SERVER_SVC_IP=10.96.0.100     # the server's Service, which the agents upload to (DNAT'd to SERVER_ADDR)
 NODES=(a b)
 declare -A NETNS CONTAINERD_PID AGENT_PID NODE_NAME POD_CIDR NODE_LINK_IP
 NETNS[a]=liteobs-$RUN-node-a
@@ -187,6 +190,9 @@ for n in "${NODES[@]}"; do
     in_node "$n" ip addr add "10.201.$i.2/30" dev ctl0
     in_node "$n" ip link set ctl0 up
     in_node "$n" ip route add 10.201.1.1/32 via "10.201.$i.1" 2>/dev/null || true
+    # A node's own connections to a Service are DNAT'd in OUTPUT, after the routing decision,
+    # so the Service range needs a route (a real node's default route); this one goes nowhere else.
+    in_node "$n" ip route add 10.96.0.0/16 via "10.201.$i.1"
     i=$((i + 1))
 done
 
@@ -419,6 +425,13 @@ for n in "${NODES[@]}"; do
             echo "-A KUBE-SVC-$h -m comment --comment \"shop/$s -> ${POD_IP[${SVC_POD[$s]}]}:8080\" -j KUBE-SEP-$h"
             echo "-A KUBE-SEP-$h -p tcp -m comment --comment \"shop/$s\" -m tcp -j DNAT --to-destination ${POD_IP[${SVC_POD[$s]}]}:8080"
         done
+        # liteobs-server's own Service, as the DaemonSet's -server names it (liteobs-server.liteobs.svc):
+        # the agents reach it through DNAT too, so their uploads carry the server's real address.
+        echo ":KUBE-SVC-LITEOBSSERVER - [0:0]"
+        echo ":KUBE-SEP-LITEOBSSERVER - [0:0]"
+        echo "-A KUBE-SERVICES -d $SERVER_SVC_IP/32 -p tcp -m comment --comment \"liteobs/liteobs-server cluster IP\" -m tcp --dport 8080 -j KUBE-SVC-LITEOBSSERVER"
+        echo "-A KUBE-SVC-LITEOBSSERVER -j KUBE-SEP-LITEOBSSERVER"
+        echo "-A KUBE-SEP-LITEOBSSERVER -p tcp -m tcp -j DNAT --to-destination $SERVER_ADDR"
         echo "COMMIT"
     } | in_node "$n" iptables-restore --noflush
 done
@@ -460,14 +473,14 @@ fi
 caps=-all,+bpf,+perfmon,+net_raw,+net_admin,+sys_ptrace,+dac_read_search
 want_caps=$(( (1 << 39) | (1 << 38) | (1 << 13) | (1 << 12) | (1 << 19) | (1 << 2) ))
 for n in "${NODES[@]}"; do
-    agent_flags=(-iface any -server "$SERVER_URL")
+    agent_flags=(-iface any -server "http://$SERVER_SVC_IP:8080")
     [ "$has_containerd_flag" = 0 ] || agent_flags+=(-containerd-socket "$WORK/node-$n/containerd.sock")
     NODE_NAME=${NODE_NAME[$n]} LITEOBS_TOKEN=$TOKEN nsenter --net="/var/run/netns/${NETNS[$n]}" \
         setpriv --bounding-set "$caps" --inh-caps "$caps" --no-new-privs \
         "$BIN_DIR/liteobs-agent" "${agent_flags[@]}" >"$WORK/logs/agent-node-$n.log" 2>&1 &
     AGENT_PID[$n]=$!
 done
-say "agents: ${agent_flags[*]//$WORK\/node-b/\$WORK/node-<n>} (NODE_NAME ${NODE_NAME[a]}, ${NODE_NAME[b]})"
+say "agents: ${agent_flags[*]//$WORK\/node-b/\$WORK/node-<n>} (NODE_NAME ${NODE_NAME[a]}, ${NODE_NAME[b]}; the Service $SERVER_SVC_IP:8080 is the server)"
 for n in "${NODES[@]}"; do
     wait_for_log 30 "capturing" cat "$WORK/logs/agent-node-$n.log" || die "agent (node $n) did not start capturing"
     wait_for_log 5 "eBPF attribution attached" cat "$WORK/logs/agent-node-$n.log" \
