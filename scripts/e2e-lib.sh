@@ -142,7 +142,11 @@ if dups:
     failures += 1
     kinds = collections.Counter(len(rs) for rs in dups.values())
     print(f"DUPLICATED: {len(dups)} exchanges have more than one record ({dict(sorted(kinds.items()))} records each), e.g.:")
-    for p, rs in list(dups.items())[:4]:
+    # One example of each kind of exchange (same node or across, by pod IP or Service), up to 4.
+    examples = {}
+    for p, rs in dups.items():
+        examples.setdefault(expected[p]["_what"].split()[1], (p, rs))
+    for p, rs in list(examples.values())[:4]:
         print(f"    {p}  ({expected[p]['_what']}):")
         for r in rs:
             print(f"        node={r.get('node')} {r.get('src_ip')}:{r.get('src_port')} -> {r.get('dst_ip')}:{r.get('dst_port')}"
