@@ -42,6 +42,9 @@
 # Then `liteobs-client -o json` must hold each of those exchanges exactly once, with every field
 # right; otherwise a diff by field, and the agents' logs.
 #
+# Unlike a cluster, both nodes share one kernel: each agent's eBPF also sees the other node's
+# processes, so an agent may name a process a real node's agent could not see.
+#
 # Root only (namespaces, containerd, eBPF). Builds the release binaries (SQLite-only server) unless
 # `--no-build` (then uses those in $LITEOBS_BIN_DIR, default the target dir). Removes every
 # container, containerd, namespace, cgroup and mount it made on exit, failed or not. Traffic goes

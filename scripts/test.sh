@@ -55,7 +55,7 @@ say "deploy/: manifests, server image under testcontainers, Nix flake"
 if [ "$(id -u)" = 0 ]; then
     say "e2e: this machine as a Kubernetes node, with containers (scripts/e2e.sh)"
     timeout 1200 bash scripts/e2e.sh --no-build
-    # About 15 s warm; the timeout leaves room for a slow machine, and its SIGTERM still cleans up.
+    # About 10 s of setup and traffic, up to 25 s more waiting for late records; the timeout leaves room for a slow machine, and its SIGTERM still cleans up.
     say "e2e: two nodes, a containerd each, pods, Services, one agent per node (scripts/e2e-cluster.sh)"
     timeout 240 bash scripts/e2e-cluster.sh --no-build
 elif [ "${LITEOBS_REQUIRE_PRIVILEGED:-}" = 1 ]; then
