@@ -28,7 +28,7 @@ use liteobs_model::{ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attribute::{Attributor, NoAttribution};
+use crate::attribute::{Attributor, NoAttribution, Origin};
 use crate::capture::offline::OfflineSource;
 use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
@@ -270,9 +270,8 @@ pub fn drive(
                 attributor: &mut dyn Attributor|
      -> Result<(), RunError> {
         if !out.is_empty() {
-            for r in out.iter_mut() {
-                attributor.attribute(r);
-            }
+            // The agent's own uploads are dropped here (counted by the attributor).
+            out.retain_mut(|r| attributor.attribute(r) != Origin::Agent);
             sink.emit(out)?;
         }
         Ok(())
@@ -348,6 +347,7 @@ pub fn drive(
                 let now = wall.now();
                 if now >= next_tick {
                     next_tick = now + TICK;
+                    attributor.refresh();
                     // Scheduled on the monotonic clock, so that a wall clock stepped back does not
                     // stop expiry until it has caught up again.
                     if now >= next_expire {
