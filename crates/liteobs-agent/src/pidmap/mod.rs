@@ -138,6 +138,11 @@ pub struct PidMapConfig {
     pub cache_ttl: Duration,
     /// Most connections kept in the cache.
     pub cache_entries: usize,
+    /// Where the agent uploads (the addresses `-server` resolves to). A record whose client
+    /// end is a connection the agent's process made to one of them is its own upload, even
+    /// when the packets carry another destination (a Service address DNAT'd to the server
+    /// pod): the sources key a socket by what it connected to, the packets by where they went.
+    pub own_servers: Vec<SocketAddr>,
 }
 
 impl Default for PidMapConfig {
@@ -152,6 +157,7 @@ impl Default for PidMapConfig {
             listener_scan_interval: Duration::from_secs(10),
             cache_ttl: Duration::from_secs(5),
             cache_entries: 65_536,
+            own_servers: Vec::new(),
         }
     }
 }
@@ -218,6 +224,11 @@ pub struct PidMap {
     listeners: HashMap<SocketAddr, ProcessInfo>,
     /// The agent's own process ID, as the sources report PIDs.
     own_pid: u32,
+    /// See [`PidMapConfig::own_servers`].
+    own_servers: Vec<SocketAddr>,
+    /// Client ends checked against `own_servers`: is it the agent's, and when was it checked
+    /// (same lifetime and bound as `cache`).
+    own_checked: HashMap<SocketAddr, (bool, Instant)>,
     cache: HashMap<(SocketAddr, SocketAddr), Cached>,
     cache_ttl: Duration,
     cache_entries: usize,
@@ -307,6 +318,8 @@ impl PidMap {
             scan: None,
             listeners: HashMap::new(),
             own_pid: std::process::id(),
+            own_servers: cfg.own_servers.clone(),
+            own_checked: HashMap::new(),
             cache: HashMap::new(),
             cache_ttl: cfg.cache_ttl,
             cache_entries: cfg.cache_entries.max(1),
@@ -385,8 +398,13 @@ impl PidMap {
         }
         let client = SocketAddr::new(rec.src_ip, rec.src_port);
         let server = SocketAddr::new(rec.dst_ip, rec.dst_port);
-        let (c, s) = self.ends(client, server);
-        if c.as_ref().is_some_and(|c| c.pid == self.own_pid) {
+        let now = Instant::now();
+        let (c, s) = self.ends_at(client, server, now);
+        let own = match &c {
+            Some(c) => c.pid == self.own_pid,
+            None => self.connected_to_own_server(client, now),
+        };
+        if own {
             self.counters.own_uploads += 1;
             return Origin::Agent;
         }
@@ -403,6 +421,32 @@ impl PidMap {
             rec.dst_comm = Some(s.comm);
         }
         Origin::Observed
+    }
+
+    /// True when the agent's process has a connection from `client` to one of
+    /// `own_servers` (see [`PidMapConfig::own_servers`]). Asks eBPF when loaded (exact, one
+    /// lookup per server address), else /proc; the answer is kept like the cache's.
+    fn connected_to_own_server(&mut self, client: SocketAddr, now: Instant) -> bool {
+        if self.own_servers.is_empty() {
+            return false;
+        }
+        if let Some((own, at)) = self.own_checked.get(&client)
+            && now.saturating_duration_since(*at) < self.cache_ttl
+        {
+            return *own;
+        }
+        let own_pid = self.own_pid;
+        let own = match self.ebpf.as_mut().or(self.proc.as_mut()) {
+            Some(source) => {
+                self.own_servers.iter().any(|s| source.owner(client, *s).is_some_and(|o| o.pid == own_pid))
+            }
+            None => false,
+        };
+        if self.own_checked.len() >= self.cache_entries {
+            self.own_checked.clear();
+        }
+        self.own_checked.insert(client, (own, now));
+        own
     }
 
     /// The owner of the socket `local` ↔ `remote`: cache, then eBPF, then /proc.
@@ -472,6 +516,8 @@ impl PidMap {
     pub fn forget(&mut self, a: SocketAddr, b: SocketAddr) {
         self.cache.remove(&(a, b));
         self.cache.remove(&(b, a));
+        self.own_checked.remove(&a);
+        self.own_checked.remove(&b);
     }
 
     /// The eBPF program's in-kernel counters by name (see `liteobs_ebpf::layout::Stat`);
@@ -749,6 +795,32 @@ mod tests {
         assert_eq!(m.counters().own_uploads, 1);
         let mut a: Box<dyn crate::attribute::Attributor> = Box::new(m);
         assert_eq!(a.attribute(&mut own.clone()), Origin::Agent);
+    }
+
+    /// Through a Service: the agent connected to the Service address (what `-server`
+    /// resolves to, and what the sources key its socket by), the packets carry the server
+    /// pod's address after DNAT.
+    #[test]
+    fn uploads_through_a_service_address_are_the_agents_own() {
+        let me = std::process::id();
+        let service = sa("10.96.0.10:8080");
+        let (ebpf, _) = table(&[
+            ("10.244.1.3:40000", "10.96.0.10:8080", p(me, "liteobs-agent")),
+            ("10.244.1.3:40001", "10.96.0.10:8080", p(me + 1, "curl")),
+        ]);
+        let cfg = PidMapConfig { own_servers: vec![service], ..PidMapConfig::default() };
+        let mut m = PidMap::with_sources(Some(ebpf), None, &cfg);
+        let mut upload = record(sa("10.244.1.3:40000"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut upload), Origin::Agent);
+        let mut theirs = record(sa("10.244.1.3:40001"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut theirs), Origin::Observed, "another process's call of the same Service");
+        assert_eq!(m.counters().own_uploads, 1);
+        let mut without = PidMap::with_sources(
+            Some(table(&[("10.244.1.3:40000", "10.96.0.10:8080", p(me, "liteobs-agent"))]).0),
+            None,
+            &PidMapConfig::default(),
+        );
+        assert_eq!(without.fill(&mut upload.clone()), Origin::Observed, "without own_servers it cannot tell");
     }
 
     /// Construction never fails: as root on Linux the program loads; otherwise one warning is
