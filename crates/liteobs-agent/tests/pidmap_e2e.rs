@@ -13,8 +13,9 @@
 //! address), and a keep-alive connection to a namespace's server opened before the map was
 //! built (only that namespace's `tcp` table lists its server end).
 //!
-//! Skips with a message when not root or when a tool (python3, curl, nginx, ip) is missing; both are failures under
-//! LITEOBS_REQUIRE_PRIVILEGED=1 (CI installs python3, curl and nginx-light first).
+//! Skips with a message when not root or when a tool (python3, curl, nginx, ip) is missing;
+//! both are failures under LITEOBS_REQUIRE_PRIVILEGED=1 (CI installs python3, curl and
+//! nginx-light first).
 
 #![cfg(target_os = "linux")]
 

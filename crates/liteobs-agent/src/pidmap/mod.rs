@@ -5,9 +5,14 @@
 //! 1. `ebpf` (Linux, root): the kernel maps filled by the `liteobs-ebpf` program, which sees
 //!    every connect, listen and accept from the moment it is attached. Exact for connections
 //!    opened after the agent started, including forked workers (the acceptor wins).
-//! 2. `procfs`: `/proc/net/tcp{,6}` (socket inode per tuple) and `/proc/<pid>/fd` (process per
-//!    inode), for connections opened before the agent started and anything the maps missed.
-//!    Scans are rate limited; results are cached.
+//! 2. `procfs`: the TCP tables of every network namespace (socket inode per tuple; see
+//!    [`netns`]) and `/proc/<pid>/fd` (process per inode), for connections opened before the
+//!    agent started and anything the maps missed. Scans are rate limited; results are cached.
+//!
+//! Then, for a server end neither knows, the owner of the listener it reached: [`listeners`]
+//! scans every namespace's listening sockets at start and every `listener_scan_interval`
+//! ([`PidMap::refresh`]) and hands them to both sources ([`OwnerLookup::seed_listeners`]).
+//! [`PidMap::fill`] also tells the agent's own uploads apart ([`Origin::Agent`]).
 //!
 //! [`PidMap`] puts them together behind a per-connection cache and counts what it does
 //! ([`Counters`]). A cached answer lasts until the capture sees a new connection on the same
