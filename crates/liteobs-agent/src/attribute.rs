@@ -10,9 +10,13 @@ use std::net::SocketAddr;
 
 use liteobs_model::TrafficLog;
 
+pub use crate::pidmap::Origin;
+
 /// Fills in process information on a record, as far as it can.
 pub trait Attributor {
-    fn attribute(&mut self, rec: &mut TrafficLog);
+    /// Fills in what it knows; [`Origin::Agent`] means the record is the agent's own traffic
+    /// (its uploads) and must not be reported.
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin;
 
     /// The capture saw a new TCP connection between `a` and `b` (either may be the client).
     /// What was known about an earlier connection on the same 4-tuple must not be reused for
@@ -22,11 +26,19 @@ pub trait Attributor {
 
     /// Logs the attributor's own counters (called with the agent's periodic counters).
     fn log_stats(&mut self) {}
+
+    /// Periodic work (rescanning what it learns from the system), called on the live
+    /// capture's ticks, a few times a second; must return at once when nothing is due.
+    fn refresh(&mut self) {}
 }
 
 impl Attributor for crate::pidmap::PidMap {
-    fn attribute(&mut self, rec: &mut TrafficLog) {
-        self.fill(rec);
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+        self.fill(rec)
+    }
+
+    fn refresh(&mut self) {
+        crate::pidmap::PidMap::refresh(self);
     }
 
     fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
@@ -43,8 +55,15 @@ impl Attributor for crate::pidmap::PidMap {
             ebpf_misses = c.ebpf_misses,
             proc_fallbacks = c.proc_fallbacks,
             proc_hits = c.proc_hits,
+            listener_hits = c.listener_hits,
             unresolved = c.unresolved,
+            own_uploads = c.own_uploads,
             map_entries = c.map_entries.unwrap_or(0),
+            listener_scans = c.listener_scans,
+            listeners = c.listeners,
+            listener_namespaces = c.listener_namespaces,
+            listeners_seeded = c.listeners_seeded,
+            listener_scan_us = c.listener_scan_us,
             "attribution counters"
         );
     }
@@ -55,5 +74,7 @@ impl Attributor for crate::pidmap::PidMap {
 pub struct NoAttribution;
 
 impl Attributor for NoAttribution {
-    fn attribute(&mut self, _rec: &mut TrafficLog) {}
+    fn attribute(&mut self, _rec: &mut TrafficLog) -> Origin {
+        Origin::Observed
+    }
 }
