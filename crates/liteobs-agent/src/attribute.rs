@@ -5,10 +5,15 @@
 //! (eBPF maps, then /proc) is the real one; [`NoAttribution`] leaves records as they are (replays,
 //! `-pidmap off`). An attributor must be quick (it runs on the capture thread, once per record)
 //! and must never fail a record: what it cannot tell, it leaves unset.
+//!
+//! [`PodAttribution`] wraps another attributor: once that one has named the processes, it adds
+//! each one's container, pod and namespace ([`crate::container`]) and the node that saw them.
 
 use std::net::SocketAddr;
 
 use liteobs_model::TrafficLog;
+
+use crate::container::{ContainerIdentity, ContainerOf};
 
 /// Fills in process information on a record, as far as it can.
 pub trait Attributor {
@@ -56,4 +61,110 @@ pub struct NoAttribution;
 
 impl Attributor for NoAttribution {
     fn attribute(&mut self, _rec: &mut TrafficLog) {}
+}
+
+/// Adds pods to what an inner attributor found: for each side whose PID is known, its
+/// `*_container_id`, and from the runtime's labels `*_namespace`, `*_pod`, `*_container`;
+/// and `*_node` (the agent's node, the record's `node`) on every side whose process is known.
+/// A host process gets a node and no pod fields.
+pub struct PodAttribution<A> {
+    inner: A,
+    containers: ContainerIdentity,
+}
+
+impl<A: Attributor> PodAttribution<A> {
+    pub fn new(inner: A, containers: ContainerIdentity) -> PodAttribution<A> {
+        PodAttribution { inner, containers }
+    }
+}
+
+/// The fields of one side of a record.
+struct SideFields<'a> {
+    pid: Option<u32>,
+    node: &'a mut Option<String>,
+    container_id: &'a mut Option<String>,
+    namespace: &'a mut Option<String>,
+    pod: &'a mut Option<String>,
+    container: &'a mut Option<String>,
+}
+
+impl SideFields<'_> {
+    fn fill(self, node: &str, containers: &mut ContainerIdentity) {
+        let Some(pid) = self.pid else { return };
+        if self.node.is_none() {
+            *self.node = Some(node.to_owned());
+        }
+        if self.container_id.is_some() {
+            return;
+        }
+        let Some(ContainerOf { container_id, pod }) = containers.of_pid(pid) else { return };
+        *self.container_id = Some(container_id);
+        if let Some(p) = pod {
+            *self.namespace = Some(p.namespace.clone());
+            *self.pod = Some(p.pod.clone());
+            self.container.clone_from(&p.container);
+        }
+    }
+}
+
+impl<A: Attributor> Attributor for PodAttribution<A> {
+    fn attribute(&mut self, rec: &mut TrafficLog) {
+        self.inner.attribute(rec);
+        let TrafficLog { node, .. } = rec;
+        let node = node.clone();
+        SideFields {
+            pid: rec.src_pid,
+            node: &mut rec.src_node,
+            container_id: &mut rec.src_container_id,
+            namespace: &mut rec.src_namespace,
+            pod: &mut rec.src_pod,
+            container: &mut rec.src_container,
+        }
+        .fill(&node, &mut self.containers);
+        SideFields {
+            pid: rec.dst_pid,
+            node: &mut rec.dst_node,
+            container_id: &mut rec.dst_container_id,
+            namespace: &mut rec.dst_namespace,
+            pod: &mut rec.dst_pod,
+            container: &mut rec.dst_container,
+        }
+        .fill(&node, &mut self.containers);
+    }
+
+    fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
+        self.inner.connection_opened(a, b);
+    }
+
+    fn log_stats(&mut self) {
+        self.inner.log_stats();
+        let (p, r) = self.containers.counters();
+        tracing::info!(
+            process_lookups = p.lookups,
+            process_cache_hits = p.cache_hits,
+            cgroup_reads = p.cgroup_reads,
+            in_container = p.in_container,
+            runtime_hits = r.hits,
+            runtime_misses = r.misses,
+            runtime_pending = r.pending,
+            runtime_calls = r.runtime_calls,
+            runtime_errors = r.runtime_errors,
+            runtime_entries = r.entries,
+            "container attribution counters"
+        );
+    }
+}
+
+impl<A: Attributor + ?Sized> Attributor for Box<A> {
+    fn attribute(&mut self, rec: &mut TrafficLog) {
+        (**self).attribute(rec);
+    }
+
+    fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
+        (**self).connection_opened(a, b);
+    }
+
+    fn log_stats(&mut self) {
+        (**self).log_stats();
+    }
 }

@@ -28,10 +28,11 @@ use liteobs_model::{ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attribute::{Attributor, NoAttribution};
+use crate::attribute::{Attributor, NoAttribution, PodAttribution};
 use crate::capture::offline::OfflineSource;
 use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
+use crate::container::ContainerIdentity;
 use crate::pidmap::{Mode, PidMap};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
 use crate::report::stdout::ThreadedWriter;
@@ -460,14 +461,21 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
 }
 
 /// Runs the agent as configured until its input ends (replay) or a signal stops it (live).
-/// Live captures attribute processes as `-pidmap` says (the eBPF program is loaded before the
+/// Live captures attribute processes as `-pidmap` says, and their pods unless `-containers off` (the eBPF program is loaded before the
 /// capture starts, so it sees the connections the capture will see); a replay has no processes
 /// to ask, so its records keep the PID fields empty.
 pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
     if cfg.read.is_some() || cfg.pidmap == Mode::Off {
         return run_with(cfg, || Box::new(NoAttribution));
     }
-    run_with(cfg, || Box::new(PidMap::new(&cfg.pidmap_config())))
+    run_with(cfg, || {
+        let pids = PidMap::new(&cfg.pidmap_config());
+        if cfg.containers {
+            Box::new(PodAttribution::new(pids, ContainerIdentity::start(cfg.containers_config())))
+        } else {
+            Box::new(pids)
+        }
+    })
 }
 
 /// [`run`] with an [`Attributor`] that fills in processes on the capture thread. The attributor
