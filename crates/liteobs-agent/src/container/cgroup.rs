@@ -123,7 +123,8 @@ mod tests {
     fn paths_of_every_runtime_and_driver() {
         let uid_ = UID.replace('-', "_");
         let node = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        let cases: Vec<(String, Option<(&str, Option<&str>)>)> = vec![
+        type Want<'a> = Option<(&'a str, Option<&'a str>)>;
+        let cases: Vec<(String, Want)> = vec![
             (format!("/kubepods/besteffort/pod{UID}/{ID}"), Some((ID, Some(UID)))),
             (format!("/kubepods/burstable/pod{UID}/{ID}"), Some((ID, Some(UID)))),
             (format!("/kubepods/pod{UID}/{ID}"), Some((ID, Some(UID)))),

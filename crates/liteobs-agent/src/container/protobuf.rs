@@ -217,7 +217,7 @@ pub(crate) mod tests {
         let mut runtime = Vec::new();
         put_bytes(&mut runtime, 1, b"io.containerd.runc.v2");
         put_bytes(&mut c, 4, &runtime);
-        put_varint(&mut c, (20 << 3) | 0);
+        put_varint(&mut c, 20 << 3); // wire type 0, a varint
         put_varint(&mut c, 300);
         put_varint(&mut c, (21 << 3) | 1);
         c.extend_from_slice(&[0; 8]);

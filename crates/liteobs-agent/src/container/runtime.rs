@@ -163,9 +163,7 @@ impl RuntimeLabels {
             }
             _ => {}
         }
-        if self.worker.is_none() {
-            return None;
-        }
+        self.worker.as_ref()?;
         st.counters.misses += 1;
         if st.entries.len() >= self.cfg.max_entries {
             evict(&mut st.entries, now);
