@@ -110,8 +110,10 @@ impl SideFields<'_> {
 impl<A: Attributor> Attributor for PodAttribution<A> {
     fn attribute(&mut self, rec: &mut TrafficLog) {
         self.inner.attribute(rec);
-        let TrafficLog { node, .. } = rec;
-        let node = node.clone();
+        if rec.src_pid.is_none() && rec.dst_pid.is_none() {
+            return;
+        }
+        let node = rec.node.clone();
         SideFields {
             pid: rec.src_pid,
             node: &mut rec.src_node,
@@ -166,5 +168,61 @@ impl<A: Attributor + ?Sized> Attributor for Box<A> {
 
     fn log_stats(&mut self) {
         (**self).log_stats();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::container::{ContainersConfig, RuntimeConfig};
+
+    /// Stands in for the PID source: says which PIDs own the two ends.
+    struct KnownPids(Option<u32>, Option<u32>);
+
+    impl Attributor for KnownPids {
+        fn attribute(&mut self, rec: &mut TrafficLog) {
+            rec.src_pid = self.0;
+            rec.dst_pid = self.1;
+        }
+    }
+
+    #[test]
+    fn a_dead_runtime_leaves_container_ids_and_nodes_but_no_pods() {
+        let dir = tempfile::tempdir().unwrap();
+        let containers = ContainerIdentity::start(ContainersConfig {
+            proc_root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/cgroup/proc"),
+            runtime: RuntimeConfig { socket: dir.path().join("gone.sock"), ..RuntimeConfig::default() },
+            ..ContainersConfig::default()
+        });
+        // 114 is a host process, 103 a container (fixtures/cgroup/proc).
+        let mut a = PodAttribution::new(KnownPids(Some(114), Some(103)), containers);
+        let mut rec =
+            crate::testing::record("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        rec.node = "node-a".into();
+        let t = Instant::now();
+        a.attribute(&mut rec);
+        assert!(t.elapsed() < Duration::from_millis(500));
+        assert_eq!((rec.src_node.as_deref(), rec.src_container_id.as_deref()), (Some("node-a"), None));
+        assert_eq!(rec.dst_node.as_deref(), Some("node-a"));
+        assert_eq!(
+            rec.dst_container_id.as_deref(),
+            Some("1f2e3d4c5b6a79880716253443526170a9b8c7d6e5f4031221304f5e6d7c8b9a")
+        );
+        assert_eq!((rec.dst_pod, rec.dst_namespace, rec.dst_container), (None, None, None));
+        a.log_stats();
+
+        // No PID on either side: nothing added.
+        let containers = ContainerIdentity::start(ContainersConfig {
+            runtime: RuntimeConfig { socket: dir.path().join("gone.sock"), ..RuntimeConfig::default() },
+            ..ContainersConfig::default()
+        });
+        let mut a = PodAttribution::new(KnownPids(None, None), containers);
+        let mut rec =
+            crate::testing::record("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        a.attribute(&mut rec);
+        assert_eq!((rec.src_node, rec.dst_node, rec.dst_container_id), (None, None, None));
     }
 }
