@@ -8,7 +8,7 @@
 //!   (`kubepods/besteffort/pod<uid>/<id>`, in the cgroup v2 hierarchy or the v1 `pids` and
 //!   `name=systemd` ones) gets its pod, namespace and container on a record of a real TCP
 //!   connection to it, attributed by the agent's own chain (PidMap through /proc, then
-//!   PodAttribution).
+//!   PodAttribution), and on the record the agent binary captures of a real curl to it.
 //!
 //! Skips when not root or without containerd, ctr or python3; fails then under
 //! LITEOBS_REQUIRE_PRIVILEGED=1.
@@ -17,6 +17,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -186,7 +187,9 @@ struct KubeletCgroup {
 }
 
 impl KubeletCgroup {
-    fn create(id: &str) -> KubeletCgroup {
+    /// `pod_uid` differs per test, so that tests running at once do not remove each other's
+    /// pod directory.
+    fn create(pod_uid: &str, id: &str) -> KubeletCgroup {
         let root = Path::new("/sys/fs/cgroup");
         let hierarchies: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
             vec![root.to_path_buf()]
@@ -198,7 +201,7 @@ impl KubeletCgroup {
                 .collect()
         };
         assert!(!hierarchies.is_empty(), "no cgroup hierarchy to use under /sys/fs/cgroup");
-        let rel = format!("kubepods/besteffort/pod{POD_UID}/{id}");
+        let rel = format!("kubepods/besteffort/pod{pod_uid}/{id}");
         let dirs = hierarchies.iter().map(|h| h.join(&rel)).collect::<Vec<_>>();
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
@@ -238,7 +241,7 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
     }
     let ctd = Containerd::start();
     ctd.create(WEB_ID, &kubelet_labels());
-    let cgroup = KubeletCgroup::create(WEB_ID);
+    let cgroup = KubeletCgroup::create(POD_UID, WEB_ID);
     let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let server = Command::new("python3")
@@ -316,6 +319,102 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
     assert_eq!(rec.src_pid, Some(std::process::id()));
     assert_eq!(rec.src_node.as_deref(), Some("node-a"));
     assert_eq!((rec.src_container_id, rec.src_pod, rec.src_namespace), (None, None, None));
+
+    if let Some(c) = server.child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    drop(cgroup);
+}
+
+#[test]
+fn the_agent_binary_names_the_pod_of_a_server_in_a_kubelet_cgroup() {
+    if !can_run("the_agent_binary_names_the_pod_of_a_server_in_a_kubelet_cgroup")
+        || !support::may_run(support::have_tool("curl"), "needs curl")
+    {
+        return;
+    }
+    let ctd = Containerd::start();
+    let id = "5b".repeat(32);
+    ctd.create(&id, &kubelet_labels());
+    let cgroup = KubeletCgroup::create("7b1e2d3c-4a5f-4e6d-9c8b-7a6f5e4d3c2b", &id);
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut server = support::Guard::new("python3", server);
+    let server_pid = server.pid() as u32;
+    cgroup.enter(server_pid);
+    assert!(support::wait_listening(port, Duration::from_secs(10)), "http.server did not listen");
+
+    let socket = ctd.socket().display().to_string();
+    let mut agent = support::Guard::new(
+        "liteobs-agent",
+        Command::new(env!("CARGO_BIN_EXE_liteobs-agent"))
+            .args([
+                "-iface",
+                "lo",
+                "-ports",
+                &port.to_string(),
+                "-node",
+                "node-a",
+                "-containerd-socket",
+                &socket,
+            ])
+            .env_remove("LITEOBS_SERVER")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("liteobs-agent"),
+    );
+    let mut stdout = agent.child.as_mut().unwrap().stdout.take().unwrap();
+    let stderr = agent.child.as_mut().unwrap().stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = stdout.read_to_string(&mut buf);
+        buf
+    });
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("capturing") {
+                let _ = ready_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    assert!(ready_rx.recv_timeout(Duration::from_secs(10)).is_ok(), "the agent did not start capturing");
+    let curl =
+        Command::new("curl").args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/")]).status();
+    assert!(curl.is_ok_and(|s| s.success()), "curl");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(agent.pid(), libc::SIGINT) };
+    let out = out_reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    let records: Vec<liteobs_model::TrafficLog> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    assert_eq!(records.len(), 1, "one exchange: {out}\n{err}");
+    let r = &records[0];
+    assert_eq!(r.dst_pid, Some(server_pid), "{out}\n{err}");
+    assert_eq!(r.dst_container_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        (r.dst_namespace.as_deref(), r.dst_pod.as_deref(), r.dst_container.as_deref()),
+        (Some("shop"), Some("web-5f7b9"), Some("server"))
+    );
+    assert_eq!((r.dst_node.as_deref(), r.src_node.as_deref()), (Some("node-a"), Some("node-a")));
+    assert_eq!(r.src_comm.as_deref(), Some("curl"));
+    assert_eq!((r.src_pod.as_deref(), r.src_container_id.as_deref()), (None, None), "curl runs on the host");
+    assert!(err.contains("container attribution counters"), "{err}");
 
     if let Some(c) = server.child.as_mut() {
         let _ = c.kill();
