@@ -28,10 +28,11 @@ use liteobs_model::{ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attribute::{Attributor, NoAttribution, Origin};
+use crate::attribute::{Attributor, NoAttribution, Origin, PodAttribution};
 use crate::capture::offline::OfflineSource;
 use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
+use crate::container::ContainerIdentity;
 use crate::pidmap::{Mode, PidMap, PidMapConfig};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
 use crate::report::stdout::ThreadedWriter;
@@ -460,7 +461,7 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
 }
 
 /// Runs the agent as configured until its input ends (replay) or a signal stops it (live).
-/// Live captures attribute processes as `-pidmap` says (the eBPF program is loaded before the
+/// Live captures attribute processes as `-pidmap` says, and their pods unless `-containers off` (the eBPF program is loaded before the
 /// capture starts, so it sees the connections the capture will see); a replay has no processes
 /// to ask, so its records keep the PID fields empty.
 pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
@@ -468,7 +469,12 @@ pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
         return run_with(cfg, |_| Box::new(NoAttribution));
     }
     run_with(cfg, |servers| {
-        Box::new(PidMap::new(&PidMapConfig { own_servers: servers.to_vec(), ..cfg.pidmap_config() }))
+        let pids = PidMap::new(&PidMapConfig { own_servers: servers.to_vec(), ..cfg.pidmap_config() });
+        if cfg.containers {
+            Box::new(PodAttribution::new(pids, ContainerIdentity::start(cfg.containers_config())))
+        } else {
+            Box::new(pids)
+        }
     })
 }
 
