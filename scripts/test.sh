@@ -16,6 +16,22 @@ ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tsha
 command -v kubectl >/dev/null || ensure_packaged_if_any kubectl
 ensure_rust
 ensure_target_dir
+
+# deploy/check and the e2e start dockerd when none answers; a daemon this run started is stopped
+# when it ends (also on failure), so the machine is left as it was found.
+docker_was_up=0
+docker info >/dev/null 2>&1 && docker_was_up=1
+stop_started_dockerd() {
+    local pid
+    [ "$docker_was_up" = 0 ] || return 0
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    say "stopping the dockerd this run started (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+}
+trap stop_started_dockerd EXIT
 say "target dir $CARGO_TARGET_DIR (one profile: release)"
 forget_other_checkout
 

@@ -5,14 +5,22 @@
 //! (eBPF maps, then /proc) is the real one; [`NoAttribution`] leaves records as they are (replays,
 //! `-pidmap off`). An attributor must be quick (it runs on the capture thread, once per record)
 //! and must never fail a record: what it cannot tell, it leaves unset.
+//!
+//! [`PodAttribution`] wraps another attributor: once that one has named the processes, it adds
+//! each one's container, pod and namespace ([`crate::container`]) and the node that saw them.
 
 use std::net::SocketAddr;
 
 use liteobs_model::TrafficLog;
 
+use crate::container::{ContainerIdentity, ContainerOf};
+pub use crate::pidmap::Origin;
+
 /// Fills in process information on a record, as far as it can.
 pub trait Attributor {
-    fn attribute(&mut self, rec: &mut TrafficLog);
+    /// Fills in what it knows; [`Origin::Agent`] means the record is the agent's own traffic
+    /// (its uploads) and must not be reported.
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin;
 
     /// The capture saw a new TCP connection between `a` and `b` (either may be the client).
     /// What was known about an earlier connection on the same 4-tuple must not be reused for
@@ -22,11 +30,19 @@ pub trait Attributor {
 
     /// Logs the attributor's own counters (called with the agent's periodic counters).
     fn log_stats(&mut self) {}
+
+    /// Periodic work (rescanning what it learns from the system), called on the live
+    /// capture's ticks, a few times a second; must return at once when nothing is due.
+    fn refresh(&mut self) {}
 }
 
 impl Attributor for crate::pidmap::PidMap {
-    fn attribute(&mut self, rec: &mut TrafficLog) {
-        self.fill(rec);
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+        self.fill(rec)
+    }
+
+    fn refresh(&mut self) {
+        crate::pidmap::PidMap::refresh(self);
     }
 
     fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
@@ -43,8 +59,15 @@ impl Attributor for crate::pidmap::PidMap {
             ebpf_misses = c.ebpf_misses,
             proc_fallbacks = c.proc_fallbacks,
             proc_hits = c.proc_hits,
+            listener_hits = c.listener_hits,
             unresolved = c.unresolved,
+            own_uploads = c.own_uploads,
             map_entries = c.map_entries.unwrap_or(0),
+            listener_scans = c.listener_scans,
+            listeners = c.listeners,
+            listener_namespaces = c.listener_namespaces,
+            listeners_seeded = c.listeners_seeded,
+            listener_scan_us = c.listener_scan_us,
             "attribution counters"
         );
     }
@@ -55,5 +78,181 @@ impl Attributor for crate::pidmap::PidMap {
 pub struct NoAttribution;
 
 impl Attributor for NoAttribution {
-    fn attribute(&mut self, _rec: &mut TrafficLog) {}
+    fn attribute(&mut self, _rec: &mut TrafficLog) -> Origin {
+        Origin::Observed
+    }
+}
+
+/// Adds pods to what an inner attributor found: for each side whose PID is known, its
+/// `*_container_id`, and from the runtime's labels `*_namespace`, `*_pod`, `*_container`;
+/// and `*_node` (the agent's node, the record's `node`) on every side whose process is known.
+/// A host process gets a node and no pod fields.
+pub struct PodAttribution<A> {
+    inner: A,
+    containers: ContainerIdentity,
+}
+
+impl<A: Attributor> PodAttribution<A> {
+    pub fn new(inner: A, containers: ContainerIdentity) -> PodAttribution<A> {
+        PodAttribution { inner, containers }
+    }
+}
+
+/// The fields of one side of a record.
+struct SideFields<'a> {
+    pid: Option<u32>,
+    node: &'a mut Option<String>,
+    container_id: &'a mut Option<String>,
+    namespace: &'a mut Option<String>,
+    pod: &'a mut Option<String>,
+    container: &'a mut Option<String>,
+}
+
+impl SideFields<'_> {
+    fn fill(self, node: &str, containers: &mut ContainerIdentity) {
+        let Some(pid) = self.pid else { return };
+        if self.node.is_none() {
+            *self.node = Some(node.to_owned());
+        }
+        if self.container_id.is_some() {
+            return;
+        }
+        let Some(ContainerOf { container_id, pod }) = containers.of_pid(pid) else { return };
+        *self.container_id = Some(container_id);
+        if let Some(p) = pod {
+            *self.namespace = Some(p.namespace.clone());
+            *self.pod = Some(p.pod.clone());
+            self.container.clone_from(&p.container);
+        }
+    }
+}
+
+impl<A: Attributor> Attributor for PodAttribution<A> {
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+        let origin = self.inner.attribute(rec);
+        if origin == Origin::Agent || (rec.src_pid.is_none() && rec.dst_pid.is_none()) {
+            return origin;
+        }
+        let node = rec.node.clone();
+        SideFields {
+            pid: rec.src_pid,
+            node: &mut rec.src_node,
+            container_id: &mut rec.src_container_id,
+            namespace: &mut rec.src_namespace,
+            pod: &mut rec.src_pod,
+            container: &mut rec.src_container,
+        }
+        .fill(&node, &mut self.containers);
+        SideFields {
+            pid: rec.dst_pid,
+            node: &mut rec.dst_node,
+            container_id: &mut rec.dst_container_id,
+            namespace: &mut rec.dst_namespace,
+            pod: &mut rec.dst_pod,
+            container: &mut rec.dst_container,
+        }
+        .fill(&node, &mut self.containers);
+        origin
+    }
+
+    fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
+        self.inner.connection_opened(a, b);
+    }
+
+    fn refresh(&mut self) {
+        self.inner.refresh();
+    }
+
+    fn log_stats(&mut self) {
+        self.inner.log_stats();
+        let (p, r) = self.containers.counters();
+        tracing::info!(
+            process_lookups = p.lookups,
+            process_cache_hits = p.cache_hits,
+            cgroup_reads = p.cgroup_reads,
+            in_container = p.in_container,
+            runtime_hits = r.hits,
+            runtime_misses = r.misses,
+            runtime_pending = r.pending,
+            runtime_calls = r.runtime_calls,
+            runtime_errors = r.runtime_errors,
+            runtime_entries = r.entries,
+            "container attribution counters"
+        );
+    }
+}
+
+impl<A: Attributor + ?Sized> Attributor for Box<A> {
+    fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+        (**self).attribute(rec)
+    }
+
+    fn refresh(&mut self) {
+        (**self).refresh();
+    }
+
+    fn connection_opened(&mut self, a: SocketAddr, b: SocketAddr) {
+        (**self).connection_opened(a, b);
+    }
+
+    fn log_stats(&mut self) {
+        (**self).log_stats();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::container::{ContainersConfig, RuntimeConfig};
+
+    /// Stands in for the PID source: says which PIDs own the two ends.
+    struct KnownPids(Option<u32>, Option<u32>);
+
+    impl Attributor for KnownPids {
+        fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+            rec.src_pid = self.0;
+            rec.dst_pid = self.1;
+            Origin::Observed
+        }
+    }
+
+    #[test]
+    fn a_dead_runtime_leaves_container_ids_and_nodes_but_no_pods() {
+        let dir = tempfile::tempdir().unwrap();
+        let containers = ContainerIdentity::start(ContainersConfig {
+            proc_root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/cgroup/proc"),
+            runtime: RuntimeConfig { socket: dir.path().join("gone.sock"), ..RuntimeConfig::default() },
+            ..ContainersConfig::default()
+        });
+        // 114 is a host process, 103 a container (fixtures/cgroup/proc).
+        let mut a = PodAttribution::new(KnownPids(Some(114), Some(103)), containers);
+        let mut rec =
+            crate::testing::record("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        rec.node = "node-a".into();
+        let t = Instant::now();
+        a.attribute(&mut rec);
+        assert!(t.elapsed() < Duration::from_millis(500));
+        assert_eq!((rec.src_node.as_deref(), rec.src_container_id.as_deref()), (Some("node-a"), None));
+        assert_eq!(rec.dst_node.as_deref(), Some("node-a"));
+        assert_eq!(
+            rec.dst_container_id.as_deref(),
+            Some("1f2e3d4c5b6a79880716253443526170a9b8c7d6e5f4031221304f5e6d7c8b9a")
+        );
+        assert_eq!((rec.dst_pod, rec.dst_namespace, rec.dst_container), (None, None, None));
+        a.log_stats();
+
+        // No PID on either side: nothing added.
+        let containers = ContainerIdentity::start(ContainersConfig {
+            runtime: RuntimeConfig { socket: dir.path().join("gone.sock"), ..RuntimeConfig::default() },
+            ..ContainersConfig::default()
+        });
+        let mut a = PodAttribution::new(KnownPids(None, None), containers);
+        let mut rec =
+            crate::testing::record("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        a.attribute(&mut rec);
+        assert_eq!((rec.src_node, rec.dst_node, rec.dst_container_id), (None, None, None));
+    }
 }

@@ -140,6 +140,17 @@ pub struct Config {
     #[arg(long, default_value_t = 65_536, value_name = "N", value_parser = clap::value_parser!(u32).range(64..))]
     pub pidmap_entries: u32,
 
+    /// Whether each process's container, pod and namespace are added to records (`on`, `off`):
+    /// from its cgroup and the container runtime's labels. Needs process attribution.
+    #[arg(long, default_value = "on", value_name = "on|off", action = clap::ArgAction::Set, value_parser = parse_on_off)]
+    pub containers: bool,
+
+    /// containerd's socket, asked for the labels kubelet puts on containers (read-only use:
+    /// Get and List of its Containers service, namespace k8s.io). k3s:
+    /// /run/k3s/containerd/containerd.sock.
+    #[arg(long, default_value = "/run/containerd/containerd.sock", value_name = "PATH")]
+    pub containerd_socket: std::path::PathBuf,
+
     /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
@@ -174,6 +185,18 @@ impl Config {
         }
     }
 
+    /// The container attribution settings (`-containers on`).
+    pub fn containers_config(&self) -> crate::container::ContainersConfig {
+        let d = crate::container::ContainersConfig::default();
+        crate::container::ContainersConfig {
+            runtime: crate::container::RuntimeConfig {
+                socket: self.containerd_socket.clone(),
+                ..d.runtime.clone()
+            },
+            ..d
+        }
+    }
+
     /// The pipeline settings, flags over the pipeline's defaults.
     pub fn pipeline_config(&self, node: String) -> PipelineConfig {
         let mut p = PipelineConfig { node, ..PipelineConfig::default() };
@@ -190,6 +213,14 @@ impl Config {
             p.max_total_buffer = usize::try_from(n).unwrap_or(usize::MAX);
         }
         p
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
     }
 }
 
@@ -328,6 +359,12 @@ mod tests {
         let c = parse(&["-spool-dir", "/var/lib/liteobs/spool", "-spool-max-bytes", "64MiB"]).unwrap();
         assert_eq!(c.spool_dir.as_deref(), Some(Path::new("/var/lib/liteobs/spool")));
         assert_eq!(c.spool_max_bytes, 64 << 20);
+        assert!(c.containers);
+        assert_eq!(c.containerd_socket, Path::new("/run/containerd/containerd.sock"));
+        let c = parse(&["-containers", "off", "-containerd-socket", "/run/k3s/containerd/containerd.sock"])
+            .unwrap();
+        assert!(!c.containers);
+        assert_eq!(c.containers_config().runtime.socket, Path::new("/run/k3s/containerd/containerd.sock"));
     }
 
     #[test]
@@ -373,6 +410,7 @@ mod tests {
             &["-buffer-size", "64XB"],
             &["-snaplen", "10"],
             &["-spool-max-bytes", "4KiB"],
+            &["-containers", "maybe"],
         ] {
             let e = parse(args).unwrap_err().to_string();
             assert!(e.contains(&format!("--{}", &args[0][1..])), "{args:?}: {e}");

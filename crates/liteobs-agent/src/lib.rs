@@ -2,7 +2,8 @@
 //! the binary.
 //!
 //! Data flows through one module per stage:
-//! capture → decode → reassemble → http → attribute → report.
+//! capture → decode → reassemble → http → attribute → report (`container` tells `attribute`
+//! which pod a process is in).
 //! `pipeline` glues decode, reassemble and http into a pure, synchronous step from
 //! (timestamp, link type, frame bytes) to [`liteobs_model::TrafficLog`] records.
 //! `run` wires the stages onto threads the way the binary runs them; `config` holds the flags.
@@ -10,6 +11,7 @@
 pub mod attribute;
 pub mod capture;
 pub mod config;
+pub mod container;
 pub mod decode;
 pub mod http;
 pub mod pidmap;

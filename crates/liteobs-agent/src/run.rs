@@ -28,11 +28,12 @@ use liteobs_model::{ServerUrl, TS_MAX_MICROS, TS_MIN_MICROS, TrafficLog};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attribute::{Attributor, NoAttribution};
+use crate::attribute::{Attributor, NoAttribution, Origin, PodAttribution};
 use crate::capture::offline::OfflineSource;
 use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
-use crate::pidmap::{Mode, PidMap};
+use crate::container::ContainerIdentity;
+use crate::pidmap::{Mode, PidMap, PidMapConfig};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
 use crate::report::stdout::ThreadedWriter;
 use crate::report::{
@@ -270,9 +271,8 @@ pub fn drive(
                 attributor: &mut dyn Attributor|
      -> Result<(), RunError> {
         if !out.is_empty() {
-            for r in out.iter_mut() {
-                attributor.attribute(r);
-            }
+            // The agent's own uploads are dropped here (counted by the attributor).
+            out.retain_mut(|r| attributor.attribute(r) != Origin::Agent);
             sink.emit(out)?;
         }
         Ok(())
@@ -348,6 +348,7 @@ pub fn drive(
                 let now = wall.now();
                 if now >= next_tick {
                     next_tick = now + TICK;
+                    attributor.refresh();
                     // Scheduled on the monotonic clock, so that a wall clock stepped back does not
                     // stop expiry until it has caught up again.
                     if now >= next_expire {
@@ -460,22 +461,30 @@ fn open_source(cfg: &Config, exclude: &[SocketAddr]) -> Result<Box<dyn PacketSou
 }
 
 /// Runs the agent as configured until its input ends (replay) or a signal stops it (live).
-/// Live captures attribute processes as `-pidmap` says (the eBPF program is loaded before the
+/// Live captures attribute processes as `-pidmap` says, and their pods unless `-containers off` (the eBPF program is loaded before the
 /// capture starts, so it sees the connections the capture will see); a replay has no processes
 /// to ask, so its records keep the PID fields empty.
 pub fn run(cfg: &Config) -> Result<RunReport, RunError> {
     if cfg.read.is_some() || cfg.pidmap == Mode::Off {
-        return run_with(cfg, || Box::new(NoAttribution));
+        return run_with(cfg, |_| Box::new(NoAttribution));
     }
-    run_with(cfg, || Box::new(PidMap::new(&cfg.pidmap_config())))
+    run_with(cfg, |servers| {
+        let pids = PidMap::new(&PidMapConfig { own_servers: servers.to_vec(), ..cfg.pidmap_config() });
+        if cfg.containers {
+            Box::new(PodAttribution::new(pids, ContainerIdentity::start(cfg.containers_config())))
+        } else {
+            Box::new(pids)
+        }
+    })
 }
 
 /// [`run`] with an [`Attributor`] that fills in processes on the capture thread. The attributor
 /// is made once the capture source is open, so a bad `-iface` or file fails before anything is
-/// loaded into the kernel.
+/// loaded into the kernel; it is given the addresses `-server` resolves to (where the agent's
+/// own uploads go).
 pub fn run_with(
     cfg: &Config,
-    make_attributor: impl FnOnce() -> Box<dyn Attributor + Send>,
+    make_attributor: impl FnOnce(&[SocketAddr]) -> Box<dyn Attributor + Send>,
 ) -> Result<RunReport, RunError> {
     let node = resolve_node(cfg.node.as_deref(), Path::new("/proc/sys/kernel/hostname"));
     let replay = cfg.read.is_some();
@@ -491,7 +500,7 @@ pub fn run_with(
     let counters = Arc::new(ReportCounters::default());
     let spool = open_spool(cfg, server.is_some(), &counters)?;
     let mut source = open_source(cfg, &exclude)?;
-    let mut attributor = make_attributor();
+    let mut attributor = make_attributor(&exclude);
     if !replay {
         // Logged once attribution is ready too: scripts and tests wait for this line before
         // they make traffic.

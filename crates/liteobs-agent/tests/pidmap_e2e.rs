@@ -7,8 +7,15 @@
 //! spawned; one test opens its connection before the program is loaded and must be resolved
 //! through /proc.
 //!
-//! Skips with a message when not root or when a tool is missing; both are failures under
-//! LITEOBS_REQUIRE_PRIVILEGED=1 (CI installs python3, curl and nginx-light first).
+//! Other network namespaces (created with `ip netns`, a veth pair each, as pods have): servers
+//! that listened on `0.0.0.0` and one port in two namespaces before the map was built, never
+//! accepting (only the listener scan can tell who serves them, by each namespace's own
+//! address), and a keep-alive connection to a namespace's server opened before the map was
+//! built (only that namespace's `tcp` table lists its server end).
+//!
+//! Skips with a message when not root or when a tool (python3, curl, nginx, ip) is missing;
+//! both are failures under LITEOBS_REQUIRE_PRIVILEGED=1 (CI installs python3, curl and
+//! nginx-light first).
 
 #![cfg(target_os = "linux")]
 
@@ -458,4 +465,171 @@ fn port_filter_is_applied_in_the_kernel() {
     let filtered = stats.iter().find(|(s, _)| *s == Stat::Filtered).map(|(_, n)| *n);
     assert!(filtered.unwrap_or(0) >= 1, "{stats:?}");
     drop(owners); // detaches
+}
+
+/// A network namespace with a veth pair to the test's own: `host` on this side, `inner` in
+/// the namespace (a /30 each). Deleted on drop (which removes the pair too).
+struct NetNs {
+    name: String,
+    inner: std::net::Ipv4Addr,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl NetNs {
+    /// Namespace `tag` (a letter) with addresses 198.18.<pid % 250>.<4·n + 1> (here) and
+    /// .<4·n + 2> (inside): names and addresses carry the test's PID, so parallel runs and
+    /// other tests do not collide.
+    fn new(tag: char, n: u8) -> NetNs {
+        let id = std::process::id();
+        let name = format!("liteobs-lst-{id}-{tag}");
+        let (host_if, inner_if) = (format!("lv{}{tag}h", id % 100_000), format!("lv{}{tag}i", id % 100_000));
+        let net = (id % 250) as u8;
+        let host = format!("198.18.{net}.{}/30", 4 * n + 1);
+        let inner = std::net::Ipv4Addr::new(198, 18, net, 4 * n + 2);
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        ip(&["netns", "add", &name]);
+        let ns = NetNs { name: name.clone(), inner };
+        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &inner_if, "netns", &name]);
+        ip(&["addr", "add", &host, "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&["-n", &name, "addr", "add", &format!("{inner}/30"), "dev", &inner_if]);
+        ip(&["-n", &name, "link", "set", &inner_if, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A server that binds 0.0.0.0:PORT, listens, says "ready" and never accepts, reads or
+/// writes: nothing it does after `listen()` reaches a tracepoint.
+const SILENT_SERVER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// [`SILENT_SERVER`] inside `ns` (`ip netns exec` execs it: the child's PID is python's).
+fn silent_server(ns: &NetNs, port: u16) -> Proc {
+    let mut p = Proc::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", SILENT_SERVER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(p.line(), "ready", "server in {}", ns.name);
+    p
+}
+
+/// Connects to `server`, sends a request and closes without waiting for an answer (the
+/// server never gives one); returns the client's address.
+fn request_and_close(server: SocketAddr) -> SocketAddr {
+    use std::io::Write;
+    let mut c = TcpStream::connect_timeout(&server, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connecting to {server}: {e}"));
+    c.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let local = c.local_addr().unwrap();
+    drop(c);
+    local
+}
+
+/// Two servers started before the agent, each in its own network namespace and both on
+/// 0.0.0.0 and the same port, which never accept: the server end of a request sent to each
+/// (the client closes without an answer) is known only from the listener scan of every
+/// namespace, keyed by that namespace's own address. Each exchange names its own
+/// namespace's server, with eBPF loaded (as the agent runs) and with /proc alone; a server
+/// started after a /proc-only map was built is found by its next periodic scan.
+#[test]
+fn servers_listening_before_the_agent_in_other_namespaces_are_attributed() {
+    if !can_run("servers_listening_before_the_agent_in_other_namespaces_are_attributed", &["python3", "ip"]) {
+        return;
+    }
+    let (a, b, late) = (NetNs::new('a', 0), NetNs::new('b', 1), NetNs::new('c', 2));
+    let port = free_port();
+    let (server_a, server_b) = (silent_server(&a, port), silent_server(&b, port));
+    let addr = |ns: &NetNs| SocketAddr::new(ns.inner.into(), port);
+    let me = std::process::id();
+
+    let ebpf = pidmap(); // after the servers listened
+    let proc_cfg = PidMapConfig { mode: Mode::Proc, cache_ttl: Duration::ZERO, ..PidMapConfig::default() };
+    let _ = &late;
+    let proc = PidMap::new(&proc_cfg);
+    for (mode, mut map) in [("ebpf", ebpf), ("proc", proc)] {
+        for (ns, server) in [(&a, &server_a), (&b, &server_b)] {
+            let client = request_and_close(addr(ns));
+            std::thread::sleep(Duration::from_millis(50));
+            let (c, s) = map.ends(client, addr(ns));
+            if mode == "ebpf" {
+                assert_eq!(pid_of(&c), Some(me), "{mode}: the client is this test");
+            }
+            assert_eq!(pid_of(&s), Some(server.pid()), "{mode}: the server in {}", ns.name);
+            assert!(s.is_some_and(|s| s.comm.starts_with("python")));
+        }
+    }
+}
+
+/// A server that accepts every connection and holds it open, never answering.
+const HOLDING_SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+held = []
+def serve():
+    while True:
+        held.append(s.accept()[0])
+threading.Thread(target=serve, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// A keep-alive connection to a server in another network namespace, opened before the map
+/// was built: its server end is only in that namespace's `tcp` table, which the /proc scan
+/// reads through one of the namespace's processes (not the listener: the connection's own
+/// socket answers).
+#[test]
+fn connections_opened_before_the_agent_in_other_namespaces_are_found_in_proc() {
+    if !can_run(
+        "connections_opened_before_the_agent_in_other_namespaces_are_found_in_proc",
+        &["python3", "ip"],
+    ) {
+        return;
+    }
+    use std::io::Write;
+    let ns = NetNs::new('k', 3);
+    let port = free_port();
+    let mut server = Proc::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", HOLDING_SERVER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    assert_eq!(server.line(), "ready");
+    let server_addr = SocketAddr::new(ns.inner.into(), port);
+    let mut conn = TcpStream::connect_timeout(&server_addr, Duration::from_secs(5)).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let client_addr = conn.local_addr().unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // accepted
+
+    let cfg = PidMapConfig { mode: Mode::Proc, cache_ttl: Duration::ZERO, ..PidMapConfig::default() };
+    let mut map = PidMap::new(&cfg);
+    let (c, s) = map.ends(client_addr, server_addr);
+    assert_eq!(pid_of(&c), Some(std::process::id()));
+    assert_eq!(pid_of(&s), Some(server.pid()), "the server in {}", ns.name);
+    let n = map.counters();
+    assert_eq!((n.proc_hits, n.listener_hits), (2, 0), "{n:?}");
+    drop(conn);
 }

@@ -28,6 +28,10 @@ pub struct Filter {
     pub status: Option<StatusMatch>,
     /// Prefix of the request-target.
     pub path_prefix: Option<String>,
+    /// Exact Kubernetes namespace of either side's pod.
+    pub namespace: Option<String>,
+    /// Prefix of either side's pod name. With `namespace` too, both hold for the same side.
+    pub pod_prefix: Option<String>,
     /// Inclusive lower bound on `ts`.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `ts`.
@@ -44,10 +48,30 @@ impl Default for Filter {
             method: None,
             status: None,
             path_prefix: None,
+            namespace: None,
+            pod_prefix: None,
             since: None,
             until: None,
             limit: DEFAULT_LIMIT,
         }
+    }
+}
+
+impl Filter {
+    /// `namespace` and `pod`: some side of `r` is in the namespace and its pod name starts with
+    /// the prefix (either condition absent holds for every side).
+    fn matches_pod(&self, r: &TrafficLog) -> bool {
+        if self.namespace.is_none() && self.pod_prefix.is_none() {
+            return true;
+        }
+        let side = |ns: &Option<String>, pod: &Option<String>| {
+            self.namespace.as_ref().is_none_or(|want| ns.as_ref() == Some(want))
+                && self
+                    .pod_prefix
+                    .as_deref()
+                    .is_none_or(|p| pod.as_deref().is_some_and(|pod| pod.starts_with(p)))
+        };
+        side(&r.src_namespace, &r.src_pod) || side(&r.dst_namespace, &r.dst_pod)
     }
 }
 
@@ -120,6 +144,8 @@ impl Filter {
                 }
                 "status" => f.status = Some(parse_status(value).map_err(|r| bad(key, r))?),
                 "path" => f.path_prefix = Some(value.to_owned()),
+                "namespace" => f.namespace = Some(value.to_owned()),
+                "pod" => f.pod_prefix = Some(value.to_owned()),
                 "since" => f.since = Some(parse_time(value, now).map_err(|r| bad(key, r))?),
                 "until" => f.until = Some(parse_time(value, now).map_err(|r| bad(key, r))?),
                 "limit" => {
@@ -133,7 +159,7 @@ impl Filter {
                 other => {
                     return Err(bad(
                         other,
-                        "unknown parameter (known: ip, pid, method, status, path, since, until, limit)",
+                        "unknown parameter (known: ip, pid, method, status, path, namespace, pod, since, until, limit)",
                     ));
                 }
             }
@@ -153,6 +179,7 @@ impl Filter {
             && self.method.as_deref().is_none_or(|m| r.method == m)
             && self.status.is_none_or(|s| s.matches(r.status))
             && self.path_prefix.as_deref().is_none_or(|p| r.path.starts_with(p))
+            && self.matches_pod(r)
             && self.since.is_none_or(|s| r.ts >= s)
             && self.until.is_none_or(|u| r.ts < u)
     }
@@ -223,6 +250,8 @@ mod tests {
                 ("method", "post"),
                 ("status", "5XX"),
                 ("path", "/api"),
+                ("namespace", "shop"),
+                ("pod", "web-"),
                 ("since", "15m"),
                 ("until", "2026-11-25T12:00:00Z"),
                 ("limit", "10000"),
@@ -235,6 +264,7 @@ mod tests {
         assert_eq!(f.method.as_deref(), Some("POST"));
         assert_eq!(f.status, Some(StatusMatch::Class(5)));
         assert_eq!(f.path_prefix.as_deref(), Some("/api"));
+        assert_eq!((f.namespace.as_deref(), f.pod_prefix.as_deref()), (Some("shop"), Some("web-")));
         assert_eq!(f.since, Some(now() - Duration::minutes(15)));
         assert_eq!(f.until, Some(now()));
         assert_eq!(f.limit, 10_000);
@@ -264,6 +294,28 @@ mod tests {
         }
         let e = Filter::from_params([("since", "1m"), ("until", "2m")], now()).unwrap_err();
         assert_eq!(e.param, "since");
+    }
+
+    #[test]
+    fn namespace_and_pod_hold_for_one_side() {
+        let mut r = crate::record::tests::sample();
+        r.src_namespace = Some("shop".into());
+        r.src_pod = Some("client-7d9".into());
+        r.dst_namespace = Some("db".into());
+        r.dst_pod = Some("web-0".into());
+        let f = |params: &[(&str, &str)]| Filter::from_params(params.iter().copied(), now()).unwrap();
+        assert!(f(&[]).matches(&r));
+        assert!(f(&[("namespace", "shop")]).matches(&r));
+        assert!(f(&[("namespace", "db")]).matches(&r));
+        assert!(!f(&[("namespace", "sho")]).matches(&r), "namespace is exact");
+        assert!(f(&[("pod", "web")]).matches(&r), "pod is a prefix");
+        assert!(f(&[("pod", "client-7d9")]).matches(&r));
+        assert!(!f(&[("pod", "eb")]).matches(&r));
+        assert!(f(&[("namespace", "db"), ("pod", "web")]).matches(&r));
+        assert!(!f(&[("namespace", "shop"), ("pod", "web")]).matches(&r), "one side must hold both");
+        let host = crate::record::tests::sample();
+        assert_eq!(f(&[("pod", "")]).pod_prefix, None, "an empty value is no condition");
+        assert!(!f(&[("namespace", "shop")]).matches(&host), "host processes have no namespace");
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
+//! * [`merge`]: when two records are captures of one exchange, and the one record they make.
 //! * [`server_url`]: the `-server` base URL the agent and the client both take, checked.
 //!
 //! This crate does no I/O; everything here is a pure function of its input.
 
 pub mod batch;
 pub mod filter;
+pub mod merge;
 pub mod ndjson;
 mod record;
 pub mod server_url;

@@ -59,24 +59,29 @@ impl NdjsonEncoder {
         int(r.req_bytes, out);
         out.extend_from_slice(b",\"resp_bytes\":");
         int(r.resp_bytes, out);
-        if let Some(pid) = r.src_pid {
-            out.extend_from_slice(b",\"src_pid\":");
-            int(pid, out);
+        opt_int(b",\"src_pid\":", r.src_pid, out);
+        opt_string(b",\"src_comm\":", &r.src_comm, out);
+        opt_string(b",\"src_namespace\":", &r.src_namespace, out);
+        opt_string(b",\"src_pod\":", &r.src_pod, out);
+        opt_string(b",\"src_container\":", &r.src_container, out);
+        opt_string(b",\"src_container_id\":", &r.src_container_id, out);
+        opt_string(b",\"src_node\":", &r.src_node, out);
+        opt_int(b",\"dst_pid\":", r.dst_pid, out);
+        opt_string(b",\"dst_comm\":", &r.dst_comm, out);
+        opt_string(b",\"dst_namespace\":", &r.dst_namespace, out);
+        opt_string(b",\"dst_pod\":", &r.dst_pod, out);
+        opt_string(b",\"dst_container\":", &r.dst_container, out);
+        opt_string(b",\"dst_container_id\":", &r.dst_container_id, out);
+        opt_string(b",\"dst_node\":", &r.dst_node, out);
+        if let Some(addr) = r.dst_service_ip {
+            out.extend_from_slice(b",\"dst_service_ip\":\"");
+            ip(addr, out);
+            out.push(b'"');
         }
-        if let Some(comm) = &r.src_comm {
-            out.extend_from_slice(b",\"src_comm\":");
-            string(comm, out);
-        }
-        if let Some(pid) = r.dst_pid {
-            out.extend_from_slice(b",\"dst_pid\":");
-            int(pid, out);
-        }
-        if let Some(comm) = &r.dst_comm {
-            out.extend_from_slice(b",\"dst_comm\":");
-            string(comm, out);
-        }
+        opt_int(b",\"dst_service_port\":", r.dst_service_port, out);
         out.extend_from_slice(b",\"node\":");
         string(&r.node, out);
+        opt_int(b",\"exchange_id\":", r.exchange_id, out);
         out.extend_from_slice(b"}\n");
     }
 
@@ -106,6 +111,22 @@ impl NdjsonEncoder {
 
 fn int(n: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `key` (`,"name":`) and the value, when there is one.
+fn opt_int(key: &[u8], n: Option<impl itoa::Integer>, out: &mut Vec<u8>) {
+    if let Some(n) = n {
+        out.extend_from_slice(key);
+        int(n, out);
+    }
+}
+
+/// `key` (`,"name":`) and the string, when there is one.
+fn opt_string(key: &[u8], s: &Option<String>, out: &mut Vec<u8>) {
+    if let Some(s) = s {
+        out.extend_from_slice(key);
+        string(s, out);
+    }
 }
 
 fn ip(addr: IpAddr, out: &mut Vec<u8>) {
@@ -251,19 +272,32 @@ mod tests {
         prop_oneof![any::<String>(), "[ -~]{0,40}", "[\\x00-\\x1f\"\\\\a]{0,10}"]
     }
 
+    /// The fields of one side that are not in the original record: namespace, pod, container,
+    /// container id, node.
+    fn arb_side() -> impl Strategy<Value = [Option<String>; 5]> {
+        proptest::array::uniform5(proptest::option::of(arb_text()))
+    }
+
     prop_compose! {
         fn arb_record()(
             ts in DateTime::<Utc>::MIN_UTC.timestamp_micros()..=DateTime::<Utc>::MAX_UTC.timestamp_micros(),
             src_ip in arb_ip(), dst_ip in arb_ip(), src_port: u16, dst_port: u16,
             method in arb_text(), path in arb_text(), host in proptest::option::of(arb_text()),
             status: u16, latency_us: u64, req_bytes: u64, resp_bytes: u64,
-            src_pid: Option<u32>, src_comm in proptest::option::of(arb_text()),
-            dst_pid: Option<u32>, dst_comm in proptest::option::of(arb_text()), node in arb_text(),
+            src_pid: Option<u32>, src_comm in proptest::option::of(arb_text()), src in arb_side(),
+            dst_pid: Option<u32>, dst_comm in proptest::option::of(arb_text()), dst in arb_side(),
+            dst_service_ip in proptest::option::of(arb_ip()), dst_service_port: Option<u16>,
+            node in arb_text(), exchange_id: Option<i64>,
         ) -> TrafficLog {
+            let [src_namespace, src_pod, src_container, src_container_id, src_node] = src;
+            let [dst_namespace, dst_pod, dst_container, dst_container_id, dst_node] = dst;
             TrafficLog {
                 ts: DateTime::from_timestamp_micros(ts).unwrap(),
                 src_ip, src_port, dst_ip, dst_port, method, path, host, status, latency_us,
-                req_bytes, resp_bytes, src_pid, src_comm, dst_pid, dst_comm, node,
+                req_bytes, resp_bytes, src_pid, src_comm, src_namespace, src_pod, src_container,
+                src_container_id, src_node, dst_pid, dst_comm, dst_namespace, dst_pod,
+                dst_container, dst_container_id, dst_node, dst_service_ip, dst_service_port, node,
+                exchange_id,
             }
         }
     }

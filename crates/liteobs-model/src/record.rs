@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// "destination" the server side, whatever the capture direction was.
 ///
 /// JSON: field names are snake_case and stable. Unknown fields are ignored when decoding so that a
-/// newer agent can upload to an older server; `host`, `src_pid`, `src_comm`, `dst_pid` and
-/// `dst_comm` may be absent (and are omitted when unknown); every other field is required.
+/// newer agent can upload to an older server; every `Option` field may be absent (and is omitted
+/// when unknown); every other field is required.
 ///
 /// Decoding accepts only what every program can carry exactly, so nothing is changed on the
 /// way into a store: integers are JSON integers in the field's range (no fraction, exponent or
@@ -57,14 +57,64 @@ pub struct TrafficLog {
     /// Command name of the client process, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_comm: Option<String>,
+    /// Kubernetes namespace of the client's pod, when the client is a container on a node whose
+    /// agent saw the exchange (from the container runtime's `io.kubernetes.pod.namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_namespace: Option<String>,
+    /// Name of the client's pod (`io.kubernetes.pod.name`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_pod: Option<String>,
+    /// Name of the client's container within its pod (`io.kubernetes.container.name`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_container: Option<String>,
+    /// The container runtime's ID of the client's container (64 hex digits), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_container_id: Option<String>,
+    /// The node on which the client's process and pod were identified: set with `src_pid` or
+    /// `src_pod`, by the agent of that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_node: Option<String>,
     /// Process ID (tgid) of the server process, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_pid: Option<u32>,
     /// Command name of the server process, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_comm: Option<String>,
-    /// Name of the node (agent) that saw the exchange.
+    /// Kubernetes namespace of the server's pod, when the server is a container on a node whose
+    /// agent saw the exchange (from the container runtime's `io.kubernetes.pod.namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_namespace: Option<String>,
+    /// Name of the server's pod (`io.kubernetes.pod.name`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_pod: Option<String>,
+    /// Name of the server's container within its pod (`io.kubernetes.container.name`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_container: Option<String>,
+    /// The container runtime's ID of the server's container (64 hex digits), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_container_id: Option<String>,
+    /// The node on which the server's process and pod were identified: set with `dst_pid` or
+    /// `dst_pod`, by the agent of that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_node: Option<String>,
+    /// The address the client dialled when it was not the server's own: a Kubernetes Service
+    /// (ClusterIP, NodePort) that was translated (DNAT) to `dst_ip`/`dst_port` on the way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_service_ip: Option<IpAddr>,
+    /// The port of `dst_service_ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_service_port: Option<u16>,
+    /// Name of the node (agent) that saw the exchange; in a record merged from several agents'
+    /// halves ([`crate::merge`]), the node that saw it on the client's side when one did.
     pub node: String,
+    /// An identity of the exchange that every capture of it shares, on any node and on either
+    /// side of a NAT: the TCP sequence numbers of the request's first byte (high 32 bits) and
+    /// of the response's first byte (low 32 bits; 0 without a response), as an `i64`. Records
+    /// with the same id and timestamps close together are halves of one exchange, which the
+    /// server stores once ([`crate::merge`]). Absent from records that were not captured from
+    /// TCP (uploaded by other tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_id: Option<i64>,
 }
 
 impl TrafficLog {
@@ -158,9 +208,22 @@ pub(crate) mod tests {
             resp_bytes: 512,
             src_pid: Some(1234),
             src_comm: Some("curl".into()),
+            src_namespace: None,
+            src_pod: None,
+            src_container: None,
+            src_container_id: None,
+            src_node: None,
             dst_pid: None,
             dst_comm: None,
+            dst_namespace: None,
+            dst_pod: None,
+            dst_container: None,
+            dst_container_id: None,
+            dst_node: None,
+            dst_service_ip: None,
+            dst_service_port: None,
             node: "node-a".into(),
+            exchange_id: None,
         }
     }
 

@@ -312,6 +312,39 @@ fn agent_daemonset_runs_like_the_e2e_on_every_node() {
 }
 
 #[test]
+fn agent_reads_the_container_runtime_socket_from_a_read_only_host_mount() {
+    let m = load();
+    let ds = one(&m.daemonsets, "DaemonSet");
+    let what = "DaemonSet liteobs-agent";
+    let spec = ds.spec.as_ref().expect("DaemonSet spec");
+    let pod = pod_spec(&spec.template.spec, what);
+    let c = only_container(pod, what);
+    // The socket the agent asks (its flag, else the agent's default) ...
+    let args = c.args.as_deref().unwrap_or_default();
+    let socket = args
+        .iter()
+        .position(|a| a == "-containerd-socket")
+        .and_then(|i| args.get(i + 1))
+        .map_or("/run/containerd/containerd.sock", String::as_str);
+    assert!(!args.iter().any(|a| a == "-containers" || a == "off"), "{what}: container attribution left on");
+    // ... lies in a read-only mount of the same host directory (a directory rather than the
+    // socket file, so that a restarted runtime's new socket is seen).
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    let mount = mounts
+        .iter()
+        .filter(|v| socket.starts_with(&format!("{}/", v.mount_path.trim_end_matches('/'))))
+        .max_by_key(|v| v.mount_path.len())
+        .unwrap_or_else(|| panic!("{what}: no mount holds {socket}"));
+    assert_eq!(mount.read_only, Some(true), "{what}: {} must be read-only", mount.mount_path);
+    let volume = pod.volumes.as_deref().unwrap_or_default().iter().find(|v| v.name == mount.name);
+    let host = volume
+        .and_then(|v| v.host_path.as_ref())
+        .unwrap_or_else(|| panic!("{what}: {} is not a hostPath", mount.mount_path));
+    assert_eq!(host.path, mount.mount_path, "{what}: the runtime's directory at the same path as on the node");
+    assert_ne!(host.type_.as_deref(), Some("Socket"), "{what}: mount the directory, not the socket file");
+}
+
+#[test]
 fn server_deployment_service_and_volume_fit_together() {
     let m = load();
     let dep = one(&m.deployments, "Deployment");

@@ -5,9 +5,14 @@
 //! 1. `ebpf` (Linux, root): the kernel maps filled by the `liteobs-ebpf` program, which sees
 //!    every connect, listen and accept from the moment it is attached. Exact for connections
 //!    opened after the agent started, including forked workers (the acceptor wins).
-//! 2. `procfs`: `/proc/net/tcp{,6}` (socket inode per tuple) and `/proc/<pid>/fd` (process per
-//!    inode), for connections opened before the agent started and anything the maps missed.
-//!    Scans are rate limited; results are cached.
+//! 2. `procfs`: the TCP tables of every network namespace (socket inode per tuple; see
+//!    [`netns`]) and `/proc/<pid>/fd` (process per inode), for connections opened before the
+//!    agent started and anything the maps missed. Scans are rate limited; results are cached.
+//!
+//! Then, for a server end neither knows, the owner of the listener it reached: [`listeners`]
+//! scans every namespace's listening sockets at start and every `listener_scan_interval`
+//! ([`PidMap::refresh`]) and hands them to both sources ([`OwnerLookup::seed_listeners`]).
+//! [`PidMap::fill`] also tells the agent's own uploads apart ([`Origin::Agent`]).
 //!
 //! [`PidMap`] puts them together behind a per-connection cache and counts what it does
 //! ([`Counters`]). A cached answer lasts until the capture sees a new connection on the same
@@ -22,6 +27,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod ebpf;
+pub mod listeners;
+pub mod netns;
 pub mod procfs;
 
 use std::collections::HashMap;
@@ -129,10 +136,18 @@ pub struct PidMapConfig {
     pub tracefs: PathBuf,
     /// Shortest time between two full /proc scans.
     pub proc_scan_interval: Duration,
+    /// How often the node's listening sockets are scanned again (the first scan runs when
+    /// the map is built).
+    pub listener_scan_interval: Duration,
     /// How long a looked-up owner (or its absence) is reused for the same connection.
     pub cache_ttl: Duration,
     /// Most connections kept in the cache.
     pub cache_entries: usize,
+    /// Where the agent uploads (the addresses `-server` resolves to). A record whose client
+    /// end is a connection the agent's process made to one of them is its own upload, even
+    /// when the packets carry another destination (a Service address DNAT'd to the server
+    /// pod): the sources key a socket by what it connected to, the packets by where they went.
+    pub own_servers: Vec<SocketAddr>,
 }
 
 impl Default for PidMapConfig {
@@ -144,8 +159,10 @@ impl Default for PidMapConfig {
             proc_root: PathBuf::from("/proc"),
             tracefs: PathBuf::from("/sys/kernel/tracing"),
             proc_scan_interval: Duration::from_secs(1),
+            listener_scan_interval: Duration::from_secs(10),
             cache_ttl: Duration::from_secs(5),
             cache_entries: 65_536,
+            own_servers: Vec::new(),
         }
     }
 }
@@ -165,10 +182,36 @@ pub struct Counters {
     pub proc_fallbacks: u64,
     /// Found in /proc.
     pub proc_hits: u64,
+    /// Server ends no source knew, answered by the owner of the listener they reached.
+    pub listener_hits: u64,
     /// Ends no source could attribute.
     pub unresolved: u64,
+    /// Records whose client is the agent itself (its own uploads), reported as
+    /// [`Origin::Agent`] so that the caller drops them.
+    pub own_uploads: u64,
+    /// Listener scans made (at start, then every `listener_scan_interval`).
+    pub listener_scans: u64,
+    /// Listener keys the last scan found, over all network namespaces.
+    pub listeners: u64,
+    /// Network namespaces the last listener scan read.
+    pub listener_namespaces: u64,
+    /// Listener entries the sources took (summed over scans).
+    pub listeners_seeded: u64,
+    /// Time spent in listener scans, in microseconds.
+    pub listener_scan_us: u64,
     /// Connections in the eBPF `flow_owner` map at the last [`PidMap::counters`] call.
     pub map_entries: Option<u64>,
+}
+
+/// Whose traffic a record is, as far as [`PidMap::fill`] can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Anyone's but the agent's: report it.
+    Observed,
+    /// The agent's own (its client side is the agent's process: an upload, however the
+    /// server was reached, e.g. through a Service address the capture filter does not
+    /// exclude): never report it.
+    Agent,
 }
 
 struct Cached {
@@ -180,6 +223,17 @@ struct Cached {
 pub struct PidMap {
     ebpf: Option<Box<dyn OwnerLookup + Send>>,
     proc: Option<Box<dyn OwnerLookup + Send>>,
+    /// The node's listeners, scanned now and then; None: not scanned (tests' own sources).
+    scan: Option<listeners::ListenerScan>,
+    /// The last scan's listeners, by the key they are reached under.
+    listeners: HashMap<SocketAddr, ProcessInfo>,
+    /// The agent's own process ID, as the sources report PIDs.
+    own_pid: u32,
+    /// See [`PidMapConfig::own_servers`].
+    own_servers: Vec<SocketAddr>,
+    /// Client ends checked against `own_servers`: is it the agent's, and when was it checked
+    /// (same lifetime and bound as `cache`).
+    own_checked: HashMap<SocketAddr, (bool, Instant)>,
     cache: HashMap<(SocketAddr, SocketAddr), Cached>,
     cache_ttl: Duration,
     cache_entries: usize,
@@ -211,7 +265,24 @@ impl PidMap {
             Mode::Ebpf => Self::load_ebpf(cfg),
             Mode::Proc | Mode::Off => None,
         };
-        PidMap::with_sources(ebpf, proc, cfg)
+        let mut map = PidMap::with_sources(ebpf, proc, cfg);
+        map.own_pid = own_pid(&cfg.proc_root);
+        if cfg.mode != Mode::Off {
+            map = map.with_listener_scan(listeners::ListenerScan::new(
+                cfg.proc_root.clone(),
+                cfg.listener_scan_interval,
+            ));
+            map.refresh_at(Instant::now());
+            let c = map.counters;
+            tracing::info!(
+                listeners = c.listeners,
+                namespaces = c.listener_namespaces,
+                seeded = c.listeners_seeded,
+                scan_us = c.listener_scan_us,
+                "pidmap: listening sockets found"
+            );
+        }
+        map
     }
 
     #[cfg(target_os = "linux")]
@@ -249,11 +320,49 @@ impl PidMap {
         PidMap {
             ebpf,
             proc,
+            scan: None,
+            listeners: HashMap::new(),
+            own_pid: std::process::id(),
+            own_servers: cfg.own_servers.clone(),
+            own_checked: HashMap::new(),
             cache: HashMap::new(),
             cache_ttl: cfg.cache_ttl,
             cache_entries: cfg.cache_entries.max(1),
             counters: Counters::default(),
         }
+    }
+
+    /// Scans the node's listeners with `scan` on [`PidMap::refresh_at`] (when it is due).
+    pub fn with_listener_scan(mut self, scan: listeners::ListenerScan) -> PidMap {
+        self.scan = Some(scan);
+        self
+    }
+
+    /// Periodic work: [`PidMap::refresh_at`] now.
+    pub fn refresh(&mut self) {
+        self.refresh_at(Instant::now());
+    }
+
+    /// Scans the node's listening sockets if the last scan is `listener_scan_interval` old (or
+    /// none was made), hands them to the sources ([`OwnerLookup::seed_listeners`]) and keeps
+    /// them as the last answer for server ends. Cheap when not due (one comparison); a scan
+    /// reads every namespace's TCP tables and walks `/proc/*/fd` only for new listeners (see
+    /// [`listeners`]).
+    pub fn refresh_at(&mut self, now: Instant) {
+        let Some(scan) = self.scan.as_mut().filter(|s| s.due(now)) else { return };
+        let found = scan.scan(now);
+        let stats = scan.stats();
+        let mut seeded = 0;
+        for source in [self.ebpf.as_mut(), self.proc.as_mut()].into_iter().flatten() {
+            seeded += source.seed_listeners(&found) as u64;
+        }
+        self.listeners = found.into_iter().map(|l| (SocketAddr::new(l.addr, l.port), l.owner)).collect();
+        let c = &mut self.counters;
+        c.listener_scans = stats.scans;
+        c.listeners = stats.listeners;
+        c.listener_namespaces = stats.namespaces;
+        c.listener_scan_us = stats.micros;
+        c.listeners_seeded += seeded;
     }
 
     /// The mode actually in effect (`proc` when eBPF was asked for but could not be loaded).
@@ -281,18 +390,29 @@ impl PidMap {
         server: SocketAddr,
         now: Instant,
     ) -> (Option<ProcessInfo>, Option<ProcessInfo>) {
-        (self.owner_at(client, server, now), self.owner_at(server, client, now))
+        (self.resolve(client, server, now, false), self.resolve(server, client, now, true))
     }
 
     /// Fills `src_pid`/`src_comm` and `dst_pid`/`dst_comm` of a record where they are unset
-    /// and an owner is known.
-    pub fn fill(&mut self, rec: &mut TrafficLog) {
+    /// and an owner is known, and says whether the record is the agent's own traffic (its
+    /// client is the agent's process): the caller must then drop it. The record is left as
+    /// it was in that case.
+    pub fn fill(&mut self, rec: &mut TrafficLog) -> Origin {
         if self.ebpf.is_none() && self.proc.is_none() {
-            return;
+            return Origin::Observed;
         }
         let client = SocketAddr::new(rec.src_ip, rec.src_port);
         let server = SocketAddr::new(rec.dst_ip, rec.dst_port);
-        let (c, s) = self.ends(client, server);
+        let now = Instant::now();
+        let (c, s) = self.ends_at(client, server, now);
+        let own = match &c {
+            Some(c) => c.pid == self.own_pid,
+            None => self.connected_to_own_server(client, now),
+        };
+        if own {
+            self.counters.own_uploads += 1;
+            return Origin::Agent;
+        }
         if rec.src_pid.is_none()
             && let Some(c) = c
         {
@@ -305,10 +425,49 @@ impl PidMap {
             rec.dst_pid = Some(s.pid);
             rec.dst_comm = Some(s.comm);
         }
+        Origin::Observed
+    }
+
+    /// True when the agent's process has a connection from `client` to one of
+    /// `own_servers` (see [`PidMapConfig::own_servers`]). Asks eBPF when loaded (exact, one
+    /// lookup per server address), else /proc; the answer is kept like the cache's.
+    fn connected_to_own_server(&mut self, client: SocketAddr, now: Instant) -> bool {
+        if self.own_servers.is_empty() {
+            return false;
+        }
+        if let Some((own, at)) = self.own_checked.get(&client)
+            && now.saturating_duration_since(*at) < self.cache_ttl
+        {
+            return *own;
+        }
+        let own_pid = self.own_pid;
+        let own = match self.ebpf.as_mut().or(self.proc.as_mut()) {
+            Some(source) => {
+                self.own_servers.iter().any(|s| source.owner(client, *s).is_some_and(|o| o.pid == own_pid))
+            }
+            None => false,
+        };
+        if self.own_checked.len() >= self.cache_entries {
+            self.own_checked.clear();
+        }
+        self.own_checked.insert(client, (own, now));
+        own
     }
 
     /// The owner of the socket `local` ↔ `remote`: cache, then eBPF, then /proc.
     pub fn owner_at(&mut self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Option<ProcessInfo> {
+        self.resolve(local, remote, now, false)
+    }
+
+    /// [`PidMap::owner_at`]; for a server end (`passive`), what no source knows is answered
+    /// by the owner of the listener `local` is, if the last scan found one.
+    fn resolve(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+        passive: bool,
+    ) -> Option<ProcessInfo> {
         self.counters.lookups += 1;
         if let Some(c) = self.cache.get(&(local, remote))
             && now.saturating_duration_since(c.at) < self.cache_ttl
@@ -334,6 +493,13 @@ impl PidMap {
                 self.counters.proc_hits += 1;
             }
         }
+        if owner.is_none()
+            && passive
+            && let Some(l) = listeners::listener_owner(&self.listeners, local)
+        {
+            self.counters.listener_hits += 1;
+            owner = Some(l.clone());
+        }
         if owner.is_none() {
             self.counters.unresolved += 1;
         }
@@ -355,6 +521,8 @@ impl PidMap {
     pub fn forget(&mut self, a: SocketAddr, b: SocketAddr) {
         self.cache.remove(&(a, b));
         self.cache.remove(&(b, a));
+        self.own_checked.remove(&a);
+        self.own_checked.remove(&b);
     }
 
     /// The eBPF program's in-kernel counters by name (see `liteobs_ebpf::layout::Stat`);
@@ -369,6 +537,16 @@ impl PidMap {
         self.counters.map_entries = self.ebpf.as_ref().and_then(|e| e.entries());
         self.counters
     }
+}
+
+/// The agent's process ID as `root` (the proc filesystem the sources read) numbers it: the
+/// `self` link, which differs from [`std::process::id`] when the agent runs in a PID namespace
+/// of its own with the host's /proc mounted. Falls back to [`std::process::id`].
+fn own_pid(root: &std::path::Path) -> u32 {
+    std::fs::read_link(root.join("self"))
+        .ok()
+        .and_then(|t| t.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(std::process::id)
 }
 
 /// "outer: inner: innermost", for one-line warnings.
@@ -514,6 +692,140 @@ mod tests {
         rec2.dst_pid = None;
         off.fill(&mut rec2);
         assert_eq!((rec2.src_pid, rec2.dst_pid), (Some(1), None));
+    }
+
+    /// A source that records the listeners it was told about.
+    struct Seeded(Arc<Mutex<Vec<Vec<Listener>>>>);
+
+    impl OwnerLookup for Seeded {
+        fn owner(&mut self, _: SocketAddr, _: SocketAddr) -> Option<ProcessInfo> {
+            None
+        }
+
+        fn seed_listeners(&mut self, listeners: &[Listener]) -> usize {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(listeners.to_vec());
+            }
+            listeners.len()
+        }
+    }
+
+    /// A node with one pod (namespace 2, 10.244.1.7) whose server 200 listens on
+    /// 0.0.0.0:8080, and the node's own 0.0.0.0:80 (process 100).
+    fn node_with_a_pod(dir: &std::path::Path) {
+        use listeners::fixture::{Ns, Proc, write};
+        let h = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let l = |local: &str, inode: u64| {
+            format!(
+                "   0: {local} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+            )
+        };
+        let own_tcp = format!("{h}{}", l("00000000:0050", 1001));
+        let pod_tcp = format!("{h}{}", l("00000000:1F90", 2001));
+        write(
+            dir,
+            &Ns { inode: 1, tcp: &own_tcp, tcp6: "", fib_trie: "", if_inet6: "" },
+            &[Ns { inode: 2, tcp: &pod_tcp, tcp6: "", fib_trie: netns::tests::FIB_TRIE_POD, if_inet6: "" }],
+            &[
+                Proc { pid: 100, comm: "nginx", netns: 1, sockets: &[1001] },
+                Proc { pid: 200, comm: "node", netns: 2, sockets: &[2001] },
+            ],
+        );
+    }
+
+    #[test]
+    fn listeners_are_seeded_at_start_and_rescanned_every_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        node_with_a_pod(dir.path());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cfg = PidMapConfig { listener_scan_interval: Duration::from_secs(10), ..PidMapConfig::default() };
+        let scan = listeners::ListenerScan::new(dir.path().to_path_buf(), cfg.listener_scan_interval)
+            .with_byte_order(liteobs_ebpf::layout::ByteOrder::Little);
+        let mut m =
+            PidMap::with_sources(Some(Box::new(Seeded(seen.clone()))), None, &cfg).with_listener_scan(scan);
+        let t0 = Instant::now();
+        m.refresh_at(t0);
+        m.refresh_at(t0 + Duration::from_secs(5));
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 1, "one scan until the interval passed");
+            let mut keys: Vec<(String, u32)> =
+                seen[0].iter().map(|l| (SocketAddr::new(l.addr, l.port).to_string(), l.owner.pid)).collect();
+            keys.sort();
+            assert_eq!(keys, [("0.0.0.0:80".to_owned(), 100), ("10.244.1.7:8080".to_owned(), 200)]);
+        }
+        m.refresh_at(t0 + Duration::from_secs(10));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        let c = m.counters();
+        assert_eq!((c.listener_scans, c.listeners, c.listener_namespaces, c.listeners_seeded), (2, 2, 2, 4));
+    }
+
+    /// Only a server end falls back to the listener it reached: a client's ephemeral port
+    /// that happens to equal a listening port is not the listener's.
+    #[test]
+    fn server_ends_nobody_knows_belong_to_the_listener_they_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        node_with_a_pod(dir.path());
+        let (ebpf, _) = table(&[]);
+        let scan = listeners::ListenerScan::new(dir.path().to_path_buf(), Duration::from_secs(10))
+            .with_byte_order(liteobs_ebpf::layout::ByteOrder::Little);
+        let mut m = PidMap::with_sources(Some(ebpf), None, &PidMapConfig::default()).with_listener_scan(scan);
+        m.refresh();
+        let (c, s) = m.ends(sa("10.244.1.9:40000"), sa("10.244.1.7:8080"));
+        assert_eq!((c, s), (None, Some(p(200, "node"))), "the pod's own server");
+        let (_, s) = m.ends(sa("10.0.0.5:40001"), sa("192.168.1.1:80"));
+        assert_eq!(s, Some(p(100, "nginx")), "the node's wildcard");
+        let (c, s) = m.ends(sa("10.244.1.9:80"), sa("10.244.1.8:8080"));
+        assert_eq!((c, s), (None, None), "another pod's address is not the pod's listener");
+        let n = m.counters();
+        assert_eq!((n.listener_hits, n.unresolved), (2, 4));
+    }
+
+    #[test]
+    fn the_agents_own_exchanges_are_reported_as_its_own() {
+        let me = std::process::id();
+        let (ebpf, _) = table(&[
+            ("10.244.1.3:40000", "10.244.2.9:8080", p(me, "liteobs-agent")),
+            ("10.244.1.3:40001", "10.244.2.9:8080", p(me + 1, "curl")),
+        ]);
+        let mut m = PidMap::with_sources(Some(ebpf), None, &PidMapConfig::default());
+        let mut own = record(sa("10.244.1.3:40000"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut own), Origin::Agent);
+        let mut other = record(sa("10.244.1.3:40001"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut other), Origin::Observed);
+        assert_eq!(other.src_pid, Some(me + 1));
+        // The agent as a server (nothing it does, but not its upload either) is kept.
+        let mut reverse = record(sa("10.244.2.9:8080"), sa("10.244.1.3:40000"));
+        assert_eq!(m.fill(&mut reverse), Origin::Observed);
+        assert_eq!(m.counters().own_uploads, 1);
+        let mut a: Box<dyn crate::attribute::Attributor> = Box::new(m);
+        assert_eq!(a.attribute(&mut own.clone()), Origin::Agent);
+    }
+
+    /// Through a Service: the agent connected to the Service address (what `-server`
+    /// resolves to, and what the sources key its socket by), the packets carry the server
+    /// pod's address after DNAT.
+    #[test]
+    fn uploads_through_a_service_address_are_the_agents_own() {
+        let me = std::process::id();
+        let service = sa("10.96.0.10:8080");
+        let (ebpf, _) = table(&[
+            ("10.244.1.3:40000", "10.96.0.10:8080", p(me, "liteobs-agent")),
+            ("10.244.1.3:40001", "10.96.0.10:8080", p(me + 1, "curl")),
+        ]);
+        let cfg = PidMapConfig { own_servers: vec![service], ..PidMapConfig::default() };
+        let mut m = PidMap::with_sources(Some(ebpf), None, &cfg);
+        let mut upload = record(sa("10.244.1.3:40000"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut upload), Origin::Agent);
+        let mut theirs = record(sa("10.244.1.3:40001"), sa("10.244.2.9:8080"));
+        assert_eq!(m.fill(&mut theirs), Origin::Observed, "another process's call of the same Service");
+        assert_eq!(m.counters().own_uploads, 1);
+        let mut without = PidMap::with_sources(
+            Some(table(&[("10.244.1.3:40000", "10.96.0.10:8080", p(me, "liteobs-agent"))]).0),
+            None,
+            &PidMapConfig::default(),
+        );
+        assert_eq!(without.fill(&mut upload.clone()), Origin::Observed, "without own_servers it cannot tell");
     }
 
     /// Construction never fails: as root on Linux the program loads; otherwise one warning is

@@ -8,9 +8,12 @@
 //! kept until the next scan. Parsing is separate from reading ([`parse_net_tcp`],
 //! [`parse_socket_link`]) and the root is a parameter, so tests run on fixture trees.
 //!
-//! Limits: only the agent's network namespace is listed in `<root>/net/tcp*` (a host-network
-//! agent sees the host's); a socket held by several processes (inherited across `fork`) is
-//! attributed to the lowest PID.
+//! Every network namespace on the node is read (see [`super::netns`]: with the host's PID
+//! namespace and /proc, a pod's connections are in `<root>/<pid>/net/tcp*` of one of its
+//! processes), at most [`MAX_NAMESPACES`] of them and [`MAX_SOCKETS`] sockets per scan; other
+//! namespaces' loopback sockets are left out (the capture cannot see a pod's `lo`). A socket
+//! held by several processes (inherited across `fork`) is attributed to the lowest PID. The
+//! name is always `<root>/<pid>/comm` of the thread group, i.e. its leader's name.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use liteobs_ebpf::layout::ByteOrder;
 
-use super::{OwnerLookup, ProcessInfo};
+use super::{OwnerLookup, ProcessInfo, netns};
 
 /// One line of `/proc/net/tcp{,6}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +92,7 @@ pub fn parse_socket_link(target: &str) -> Option<u64> {
 
 /// A v4-mapped IPv6 socket address as plain IPv4, so that keys from packets and from
 /// dual-stack sockets compare equal.
-fn normalise(a: SocketAddr) -> SocketAddr {
+pub(crate) fn normalise(a: SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
@@ -104,19 +107,25 @@ fn normalise(a: SocketAddr) -> SocketAddr {
 pub struct Snapshot {
     /// (local, remote) → owner, for every socket with an inode held by some process.
     pub owners: HashMap<(SocketAddr, SocketAddr), ProcessInfo>,
+    /// Network namespaces whose tables were read.
+    pub namespaces: usize,
 }
 
-/// Scans `root` once. Missing `net/tcp6` (no IPv6) is fine; a missing `net/tcp` is an error.
-/// Processes that vanish or deny access during the scan are skipped.
-pub fn scan(root: &Path, order: ByteOrder) -> io::Result<Snapshot> {
-    let mut sockets = parse_net_tcp(&std::fs::read_to_string(root.join("net/tcp"))?, order);
-    if let Ok(text) = std::fs::read_to_string(root.join("net/tcp6")) {
-        sockets.extend(parse_net_tcp(&text, order));
-    }
-    let wanted: HashSet<u64> = sockets.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+/// Most network namespaces one scan reads (a node runs some hundred pods).
+pub const MAX_NAMESPACES: usize = 4096;
+/// Most sockets one scan keeps, over all namespaces: a bound on its memory.
+pub const MAX_SOCKETS: usize = 1 << 18;
 
-    // inode → lowest PID holding it.
+/// The process holding each of the `wanted` socket inodes, from every `<root>/<pid>/fd/*`
+/// link: the lowest PID when several hold one (a socket inherited across `fork`, a pre-fork
+/// server's listener). `<root>/<pid>` directories are thread groups (threads are only under
+/// `task/`), so the PID is always a thread-group ID. Processes that vanish or deny access
+/// are skipped. Costs one directory read per process and one `readlink` per descriptor.
+pub fn socket_holders(root: &Path, wanted: &HashSet<u64>) -> io::Result<HashMap<u64, u32>> {
     let mut holder: HashMap<u64, u32> = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(holder);
+    }
     for entry in std::fs::read_dir(root)?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
@@ -128,22 +137,48 @@ pub fn scan(root: &Path, order: ByteOrder) -> io::Result<Snapshot> {
             }
         }
     }
+    Ok(holder)
+}
+
+/// `<root>/<pid>/comm`: the name of the thread group's leader (the process's name as `ps`
+/// shows it), whatever its other threads call themselves. Empty when it cannot be read.
+pub fn read_comm(root: &Path, pid: u32) -> String {
+    std::fs::read_to_string(root.join(pid.to_string()).join("comm"))
+        .map(|c| c.trim_end_matches('\n').to_owned())
+        .unwrap_or_default()
+}
+
+/// Scans `root` once: the TCP tables of every network namespace (the agent's own first; see
+/// [`super::netns`]), then the processes holding their sockets. A missing `net/tcp` of the
+/// agent's own namespace is an error; other namespaces whose process left are skipped.
+/// Loopback sockets of other namespaces are left out: the agent cannot capture a pod's `lo`,
+/// and their tuples would shadow the node's own loopback connections. A tuple seen in two
+/// namespaces keeps the first (the agent's own).
+pub fn scan(root: &Path, order: ByteOrder) -> io::Result<Snapshot> {
+    let spaces = netns::namespaces(root, MAX_NAMESPACES)?;
+    let mut sockets = Vec::new();
+    let mut namespaces = 0;
+    for ns in &spaces {
+        let found = match netns::tcp_sockets(root, ns, order) {
+            Ok(s) => s,
+            Err(e) if ns.is_own() => return Err(e),
+            Err(_) => continue,
+        };
+        namespaces += 1;
+        let room = MAX_SOCKETS.saturating_sub(sockets.len());
+        sockets.extend(found.into_iter().filter(|s| ns.is_own() || !s.local.ip().is_loopback()).take(room));
+    }
+    let wanted: HashSet<u64> = sockets.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+    let holder = socket_holders(root, &wanted)?;
 
     let mut comms: HashMap<u32, String> = HashMap::new();
     let mut owners = HashMap::new();
     for s in sockets {
         let Some(&pid) = holder.get(&s.inode) else { continue };
-        let comm = comms
-            .entry(pid)
-            .or_insert_with(|| {
-                std::fs::read_to_string(root.join(pid.to_string()).join("comm"))
-                    .map(|c| c.trim_end_matches('\n').to_owned())
-                    .unwrap_or_default()
-            })
-            .clone();
-        owners.insert((normalise(s.local), normalise(s.remote)), ProcessInfo { pid, comm });
+        let comm = comms.entry(pid).or_insert_with(|| read_comm(root, pid)).clone();
+        owners.entry((normalise(s.local), normalise(s.remote))).or_insert(ProcessInfo { pid, comm });
     }
-    Ok(Snapshot { owners })
+    Ok(Snapshot { owners, namespaces })
 }
 
 /// [`OwnerLookup`] over rate-limited /proc scans.
@@ -355,6 +390,72 @@ mod tests {
         assert_eq!(get("[::1]:80", "[::1]:41000").map(|p| p.pid), Some(300));
         assert_eq!(get("10.0.0.1:80", "10.0.0.2:5000").map(|p| p.pid), Some(300));
         assert_eq!(get("127.0.0.1:8080", "127.0.0.1:50001"), None, "TIME_WAIT has no owner");
+    }
+
+    /// A pod's keep-alive connection opened before the agent is only in its own namespace's
+    /// tables: the scan reads every namespace, through one process of each, and leaves out
+    /// a pod's loopback connections (which would shadow the node's).
+    #[test]
+    fn scans_every_network_namespace() {
+        use crate::pidmap::listeners::fixture::{Ns, Proc, write};
+        let dir = tempfile::tempdir().unwrap();
+        let h = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let l = |local: &str, remote: &str, inode: u64| {
+            format!(
+                "   0: {local} {remote} 01 00000000:00000000 00:00000000 00000000     0        0 {inode} 1 0000000000000000 20 4 30 10 -1\n"
+            )
+        };
+        // Node: 127.0.0.1:50000 -> 127.0.0.1:8080 (client 400). Pod (namespace 2): its
+        // server 10.244.1.7:8080 <- 10.244.1.9:41000 (process 201), and a loopback connection
+        // with the node's very tuple (process 202).
+        let own_tcp = format!("{h}{}", l("0100007F:C350", "0100007F:1F90", 1002));
+        let pod_tcp = format!(
+            "{h}{}{}",
+            l("0701F40A:1F90", "0901F40A:A028", 2001),
+            l("0100007F:C350", "0100007F:1F90", 2002)
+        );
+        write(
+            dir.path(),
+            &Ns { inode: 1, tcp: &own_tcp, tcp6: "", fib_trie: "", if_inet6: "" },
+            &[Ns { inode: 2, tcp: &pod_tcp, tcp6: "", fib_trie: "", if_inet6: "" }],
+            &[
+                Proc { pid: 400, comm: "client", netns: 1, sockets: &[1002] },
+                Proc { pid: 200, comm: "pause", netns: 2, sockets: &[] },
+                Proc { pid: 201, comm: "server", netns: 2, sockets: &[2001] },
+                Proc { pid: 202, comm: "sidecar", netns: 2, sockets: &[2002] },
+            ],
+        );
+        let snap = scan(dir.path(), ByteOrder::Little).unwrap();
+        let get = |l: &str, r: &str| snap.owners.get(&(sa(l), sa(r))).map(|o| o.pid);
+        assert_eq!(get("10.244.1.7:8080", "10.244.1.9:41000"), Some(201), "the pod's connection");
+        assert_eq!(get("127.0.0.1:50000", "127.0.0.1:8080"), Some(400), "the node's, not the pod's loopback");
+        assert_eq!((snap.owners.len(), snap.namespaces), (2, 2));
+    }
+
+    /// The name is the process's (the thread group leader's `comm`), whatever the thread that
+    /// opened the socket calls itself. The test process itself, from a renamed thread.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_name_is_the_thread_group_leaders_not_the_threads() {
+        let leader = std::fs::read_to_string("/proc/self/comm").unwrap().trim_end().to_owned();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tid_comm, client) = std::thread::Builder::new()
+            .name("renamed-worker".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap();
+                (comm.trim_end().to_owned(), std::net::TcpStream::connect(addr).unwrap())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(tid_comm, "renamed-worker", "the thread did rename itself");
+        assert_ne!(leader, tid_comm);
+        let mut p = ProcOwners::new(PathBuf::from("/proc"), Duration::ZERO);
+        let o = p.owner(client.local_addr().unwrap(), addr);
+        assert_eq!(o, Some(ProcessInfo { pid: std::process::id(), comm: leader }));
     }
 
     #[test]
