@@ -316,10 +316,14 @@ pub enum Stat {
     /// Owners recorded with the current thread's name because the leader's could not be read
     /// (no BTF offsets, or a failed kernel read).
     ThreadComms,
+    /// A gauge, not a counter: at least the number of entries in `passive_sk` (incremented
+    /// before each insert, decremented by each delete that removed one; LRU evictions leave it
+    /// higher). While it is 0 the socket I/O programs skip their hash lookup.
+    PassiveOpen,
 }
 
 impl Stat {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [Stat; Stat::COUNT] = [
         Stat::StateChanges,
         Stat::Filtered,
@@ -333,6 +337,7 @@ impl Stat {
         Stat::AcceptMisses,
         Stat::ServedBy,
         Stat::ThreadComms,
+        Stat::PassiveOpen,
     ];
 
     /// Byte offset of this counter in the stats value.
@@ -354,6 +359,7 @@ impl Stat {
             Stat::AcceptMisses => "accept_misses",
             Stat::ServedBy => "served_by",
             Stat::ThreadComms => "thread_comms",
+            Stat::PassiveOpen => "passive_open",
         }
     }
 }

@@ -204,6 +204,14 @@ fn count(a: &mut Asm, stat: Stat) {
     a.mov_imm(Reg::R1, 1).atomic_add64(STATS_PTR, stat.offset() as i16, Reg::R1);
 }
 
+/// `stats[PassiveOpen] -= 1` if the delete just made (its result in r0) removed an entry.
+fn uncount_passive(a: &mut Asm) {
+    let kept = a.label();
+    a.jmp_imm(Cond::Ne, Reg::R0, 0, kept);
+    a.mov_imm(Reg::R1, -1).atomic_add64(STATS_PTR, Stat::PassiveOpen.offset() as i16, Reg::R1);
+    a.bind(kept);
+}
+
 /// Prologue: r6 = ctx; r9 = &stats[0], or return when the array is missing (never, for an
 /// array of one element, but the verifier needs the NULL check).
 fn prologue(a: &mut Asm, exit: Label) {
@@ -442,6 +450,7 @@ pub fn sock_state(f: &SockStateFields, task: Option<TaskOffsets>) -> Result<Prog
     count(&mut a, Stat::PassiveGuesses);
     // passive_sk[skaddr] = tuple, for the process that will serve it (see sock_io).
     a.bind(pending);
+    count(&mut a, Stat::PassiveOpen); // before the insert: never below the entries
     skaddr(&mut a, f);
     stack_ptr(&mut a, Reg::R3, FLOW);
     update_r3(&mut a, PASSIVE_SK, SKADDR);
@@ -468,6 +477,7 @@ pub fn sock_state(f: &SockStateFields, task: Option<TaskOffsets>) -> Result<Prog
     a.bind(close_connection);
     skaddr(&mut a, f);
     delete(&mut a, PASSIVE_SK, SKADDR);
+    uncount_passive(&mut a);
     a.ja(exit);
     // LISTEN→CLOSE: forget the listener, but only if this process is the one recorded (with
     // SO_REUSEPORT, several processes listen on the same address and port).
@@ -599,8 +609,9 @@ const IO_SCRATCH: i16 = -48;
 
 /// `sock/sock_recv_length` (`send = false`) and `sock/sock_send_length` (`send = true`), in
 /// the task doing the I/O, after every `sock_recvmsg`/`sock_sendmsg` of every socket on the
-/// machine, so the common path is short: not TCP over IPv4/IPv6, or not an accepted socket
-/// still in `passive_sk` (one hash lookup), and it returns.
+/// machine, so the common path is short: not TCP over IPv4/IPv6, or nothing in `passive_sk`
+/// (the [`Stat::PassiveOpen`] gauge is 0: one array lookup), or not an accepted socket still in
+/// `passive_sk` (one hash lookup), and it returns.
 ///
 /// For an accepted socket that moved data (`ret > 0`): `flow_owner[tuple] =` current
 /// {tgid, name}. The process that reads the request and writes the response is the one that
@@ -623,17 +634,20 @@ pub fn sock_io(f: &SockIoFields, task: Option<TaskOffsets>, send: bool) -> Resul
     a.ldx(Size::W, Reg::R1, CTX, off(f.ret)); // an int, zero-extended by the load:
     a.alu_imm(Alu::Lsh, Reg::R1, 32).alu_imm(Alu::Arsh, Reg::R1, 32); // sign-extend it
     a.jmp_imm(Cond::Sle, Reg::R1, 0, exit); // -EAGAIN, EOF, errors: no data moved
+    // Nothing is waiting for its server (the steady state of long-lived connections): done,
+    // with an array lookup the verifier inlines instead of a hash lookup.
+    a.st_imm(Size::W, FP, IO_SCRATCH, 0);
+    lookup(&mut a, STATS, IO_SCRATCH);
+    a.jmp_imm(Cond::Eq, Reg::R0, 0, exit);
+    a.mov_reg(STATS_PTR, Reg::R0);
+    a.ldx(Size::DW, Reg::R1, STATS_PTR, Stat::PassiveOpen.offset() as i16);
+    a.jmp_imm(Cond::Eq, Reg::R1, 0, exit);
     // r7 = passive_sk[sk]: the connection's FlowKey, if it is an accepted socket not yet
     // answered.
     a.ldx(Size::DW, Reg::R1, CTX, off(f.sk)).stx(Size::DW, FP, IO_SK, Reg::R1);
     lookup(&mut a, PASSIVE_SK, IO_SK);
     a.jmp_imm(Cond::Eq, Reg::R0, 0, exit);
     a.mov_reg(Reg::R7, Reg::R0);
-    // Only now the stats pointer (the counters of current_owner and of this program).
-    a.st_imm(Size::W, FP, IO_SCRATCH, 0);
-    lookup(&mut a, STATS, IO_SCRATCH);
-    a.jmp_imm(Cond::Eq, Reg::R0, 0, exit);
-    a.mov_reg(STATS_PTR, Reg::R0);
     // flow_owner[tuple] = current.
     current_owner(&mut a, IO_OWNER, task, IO_TASK);
     a.ld_map(Reg::R1, FLOW_OWNER);
@@ -644,6 +658,7 @@ pub fn sock_io(f: &SockIoFields, task: Option<TaskOffsets>, send: bool) -> Resul
     count(&mut a, Stat::ServedBy);
     if send {
         delete(&mut a, PASSIVE_SK, IO_SK); // answered: this process serves the connection
+        uncount_passive(&mut a);
     }
     a.bind(exit);
     a.mov_imm(Reg::R0, 0).exit();

@@ -294,6 +294,7 @@ const XADD_HELPERS: [(usize, HelperFn); Stat::COUNT] = [
     (72, helper_xadd::<72>),
     (80, helper_xadd::<80>),
     (88, helper_xadd::<88>),
+    (96, helper_xadd::<96>),
 ];
 
 /// A program's bytes as the interpreter runs them (see the module docs).
@@ -829,8 +830,10 @@ fn a_null_address_accept_is_attributed_by_the_acceptors_io() {
     sim.recv(&node, SK, 78);
     let o = sim.flow_owner(local, peer).expect("owner from the read");
     assert_eq!((o.tgid, o.comm_str().as_str()), (300, "node"));
+    assert_eq!(sim.stat(Stat::PassiveOpen), 1);
     sim.send(&node, SK, 120);
     assert!(sim.entries(PASSIVE_SK).is_empty(), "answered: the socket is forgotten");
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0, "the gauge follows the entries");
     assert_eq!(sim.stat(Stat::ServedBy), 2);
 }
 
@@ -882,6 +885,9 @@ fn close_forgets_the_passive_socket_but_keeps_the_owner_for_late_lookups() {
     // The client closes first: CLOSE_WAIT → LAST_ACK → CLOSE, before the server ever sent.
     sim.state(&SOFTIRQ, SK, 9, CLOSE, local, peer); // LAST_ACK (9) → CLOSE
     assert!(sim.entries(PASSIVE_SK).is_empty());
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0);
+    sim.state(&SOFTIRQ, SK, 9, CLOSE, local, peer); // a second close removes nothing
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0, "never below zero");
     assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(300), "the tuple outlives the close");
     // A connection that opens and closes without I/O on the server: the listener guess stays.
     let sim = Sim::new();
