@@ -14,7 +14,8 @@
 # with -pidmap ebpf, the in-kernel time of the BPF programs (run_time_ns / run_cnt from the
 # agent's program descriptors in /proc/PID/fdinfo, with kernel.bpf_stats_enabled=1 for the
 # duration of the script). That time is not in the agent's CPU: the programs run in whichever
-# task changes a socket's state or calls accept (wrk, nginx, softirq).
+# task changes a socket's state, calls accept, or sends or receives on any socket (wrk, nginx,
+# softirq).
 #
 # Environment: AGENT=path (else built with cargo --release into $CARGO_TARGET_DIR),
 # BENCH_PORT (18091), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNS (32), BENCH_ROUNDS (1:

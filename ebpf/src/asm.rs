@@ -163,8 +163,12 @@ pub enum Helper {
     GetCurrentPidTgid = 14,
     /// `long bpf_get_current_comm(buf, size)`: the current thread's name, NUL padded.
     GetCurrentComm = 16,
+    /// `u64 bpf_get_current_task(void)`: the current `struct task_struct *`, as a number.
+    GetCurrentTask = 35,
     /// `long bpf_probe_read_user(dst, size, unsafe_user_ptr)`.
     ProbeReadUser = 112,
+    /// `long bpf_probe_read_kernel(dst, size, unsafe_ptr)`: zeroes `dst` on a fault.
+    ProbeReadKernel = 113,
 }
 
 // Instruction classes and modes.

@@ -193,6 +193,49 @@ impl AcceptFields {
     }
 }
 
+/// Fields of `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.3+), which fire in
+/// the task doing socket I/O, after every `sock_sendmsg`/`sock_recvmsg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockIoFields {
+    /// `void *sk`, 8 bytes: the `struct sock` address (the `skaddr` of `inet_sock_set_state`).
+    pub sk: Field,
+    /// `__u16 family`.
+    pub family: Field,
+    /// `__u16 protocol`.
+    pub protocol: Field,
+    /// `int ret`: bytes sent or received, or `-errno`.
+    pub ret: Field,
+}
+
+impl SockIoFields {
+    pub fn from_format(f: &Format) -> Result<SockIoFields, FormatError> {
+        Ok(SockIoFields {
+            sk: f.field("sk", 8, true)?,
+            family: f.field("family", 2, true)?,
+            protocol: f.field("protocol", 2, true)?,
+            ret: f.field("ret", 4, true)?,
+        })
+    }
+
+    /// Both tracepoints share one layout; `None` when this kernel has neither, an error when
+    /// their layouts differ.
+    fn read(tracefs: &Path) -> Result<Option<SockIoFields>, FormatError> {
+        let send = match Format::read(tracefs, "sock", "sock_send_length") {
+            Ok(f) => SockIoFields::from_format(&f)?,
+            Err(FormatError::Read { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let recv = SockIoFields::from_format(&Format::read(tracefs, "sock", "sock_recv_length")?)?;
+        if recv != send {
+            return Err(FormatError::Syntax {
+                tracepoint: "sock/sock_recv_length".into(),
+                line: "a layout different from sock/sock_send_length".into(),
+            });
+        }
+        Ok(Some(send))
+    }
+}
+
 /// Every record layout the programs depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fields {
@@ -201,6 +244,10 @@ pub struct Fields {
     /// `accept` (without flags); `None` leaves that syscall unobserved (architectures such as
     /// arm64 implement `accept` through `accept4` and have no such tracepoint).
     pub accept: Option<AcceptFields>,
+    /// `sock_send_length`/`sock_recv_length`; `None` (kernels before 6.3) leaves accepted
+    /// connections attributed to the acceptor or listener, never to a process the connection
+    /// was handed to.
+    pub sock_io: Option<SockIoFields>,
 }
 
 impl Fields {
@@ -216,6 +263,7 @@ impl Fields {
             sock_state: SockStateFields::from_format(&sock)?,
             accept4: AcceptFields::read(tracefs, "accept4")?,
             accept,
+            sock_io: SockIoFields::read(tracefs)?,
         })
     }
 }
@@ -241,6 +289,7 @@ impl Default for Fields {
             },
             accept4: accept,
             accept: Some(accept),
+            sock_io: Some(SockIoFields { sk: f(8, 8), family: f(16, 2), protocol: f(18, 2), ret: f(20, 4) }),
         }
     }
 }
@@ -298,6 +347,30 @@ format:
         let d = Fields::default();
         assert_eq!(SockStateFields::from_format(&sock).unwrap(), d.sock_state);
         assert_eq!(AcceptFields::from_formats(&enter, &exit).unwrap(), d.accept4);
+    }
+
+    /// The format file of sock/sock_send_length on Linux 6.18 (x86-64), verbatim.
+    const SEND_FORMAT: &str = "name: sock_send_length
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:void * sk;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:__u16 family;\toffset:16;\tsize:2;\tsigned:0;
+\tfield:__u16 protocol;\toffset:18;\tsize:2;\tsigned:0;
+\tfield:int ret;\toffset:20;\tsize:4;\tsigned:1;
+\tfield:int flags;\toffset:24;\tsize:4;\tsigned:1;
+";
+
+    #[test]
+    fn parses_the_socket_io_format() {
+        let f = Format::parse("sock/sock_send_length", SEND_FORMAT).unwrap();
+        assert_eq!(Some(SockIoFields::from_format(&f).unwrap()), Fields::default().sock_io);
+        let moved = SEND_FORMAT.replace("ret;\toffset:20", "ret;\toffset:22");
+        let f = Format::parse("sock/sock_send_length", &moved).unwrap();
+        assert!(matches!(SockIoFields::from_format(&f), Err(FormatError::Misaligned { field: "ret", .. })));
     }
 
     #[test]

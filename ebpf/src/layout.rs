@@ -39,6 +39,11 @@ pub const ACCEPT_ARGS: &str = "accept_args";
 /// [`Endpoint`] (remote address and port of an accepted connection) → its [`FlowKey`], from
 /// the handshake until `accept` returns it. LRU hash.
 pub const ACCEPT_PENDING: &str = "accept_pending";
+/// `skaddr` (u64 host order) → [`FlowKey`] of a passively opened (accepted) connection, from
+/// the handshake until its server side first sends, or the socket closes. The socket I/O
+/// programs look the socket of every TCP send/receive up here, so that the process doing the
+/// I/O (the one serving the connection) becomes its owner. LRU hash.
+pub const PASSIVE_SK: &str = "passive_sk";
 /// Port (u16 host order) → 1 (u8): the ports to attribute when filtering is on. Plain hash,
 /// written only by the agent.
 pub const PORT_FILTER: &str = "port_filter";
@@ -245,7 +250,7 @@ impl Endpoint {
 /// | offset | size | field  | byte order |
 /// |-------:|-----:|--------|------------|
 /// | 0      | 4    | `tgid` | host; the process ID as `ps` shows it |
-/// | 4      | 16   | `comm` | bytes; thread name, NUL padded (not necessarily NUL terminated) |
+/// | 4      | 16   | `comm` | bytes; the process's name (thread-group leader's comm), NUL padded (not necessarily NUL terminated) |
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
@@ -306,10 +311,19 @@ pub enum Stat {
     AcceptRefined,
     /// accept/accept4 returns with a peer address but no pending handshake.
     AcceptMisses,
+    /// TCP sends/receives on an accepted socket that made the process doing them its owner.
+    ServedBy,
+    /// Owners recorded with the current thread's name because the leader's could not be read
+    /// (no BTF offsets, or a failed kernel read).
+    ThreadComms,
+    /// A gauge, not a counter: at least the number of entries in `passive_sk` (incremented
+    /// before each insert, decremented by each delete that removed one; LRU evictions leave it
+    /// higher). While it is 0 the socket I/O programs skip their hash lookup.
+    PassiveOpen,
 }
 
 impl Stat {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 13;
     pub const ALL: [Stat; Stat::COUNT] = [
         Stat::StateChanges,
         Stat::Filtered,
@@ -321,6 +335,9 @@ impl Stat {
         Stat::PassiveMisses,
         Stat::AcceptRefined,
         Stat::AcceptMisses,
+        Stat::ServedBy,
+        Stat::ThreadComms,
+        Stat::PassiveOpen,
     ];
 
     /// Byte offset of this counter in the stats value.
@@ -340,6 +357,9 @@ impl Stat {
             Stat::PassiveMisses => "passive_misses",
             Stat::AcceptRefined => "accept_refined",
             Stat::AcceptMisses => "accept_misses",
+            Stat::ServedBy => "served_by",
+            Stat::ThreadComms => "thread_comms",
+            Stat::PassiveOpen => "passive_open",
         }
     }
 }

@@ -15,17 +15,19 @@
 //! programs) → [`elf`] (the object file). [`layout`] is shared with the agent.
 
 pub mod asm;
+pub mod btf;
 pub mod elf;
 pub mod format;
 pub mod layout;
 pub mod program;
 
+pub use btf::{BtfError, TaskOffsets};
 pub use elf::{MapDef, MapType};
 pub use format::{Fields, FormatError};
 
 use layout::{
-    ACCEPT_ARGS, ACCEPT_PENDING, CONFIG, Endpoint, FLOW_OWNER, FlowKey, LISTEN_OWNER, Owner, PORT_FILTER,
-    SOCK_OWNER, STATS, Stat,
+    ACCEPT_ARGS, ACCEPT_PENDING, CONFIG, Endpoint, FLOW_OWNER, FlowKey, LISTEN_OWNER, Owner, PASSIVE_SK,
+    PORT_FILTER, SOCK_OWNER, STATS, Stat,
 };
 
 /// Sizes (max_entries) of the bounded maps.
@@ -35,8 +37,11 @@ pub struct MapSizes {
     pub flows: u32,
     /// `sock_owner`: connects in progress (SYN_SENT), LRU.
     pub sockets: u32,
-    /// `listen_owner`: listening sockets, LRU.
+    /// `listen_owner`: listening sockets, LRU (learnt at `listen()` and seeded by the agent's
+    /// scan of every network namespace, so a node with many pods needs thousands).
     pub listeners: u32,
+    /// `passive_sk`: accepted connections whose server side has not sent yet, LRU.
+    pub passive: u32,
     /// `accept_args` (threads inside accept) and `accept_pending` (handshakes not yet
     /// accepted), LRU each.
     pub accepts: u32,
@@ -48,7 +53,14 @@ impl MapSizes {
     /// Sizes derived from the number of connections to remember.
     pub fn for_flows(flows: u32) -> MapSizes {
         let flows = flows.max(64);
-        MapSizes { flows, sockets: flows / 4 + 16, listeners: 1024, accepts: flows / 4 + 16, ports: 1024 }
+        MapSizes {
+            flows,
+            sockets: flows / 4 + 16,
+            listeners: (flows / 4).clamp(1024, 16_384),
+            passive: flows / 4 + 16,
+            accepts: flows / 4 + 16,
+            ports: 1024,
+        }
     }
 }
 
@@ -66,6 +78,10 @@ pub struct ObjectConfig {
     pub sizes: MapSizes,
     /// Tracepoint record layouts; use [`Fields::from_tracefs`] on the target machine.
     pub fields: Fields,
+    /// Where `group_leader` and `comm` are in this kernel's `task_struct` (from its BTF, see
+    /// [`TaskOffsets::from_file`]); `None` names owners by the current thread instead of the
+    /// process.
+    pub task: Option<TaskOffsets>,
 }
 
 /// Errors building the object.
@@ -92,6 +108,7 @@ pub fn maps(sizes: &MapSizes) -> Vec<MapDef> {
         m(LISTEN_OWNER, MapType::LruHash, Endpoint::SIZE, Owner::SIZE, sizes.listeners),
         m(ACCEPT_ARGS, MapType::LruHash, 8, 8, sizes.accepts),
         m(ACCEPT_PENDING, MapType::LruHash, Endpoint::SIZE, FlowKey::SIZE, sizes.accepts),
+        m(PASSIVE_SK, MapType::LruHash, 8, FlowKey::SIZE, sizes.passive),
         m(PORT_FILTER, MapType::Hash, 2, 1, sizes.ports),
         m(CONFIG, MapType::Array, 4, 4, 1),
         m(STATS, MapType::Array, 4, Stat::COUNT * 8, 1),
@@ -100,7 +117,7 @@ pub fn maps(sizes: &MapSizes) -> Vec<MapDef> {
 
 /// The ELF object: every program of [`program::programs`] and every map of [`maps`].
 pub fn object(cfg: &ObjectConfig) -> Result<Vec<u8>, BuildError> {
-    let programs = program::programs(&cfg.fields)?;
+    let programs = program::programs(&cfg.fields, cfg.task)?;
     Ok(elf::write(&programs, &maps(&cfg.sizes))?)
 }
 

@@ -1,6 +1,6 @@
 //! The attribution programs, written instruction by instruction with [`crate::asm`].
 //!
-//! Three kinds of program, five attachments:
+//! Four kinds of program, seven attachments:
 //! - `inet_sock_set_state` on `sock/inet_sock_set_state`, which sees every TCP state change:
 //!   - CLOSE→SYN_SENT (`connect()`, runs in the connecting thread): `sock_owner[skaddr] =`
 //!     current {tgid, comm}. The source port is still 0 here, so no tuple yet.
@@ -10,9 +10,11 @@
 //!   - SYN_RECV/NEW_SYN_RECV→ESTABLISHED (passive open, in softirq): first guess
 //!     `flow_owner[tuple] = listen_owner[(local addr, port)]`, trying the exact address, then
 //!     the IPv4 wildcard (for mapped addresses), then `::`; and remember the connection in
-//!     `accept_pending[(remote addr, remote port)] = tuple` for the acceptor.
+//!     `accept_pending[(remote addr, remote port)] = tuple` for the acceptor and in
+//!     `passive_sk[skaddr] = tuple` for the process that will serve it.
 //!   - SYN_SENT→CLOSE (failed connect): forget `sock_owner[skaddr]`; LISTEN→CLOSE by the
-//!     listener's own process: forget `listen_owner[(addr, port)]`.
+//!     listener's own process: forget `listen_owner[(addr, port)]`; any other →CLOSE: forget
+//!     `passive_sk[skaddr]`.
 //! - `sys_enter_accept4` / `sys_enter_accept` (in the accepting thread): keep the user
 //!   pointer to the peer `sockaddr` in `accept_args[pid_tgid]`.
 //! - `sys_exit_accept4` / `sys_exit_accept`: when a descriptor was returned, read the peer
@@ -20,21 +22,32 @@
 //!   overwrite `flow_owner[tuple]` with the acceptor's {tgid, comm}. This is what attributes
 //!   connections to the worker that accepted them (nginx, gunicorn, php-fpm), not to the
 //!   master that listened.
+//! - `sock_recv_length` / `sock_send_length` (in the task doing socket I/O; see [`sock_io`]):
+//!   on an accepted socket still in `passive_sk`, `flow_owner[tuple] =` current; the first send
+//!   ends it. This attributes the connection to the process serving it, also when it was
+//!   accepted with a NULL address (libuv, Go, many Rust servers) or handed to another process
+//!   (Node's `cluster`, fd passing).
+//!
+//! Every "current" owner is {tgid, the process's name}: the thread group leader's `comm` read
+//! through BTF offsets (see [`current_owner`]), the thread's name only without them.
 //!
 //! Established tuples are *not* deleted when the connection closes: the agent attributes an
 //! exchange after capturing and parsing it, which for a short-lived connection is after the
 //! close. Tuple entries are overwritten when a tuple is reused (every new connection writes its
 //! own) and evicted least-recently-used when `flow_owner` is full.
 //!
-//! Known limits (the listener's owner stays as the guess, and the agent's /proc fallback is
-//! not consulted because the map has an answer):
-//! - `accept(fd, NULL, NULL)` gives no peer address to match, and `io_uring` accepts bypass
-//!   the syscall tracepoints;
+//! Known limits (the listener's owner, or the acceptor, stays as the guess, and the agent's
+//! /proc fallback is not consulted because the map has an answer):
+//! - an accepted connection on which the server never sent nor received through
+//!   `sock_sendmsg`/`sock_recvmsg` (reading only with `splice`, which goes through
+//!   `splice_read`, not `recvmsg`; data handled in the kernel by sockmap redirection) keeps
+//!   the acceptor (when its `accept` passed an address) or the listener (`accept(fd, NULL,
+//!   NULL)`, `io_uring` accepts, which bypass the syscall tracepoints);
 //! - `accept_pending` is keyed by the peer's (address, port) only, because that is all the
 //!   `sockaddr` holds: two handshakes from the same peer port to two local ports, both waiting
 //!   for `accept` at the same moment, keep only the newer one;
-//! - comm is the name of the *thread* that connected, listened or accepted (what the kernel
-//!   keeps per task), which differs from `ps`'s process name for programs that name threads.
+//! - a server that sends before reading (a greeting) from one process and then hands the
+//!   socket to another is attributed to the first.
 //!
 //! When `config[0]` has [`CONFIG_FILTER_PORTS`] set, a state change is only processed if its
 //! local or remote port is a key of `port_filter` (so the connect-time record, whose local port
@@ -42,13 +55,15 @@
 //!
 //! Only what the kernel guarantees about the context is used: the record's fields at the
 //! offsets of [`Fields`] (read at load time from tracefs), and helpers available to
-//! tracepoint programs since Linux 5.5 (`probe_read_user`). Every program returns 0.
+//! tracepoint programs since Linux 5.5 (`probe_read_user`, `probe_read_kernel`). Every program
+//! returns 0.
 
 use crate::asm::{Alu, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
-use crate::format::{AcceptFields, Field, Fields, SockStateFields};
+use crate::btf::TaskOffsets;
+use crate::format::{AcceptFields, Field, Fields, SockIoFields, SockStateFields};
 use crate::layout::{
     ACCEPT_ARGS, ACCEPT_PENDING, AF_INET, AF_INET6, CONFIG, CONFIG_FILTER_PORTS, FLOW_OWNER, IPPROTO_TCP,
-    LISTEN_OWNER, PORT_FILTER, SOCK_OWNER, STATS, Stat, tcp_state,
+    LISTEN_OWNER, PASSIVE_SK, PORT_FILTER, SOCK_OWNER, STATS, Stat, tcp_state,
 };
 
 /// One program of the object: its symbol name, and the tracepoint it attaches to.
@@ -70,14 +85,15 @@ impl ProgramDef {
     }
 }
 
-/// All programs for the given record layouts.
-pub fn programs(fields: &Fields) -> Result<Vec<ProgramDef>, AsmError> {
+/// All programs for the given record layouts; `task`: where the process's name is (see
+/// [`current_owner`]).
+pub fn programs(fields: &Fields, task: Option<TaskOffsets>) -> Result<Vec<ProgramDef>, AsmError> {
     let mut out = vec![
         ProgramDef {
             name: "inet_sock_set_state",
             category: "sock",
             tracepoint: "inet_sock_set_state",
-            program: sock_state(&fields.sock_state)?,
+            program: sock_state(&fields.sock_state, task)?,
         },
         ProgramDef {
             name: "sys_enter_accept4",
@@ -89,7 +105,7 @@ pub fn programs(fields: &Fields) -> Result<Vec<ProgramDef>, AsmError> {
             name: "sys_exit_accept4",
             category: "syscalls",
             tracepoint: "sys_exit_accept4",
-            program: accept_exit(&fields.accept4)?,
+            program: accept_exit(&fields.accept4, task)?,
         },
     ];
     if let Some(accept) = &fields.accept {
@@ -103,7 +119,21 @@ pub fn programs(fields: &Fields) -> Result<Vec<ProgramDef>, AsmError> {
             name: "sys_exit_accept",
             category: "syscalls",
             tracepoint: "sys_exit_accept",
-            program: accept_exit(accept)?,
+            program: accept_exit(accept, task)?,
+        });
+    }
+    if let Some(io) = &fields.sock_io {
+        out.push(ProgramDef {
+            name: "sock_recv_length",
+            category: "sock",
+            tracepoint: "sock_recv_length",
+            program: sock_io(io, task, false)?,
+        });
+        out.push(ProgramDef {
+            name: "sock_send_length",
+            category: "sock",
+            tracepoint: "sock_send_length",
+            program: sock_io(io, task, true)?,
         });
     }
     Ok(out)
@@ -132,6 +162,8 @@ const EP_PAD: i16 = EP + 18;
 const SKADDR: i16 = -96;
 /// Scratch key: u32 array index, or u16 port.
 const SCRATCH: i16 = -104;
+/// The group leader's `task_struct *` (u64), read by [`current_owner`].
+const TASK: i16 = -112;
 
 /// Signed 16-bit view of a record offset. [`crate::format`] rejects fields past
 /// [`crate::format::MAX_RECORD`] (8192), so the conversion cannot fail for parsed layouts; a
@@ -172,6 +204,14 @@ fn count(a: &mut Asm, stat: Stat) {
     a.mov_imm(Reg::R1, 1).atomic_add64(STATS_PTR, stat.offset() as i16, Reg::R1);
 }
 
+/// `stats[PassiveOpen] -= 1` if the delete just made (its result in r0) removed an entry.
+fn uncount_passive(a: &mut Asm) {
+    let kept = a.label();
+    a.jmp_imm(Cond::Ne, Reg::R0, 0, kept);
+    a.mov_imm(Reg::R1, -1).atomic_add64(STATS_PTR, Stat::PassiveOpen.offset() as i16, Reg::R1);
+    a.bind(kept);
+}
+
 /// Prologue: r6 = ctx; r9 = &stats[0], or return when the array is missing (never, for an
 /// array of one element, but the verifier needs the NULL check).
 fn prologue(a: &mut Asm, exit: Label) {
@@ -183,14 +223,40 @@ fn prologue(a: &mut Asm, exit: Label) {
 }
 
 /// Writes the current process as an Owner at `stack[at]`: tgid (upper half of pid_tgid,
-/// the PID as `ps` shows it, never the thread ID) and the current thread's comm.
-fn current_owner(a: &mut Asm, at: i16) {
+/// the PID as `ps` shows it, never the thread ID) and the process's name,
+/// `current->group_leader->comm` (what `/proc/<pid>/comm` shows), read with
+/// `probe_read_kernel` at the BTF offsets `task`. Without offsets, or when a read faults, the
+/// current thread's name instead, counted in [`Stat::ThreadComms`] (needs [`STATS_PTR`]).
+/// `leader` is an 8-byte stack slot for the leader's address.
+fn current_owner(a: &mut Asm, at: i16, task: Option<TaskOffsets>, leader: i16) {
     a.call(Helper::GetCurrentPidTgid);
     a.alu_imm(Alu::Rsh, Reg::R0, 32); // tgid = pid_tgid >> 32
     a.stx(Size::W, FP, at, Reg::R0);
+    let thread_name = a.label();
+    let done = a.label();
+    // Offsets come from BTF, far below i32::MAX for any real task_struct; a larger one
+    // could not be added as an immediate and falls back to the thread's name.
+    if let Some((group_leader, comm)) =
+        task.and_then(|t| Some((i32::try_from(t.group_leader).ok()?, i32::try_from(t.comm).ok()?)))
+    {
+        a.call(Helper::GetCurrentTask);
+        a.mov_reg(Reg::R3, Reg::R0).alu_imm(Alu::Add, Reg::R3, group_leader);
+        stack_ptr(a, Reg::R1, leader);
+        a.mov_imm(Reg::R2, 8);
+        a.call(Helper::ProbeReadKernel); // leader = current->group_leader
+        a.jmp_imm(Cond::Ne, Reg::R0, 0, thread_name);
+        a.ldx(Size::DW, Reg::R3, FP, leader).alu_imm(Alu::Add, Reg::R3, comm);
+        stack_ptr(a, Reg::R1, at + 4);
+        a.mov_imm(Reg::R2, 16);
+        a.call(Helper::ProbeReadKernel); // comm = leader->comm
+        a.jmp_imm(Cond::Eq, Reg::R0, 0, done);
+    }
+    a.bind(thread_name);
+    count(a, Stat::ThreadComms);
     stack_ptr(a, Reg::R1, at + 4);
     a.mov_imm(Reg::R2, 16);
     a.call(Helper::GetCurrentComm); // fills all 16 bytes, NUL padded
+    a.bind(done);
 }
 
 /// Copies `len` bytes of the record at `from` to the stack at `to`, with the widest accesses
@@ -279,7 +345,7 @@ fn port_filter(a: &mut Asm, f: &SockStateFields, exit: Label) {
 }
 
 /// The `sock/inet_sock_set_state` program.
-pub fn sock_state(f: &SockStateFields) -> Result<Program, AsmError> {
+pub fn sock_state(f: &SockStateFields, task: Option<TaskOffsets>) -> Result<Program, AsmError> {
     let mut a = Asm::new();
     let exit = a.label();
     let syn_sent = a.label();
@@ -317,7 +383,7 @@ pub fn sock_state(f: &SockStateFields) -> Result<Program, AsmError> {
     a.bind(syn_sent);
     a.jmp_imm(Cond::Ne, Reg::R7, tcp_state::CLOSE, exit);
     skaddr(&mut a, f);
-    current_owner(&mut a, OWNER);
+    current_owner(&mut a, OWNER, task, TASK);
     stack_ptr(&mut a, Reg::R3, OWNER);
     update_r3(&mut a, SOCK_OWNER, SKADDR);
     count(&mut a, Stat::Connects);
@@ -327,7 +393,7 @@ pub fn sock_state(f: &SockStateFields) -> Result<Program, AsmError> {
     a.bind(listen);
     a.jmp_imm(Cond::Ne, Reg::R7, tcp_state::CLOSE, exit);
     local_endpoint(&mut a, f);
-    current_owner(&mut a, OWNER);
+    current_owner(&mut a, OWNER, task, TASK);
     stack_ptr(&mut a, Reg::R3, OWNER);
     update_r3(&mut a, LISTEN_OWNER, EP);
     count(&mut a, Stat::Listens);
@@ -382,8 +448,13 @@ pub fn sock_state(f: &SockStateFields) -> Result<Program, AsmError> {
     a.mov_reg(Reg::R3, Reg::R0); // value = the listen_owner entry
     update_r3(&mut a, FLOW_OWNER, FLOW);
     count(&mut a, Stat::PassiveGuesses);
-    // accept_pending[(remote addr, remote port)] = tuple, for the accepting process.
+    // passive_sk[skaddr] = tuple, for the process that will serve it (see sock_io).
     a.bind(pending);
+    count(&mut a, Stat::PassiveOpen); // before the insert: never below the entries
+    skaddr(&mut a, f);
+    stack_ptr(&mut a, Reg::R3, FLOW);
+    update_r3(&mut a, PASSIVE_SK, SKADDR);
+    // accept_pending[(remote addr, remote port)] = tuple, for the accepting process.
     a.ldx(Size::DW, Reg::R1, FP, FLOW_DADDR).stx(Size::DW, FP, EP, Reg::R1);
     a.ldx(Size::DW, Reg::R1, FP, FLOW_DADDR + 8).stx(Size::DW, FP, EP + 8, Reg::R1);
     a.ldx(Size::H, Reg::R1, FP, FLOW_DPORT).stx(Size::H, FP, EP_PORT, Reg::R1);
@@ -395,10 +466,18 @@ pub fn sock_state(f: &SockStateFields) -> Result<Program, AsmError> {
     // →CLOSE.
     a.bind(close);
     a.jmp_imm(Cond::Eq, Reg::R7, tcp_state::LISTEN, close_listen);
-    a.jmp_imm(Cond::Ne, Reg::R7, tcp_state::SYN_SENT, exit);
+    let close_connection = a.label();
+    a.jmp_imm(Cond::Ne, Reg::R7, tcp_state::SYN_SENT, close_connection);
     // SYN_SENT→CLOSE: the connect failed; forget the socket.
     skaddr(&mut a, f);
     delete(&mut a, SOCK_OWNER, SKADDR);
+    a.ja(exit);
+    // Any other state →CLOSE: a connection ends; forget it as an accepted socket (it may
+    // never have sent). Its flow_owner tuple stays, for exchanges parsed after the close.
+    a.bind(close_connection);
+    skaddr(&mut a, f);
+    delete(&mut a, PASSIVE_SK, SKADDR);
+    uncount_passive(&mut a);
     a.ja(exit);
     // LISTEN→CLOSE: forget the listener, but only if this process is the one recorded (with
     // SO_REUSEPORT, several processes listen on the same address and port).
@@ -429,6 +508,8 @@ const A_SA: i16 = -32;
 const A_EP: i16 = -56;
 /// Owner, 20 bytes: tgid at -80, comm at -76.
 const A_OWNER: i16 = -80;
+/// The group leader's `task_struct *` (u64), for [`current_owner`].
+const A_TASK: i16 = -88;
 
 /// `sys_enter_accept4` / `sys_enter_accept`: `accept_args[pid_tgid] = upeer_sockaddr`.
 pub fn accept_enter(f: &AcceptFields) -> Result<Program, AsmError> {
@@ -448,7 +529,7 @@ pub fn accept_enter(f: &AcceptFields) -> Result<Program, AsmError> {
 }
 
 /// `sys_exit_accept4` / `sys_exit_accept`: refine the accepted connection's owner.
-pub fn accept_exit(f: &AcceptFields) -> Result<Program, AsmError> {
+pub fn accept_exit(f: &AcceptFields, task: Option<TaskOffsets>) -> Result<Program, AsmError> {
     let mut a = Asm::new();
     let exit = a.label();
     let v4 = a.label();
@@ -502,7 +583,7 @@ pub fn accept_exit(f: &AcceptFields) -> Result<Program, AsmError> {
     a.bind(found);
     a.mov_reg(Reg::R8, Reg::R0);
     // flow_owner[tuple] = current {tgid, comm}: the process that accepted.
-    current_owner(&mut a, A_OWNER);
+    current_owner(&mut a, A_OWNER, task, A_TASK);
     a.ld_map(Reg::R1, FLOW_OWNER);
     a.mov_reg(Reg::R2, Reg::R8); // key = the pending entry's value, a FlowKey
     stack_ptr(&mut a, Reg::R3, A_OWNER);
@@ -516,13 +597,82 @@ pub fn accept_exit(f: &AcceptFields) -> Result<Program, AsmError> {
     a.finish()
 }
 
+// Stack frame of the socket I/O programs.
+/// The socket's `struct sock *` (u64), the passive_sk key.
+const IO_SK: i16 = -8;
+/// Owner, 20 bytes: tgid at -32, comm at -28.
+const IO_OWNER: i16 = -32;
+/// The group leader's `task_struct *` (u64), for [`current_owner`].
+const IO_TASK: i16 = -40;
+/// u32 key 0 of the stats array.
+const IO_SCRATCH: i16 = -48;
+
+/// `sock/sock_recv_length` (`send = false`) and `sock/sock_send_length` (`send = true`), in
+/// the task doing the I/O, after every `sock_recvmsg`/`sock_sendmsg` of every socket on the
+/// machine, so the common path is short: not TCP over IPv4/IPv6, or nothing in `passive_sk`
+/// (the [`Stat::PassiveOpen`] gauge is 0: one array lookup), or not an accepted socket still in
+/// `passive_sk` (one hash lookup), and it returns.
+///
+/// For an accepted socket that moved data (`ret > 0`): `flow_owner[tuple] =` current
+/// {tgid, name}. The process that reads the request and writes the response is the one that
+/// serves the connection, whoever listened or accepted (Node's `cluster` primary accepts and
+/// hands the descriptor to a worker over a Unix socket; the worker's reads and writes are
+/// traced here). On the first send the entry is removed: the process that answered is the
+/// answer, and from then on the connection costs the miss path only. A process that reads
+/// and passes the descriptor on still loses to the one that answers.
+pub fn sock_io(f: &SockIoFields, task: Option<TaskOffsets>, send: bool) -> Result<Program, AsmError> {
+    let mut a = Asm::new();
+    let exit = a.label();
+    let family_ok = a.label();
+    a.mov_reg(CTX, Reg::R1);
+    a.ldx(Size::H, Reg::R1, CTX, off(f.family));
+    a.jmp_imm(Cond::Eq, Reg::R1, AF_INET.into(), family_ok);
+    a.jmp_imm(Cond::Ne, Reg::R1, AF_INET6.into(), exit);
+    a.bind(family_ok);
+    a.ldx(Size::H, Reg::R1, CTX, off(f.protocol));
+    a.jmp_imm(Cond::Ne, Reg::R1, IPPROTO_TCP.into(), exit);
+    a.ldx(Size::W, Reg::R1, CTX, off(f.ret)); // an int, zero-extended by the load:
+    a.alu_imm(Alu::Lsh, Reg::R1, 32).alu_imm(Alu::Arsh, Reg::R1, 32); // sign-extend it
+    a.jmp_imm(Cond::Sle, Reg::R1, 0, exit); // -EAGAIN, EOF, errors: no data moved
+    // Nothing is waiting for its server (the steady state of long-lived connections): done,
+    // with an array lookup the verifier inlines instead of a hash lookup.
+    a.st_imm(Size::W, FP, IO_SCRATCH, 0);
+    lookup(&mut a, STATS, IO_SCRATCH);
+    a.jmp_imm(Cond::Eq, Reg::R0, 0, exit);
+    a.mov_reg(STATS_PTR, Reg::R0);
+    a.ldx(Size::DW, Reg::R1, STATS_PTR, Stat::PassiveOpen.offset() as i16);
+    a.jmp_imm(Cond::Eq, Reg::R1, 0, exit);
+    // r7 = passive_sk[sk]: the connection's FlowKey, if it is an accepted socket not yet
+    // answered.
+    a.ldx(Size::DW, Reg::R1, CTX, off(f.sk)).stx(Size::DW, FP, IO_SK, Reg::R1);
+    lookup(&mut a, PASSIVE_SK, IO_SK);
+    a.jmp_imm(Cond::Eq, Reg::R0, 0, exit);
+    a.mov_reg(Reg::R7, Reg::R0);
+    // flow_owner[tuple] = current.
+    current_owner(&mut a, IO_OWNER, task, IO_TASK);
+    a.ld_map(Reg::R1, FLOW_OWNER);
+    a.mov_reg(Reg::R2, Reg::R7); // key = the passive_sk entry's value, a FlowKey
+    stack_ptr(&mut a, Reg::R3, IO_OWNER);
+    a.mov_imm(Reg::R4, 0);
+    a.call(Helper::MapUpdateElem);
+    count(&mut a, Stat::ServedBy);
+    if send {
+        delete(&mut a, PASSIVE_SK, IO_SK); // answered: this process serves the connection
+        uncount_passive(&mut a);
+    }
+    a.bind(exit);
+    a.mov_imm(Reg::R0, 0).exit();
+    a.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn programs_assemble_and_are_small() {
-        let progs = programs(&Fields::default()).unwrap();
+        let progs =
+            programs(&Fields::default(), Some(TaskOffsets { group_leader: 2000, comm: 3000 })).unwrap();
         let names: Vec<_> = progs.iter().map(|p| p.section()).collect();
         assert_eq!(
             names,
@@ -532,6 +682,8 @@ mod tests {
                 "tracepoint/syscalls/sys_exit_accept4",
                 "tracepoint/syscalls/sys_enter_accept",
                 "tracepoint/syscalls/sys_exit_accept",
+                "tracepoint/sock/sock_recv_length",
+                "tracepoint/sock/sock_send_length",
             ]
         );
         for p in &progs {
@@ -545,9 +697,18 @@ mod tests {
 
     #[test]
     fn every_map_reference_is_a_lddw_of_a_known_map() {
-        let known =
-            [SOCK_OWNER, FLOW_OWNER, LISTEN_OWNER, ACCEPT_ARGS, ACCEPT_PENDING, PORT_FILTER, CONFIG, STATS];
-        for p in programs(&Fields::default()).unwrap() {
+        let known = [
+            SOCK_OWNER,
+            FLOW_OWNER,
+            LISTEN_OWNER,
+            ACCEPT_ARGS,
+            ACCEPT_PENDING,
+            PASSIVE_SK,
+            PORT_FILTER,
+            CONFIG,
+            STATS,
+        ];
+        for p in programs(&Fields::default(), None).unwrap() {
             assert!(!p.program.relocs.is_empty());
             for r in &p.program.relocs {
                 assert!(known.contains(&r.map.as_str()), "{}", r.map);
@@ -560,9 +721,9 @@ mod tests {
     #[test]
     fn reads_the_offsets_it_is_given() {
         let mut fields = Fields::default();
-        let before = sock_state(&fields.sock_state).unwrap();
+        let before = sock_state(&fields.sock_state, None).unwrap();
         fields.sock_state.skaddr.offset = 104; // as if the kernel had moved it
-        let after = sock_state(&fields.sock_state).unwrap();
+        let after = sock_state(&fields.sock_state, None).unwrap();
         let loads_at = |p: &Program, off: i16| {
             p.insns.iter().filter(|i| i.code == 0x79 && i.src == 6 && i.off == off).count()
         };

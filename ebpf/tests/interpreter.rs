@@ -3,7 +3,10 @@
 //! (`tests/kernel.rs`, root) add is the verifier and real tracepoints; what these add is the
 //! state machine itself, event by event: the IPv4-mapped address bytes of every key, the
 //! listener fallbacks (exact address, `::ffff:0.0.0.0`, `::`), the accept refinement, the
-//! port filter and the clean-up transitions.
+//! port filter and the clean-up transitions, the socket I/O override (the process that
+//! reads and answers on an accepted socket owns it, also after a NULL-address accept or a
+//! descriptor handed to another process), and the owner's name read as
+//! `current->group_leader->comm` from fake kernel memory (the thread's name without BTF).
 //!
 //! How the programs are adapted to the interpreter, and why that keeps them the same:
 //! - each map `lddw` (a relocation in the object) is given a handle the stub helpers know
@@ -23,10 +26,16 @@ use liteobs_ebpf::asm::Insn;
 use liteobs_ebpf::format::Fields;
 use liteobs_ebpf::layout::{
     ACCEPT_ARGS, ACCEPT_PENDING, AF_INET, AF_INET6, ByteOrder, CONFIG, CONFIG_FILTER_PORTS, Endpoint,
-    FLOW_OWNER, FlowKey, IPPROTO_TCP, LISTEN_OWNER, Owner, PORT_FILTER, SOCK_OWNER, STATS, Stat, tcp_state,
+    FLOW_OWNER, FlowKey, IPPROTO_TCP, LISTEN_OWNER, Owner, PASSIVE_SK, PORT_FILTER, SOCK_OWNER, STATS, Stat,
+    tcp_state,
 };
 use liteobs_ebpf::program::{ProgramDef, programs};
-use liteobs_ebpf::{MapDef, MapSizes, MapType, maps};
+use liteobs_ebpf::{MapDef, MapSizes, MapType, TaskOffsets, maps};
+
+/// The `task_struct` offsets the simulated kernel lays its fake tasks out with.
+const TASK_OFFSETS: TaskOffsets = TaskOffsets { group_leader: 0x9a8, comm: 0xbe0 };
+/// Fake `task_struct` addresses: this plus the task ID times a page.
+const TASK_BASE: u64 = 0xffff_8880_1000_0000;
 
 const ORDER: ByteOrder = ByteOrder::NATIVE;
 /// Map handles start here (index in [`maps`] added), so a handle is never a small number.
@@ -131,12 +140,14 @@ impl StubMap {
     }
 }
 
-/// The task the helpers report as "current".
+/// The task the helpers report as "current": a thread `tid` named `comm` of process `tgid`,
+/// whose leader (the thread whose ID is `tgid`) is named `process`.
 #[derive(Clone)]
 struct Task {
     tgid: u32,
     tid: u32,
     comm: String,
+    process: String,
 }
 
 /// The stubbed kernel of one test (helpers are plain functions, so it lives in a thread local;
@@ -146,6 +157,8 @@ struct Kernel {
     current: Task,
     /// Fake user memory of the current process: address → bytes.
     user: HashMap<u64, Vec<u8>>,
+    /// Fake kernel memory: the current task's and its leader's `group_leader` and `comm`.
+    kmem: HashMap<u64, Vec<u8>>,
     clock: u64,
 }
 
@@ -218,11 +231,24 @@ fn helper_comm(buf: u64, size: u64, _: u64, _: u64, _: u64) -> u64 {
     })
 }
 
+fn helper_current_task(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    with_kernel(|k| TASK_BASE + u64::from(k.current.tid) * 0x4000)
+}
+
 fn helper_probe_read_user(dst: u64, size: u64, src: u64, _: u64, _: u64) -> u64 {
+    probe_read(dst, size, src, false)
+}
+
+fn helper_probe_read_kernel(dst: u64, size: u64, src: u64, _: u64, _: u64) -> u64 {
+    probe_read(dst, size, src, true)
+}
+
+fn probe_read(dst: u64, size: u64, src: u64, kernel: bool) -> u64 {
     with_kernel(|k| {
         let size = size as usize;
-        // Find the fake user mapping that holds [src, src + size).
-        let found = k.user.iter().find_map(|(base, bytes)| {
+        // Find the fake mapping that holds [src, src + size).
+        let mem = if kernel { &k.kmem } else { &k.user };
+        let found = mem.iter().find_map(|(base, bytes)| {
             let off = src.checked_sub(*base)? as usize;
             bytes.get(off..off + size).map(<[u8]>::to_vec)
         });
@@ -266,6 +292,9 @@ const XADD_HELPERS: [(usize, HelperFn); Stat::COUNT] = [
     (56, helper_xadd::<56>),
     (64, helper_xadd::<64>),
     (72, helper_xadd::<72>),
+    (80, helper_xadd::<80>),
+    (88, helper_xadd::<88>),
+    (96, helper_xadd::<96>),
 ];
 
 /// A program's bytes as the interpreter runs them (see the module docs).
@@ -301,13 +330,18 @@ struct Sim {
     map_defs: Vec<MapDef>,
 }
 
-const SOFTIRQ: Task = Task { tgid: 0, tid: 0, comm: String::new() };
+const SOFTIRQ: Task = Task { tgid: 0, tid: 0, comm: String::new(), process: String::new() };
 
 impl Sim {
     fn new() -> Sim {
+        Sim::with_task_offsets(Some(TASK_OFFSETS))
+    }
+
+    /// The programs as built when the kernel's BTF is unavailable (`None`).
+    fn with_task_offsets(task: Option<TaskOffsets>) -> Sim {
         let fields = Fields::default();
         let map_defs = maps(&MapSizes::for_flows(64));
-        let progs = programs(&fields)
+        let progs = programs(&fields, task)
             .expect("programs assemble")
             .into_iter()
             .map(|p| {
@@ -319,6 +353,7 @@ impl Sim {
             maps: map_defs.iter().cloned().map(StubMap::new).collect(),
             current: SOFTIRQ,
             user: HashMap::new(),
+            kmem: HashMap::new(),
             clock: 0,
         };
         KERNEL.with(|k| *k.borrow_mut() = Some(kernel));
@@ -334,7 +369,9 @@ impl Sim {
             (3, helper_delete),
             (14, helper_pid_tgid),
             (16, helper_comm),
+            (35, helper_current_task),
             (112, helper_probe_read_user),
+            (113, helper_probe_read_kernel),
         ] {
             vm.register_helper(id, f).expect("helper registers");
         }
@@ -351,8 +388,48 @@ impl Sim {
         assert_eq!(ret, 0, "{name} returns 0");
     }
 
+    /// Makes `task` current, with its `task_struct` and its leader's in kernel memory.
     fn as_task(&self, task: &Task) {
-        with_kernel(|k| k.current = task.clone());
+        let name = |s: &str| {
+            let mut c = vec![0u8; 16];
+            let n = s.len().min(15);
+            c[..n].copy_from_slice(&s.as_bytes()[..n]);
+            c
+        };
+        with_kernel(|k| {
+            k.current = task.clone();
+            k.kmem.clear();
+            if task.tid == 0 {
+                return; // softirq: no task the program may use
+            }
+            let me = TASK_BASE + u64::from(task.tid) * 0x4000;
+            let leader = TASK_BASE + u64::from(task.tgid) * 0x4000;
+            let (gl, comm) = (u64::from(TASK_OFFSETS.group_leader), u64::from(TASK_OFFSETS.comm));
+            k.kmem.insert(me + gl, leader.to_ne_bytes().to_vec());
+            k.kmem.insert(me + comm, name(&task.comm));
+            k.kmem.insert(leader + comm, name(&task.process));
+        });
+    }
+
+    /// One `sock/sock_recv_length` (`send = false`) or `sock_send_length` event by `task` on
+    /// socket `sk`, in the layout of [`Fields::default`].
+    fn io(&self, task: &Task, sk: u64, send: bool, family: u16, protocol: u16, ret: i32) {
+        self.as_task(task);
+        let f = self.fields.sock_io.expect("sock_io fields");
+        let mut rec = vec![0u8; 32];
+        rec[f.sk.offset as usize..][..8].copy_from_slice(&sk.to_ne_bytes());
+        rec[f.family.offset as usize..][..2].copy_from_slice(&family.to_ne_bytes());
+        rec[f.protocol.offset as usize..][..2].copy_from_slice(&protocol.to_ne_bytes());
+        rec[f.ret.offset as usize..][..4].copy_from_slice(&ret.to_ne_bytes());
+        self.run(if send { "sock_send_length" } else { "sock_recv_length" }, &mut rec);
+    }
+
+    fn recv(&self, task: &Task, sk: u64, ret: i32) {
+        self.io(task, sk, false, AF_INET, IPPROTO_TCP, ret);
+    }
+
+    fn send(&self, task: &Task, sk: u64, ret: i32) {
+        self.io(task, sk, true, AF_INET, IPPROTO_TCP, ret);
     }
 
     /// One `sock/inet_sock_set_state` event, in the layout of [`Fields::default`]. For AF_INET
@@ -466,8 +543,9 @@ impl Sim {
     }
 }
 
+/// A thread of process `tgid` named like the process.
 fn task(tgid: u32, comm: &str) -> Task {
-    Task { tgid, tid: tgid + 7, comm: comm.into() }
+    Task { tgid, tid: tgid + 7, comm: comm.into(), process: comm.into() }
 }
 
 fn v4(a: [u8; 4], port: u16) -> SocketAddr {
@@ -705,9 +783,162 @@ fn non_tcp_and_other_families_are_ignored() {
 #[test]
 fn owners_are_the_thread_group_never_the_thread() {
     let sim = Sim::new();
-    let t = Task { tgid: 500, tid: 512, comm: "worker-3".into() };
+    let t = Task { tgid: 500, tid: 512, comm: "worker-3".into(), process: "server".into() };
     sim.state(&t, 1, CLOSE, SYN_SENT, v4([0, 0, 0, 0], 0), v4([127, 0, 0, 1], 80));
     sim.state(&SOFTIRQ, 1, SYN_SENT, ESTABLISHED, v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80));
     let o = sim.flow_owner(v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80)).expect("owner");
     assert_eq!(o.tgid, 500);
+}
+
+const SK: u64 = 0xffff_8880_0bad_1000;
+
+/// An accepted connection 127.0.0.1:8080 ← 127.0.0.1:45000 on socket [`SK`], its listener
+/// unknown to the maps (it called listen() before the program was loaded).
+fn accepted_before_known_listener() -> (Sim, SocketAddr, SocketAddr) {
+    let sim = Sim::new();
+    let (local, peer) = (v4([127, 0, 0, 1], 8080), v4([127, 0, 0, 1], 45000));
+    sim.state(&SOFTIRQ, SK, SYN_RECV, ESTABLISHED, local, peer);
+    (sim, local, peer)
+}
+
+#[test]
+fn the_passive_socket_is_remembered_by_its_address_with_the_server_side_tuple() {
+    let (sim, local, peer) = accepted_before_known_listener();
+    let entries = sim.entries(PASSIVE_SK);
+    assert_eq!(entries.len(), 1);
+    let (key, value) = &entries[0];
+    assert_eq!(key, &SK.to_ne_bytes().to_vec(), "key: the struct sock address, host order");
+    let mut want = vec![0u8; 10];
+    want.extend([0xff, 0xff, 127, 0, 0, 1]);
+    want.extend([0u8; 10]);
+    want.extend([0xff, 0xff, 127, 0, 0, 1]);
+    want.extend(8080u16.to_ne_bytes());
+    want.extend(45000u16.to_ne_bytes());
+    assert_eq!(value, &want, "value: the server side's FlowKey");
+    assert_eq!(FlowKey::decode(&value[..].try_into().expect("36 bytes"), ORDER), FlowKey::new(local, peer));
+}
+
+#[test]
+fn a_null_address_accept_is_attributed_by_the_acceptors_io() {
+    // libuv: accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), then read, then write.
+    let (sim, local, peer) = accepted_before_known_listener();
+    let node = task(300, "node");
+    sim.accept4(&node, None, 17);
+    assert_eq!(sim.flow_owner(local, peer), None, "nothing to match the NULL accept with");
+    sim.recv(&node, SK, -11); // -EAGAIN first: no data, no owner
+    assert_eq!(sim.flow_owner(local, peer), None);
+    sim.recv(&node, SK, 78);
+    let o = sim.flow_owner(local, peer).expect("owner from the read");
+    assert_eq!((o.tgid, o.comm_str().as_str()), (300, "node"));
+    assert_eq!(sim.stat(Stat::PassiveOpen), 1);
+    sim.send(&node, SK, 120);
+    assert!(sim.entries(PASSIVE_SK).is_empty(), "answered: the socket is forgotten");
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0, "the gauge follows the entries");
+    assert_eq!(sim.stat(Stat::ServedBy), 2);
+}
+
+#[test]
+fn the_process_that_reads_and_answers_wins_over_the_listener_and_the_acceptor() {
+    // Node's cluster (round robin): the primary listens and accepts, a worker is handed the
+    // descriptor over a Unix socket and serves.
+    let sim = Sim::new();
+    let primary = task(400, "node");
+    let worker = task(401, "node");
+    let (local, peer) = (v4([127, 0, 0, 1], 8080), v4([127, 0, 0, 1], 45000));
+    sim.state(&primary, 10, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));
+    sim.state(&SOFTIRQ, SK, SYN_RECV, ESTABLISHED, local, peer);
+    sim.accept4(&primary, Some(peer), 20);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(400), "accept: the primary");
+    // The fd handed over a Unix socket (SCM_RIGHTS) is I/O of another family: no effect.
+    sim.io(&primary, 0xffff_8880_0000_7700, true, 1, 0, 64);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(400));
+    sim.recv(&worker, SK, 78);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(401), "the worker read the request");
+    sim.send(&worker, SK, 200);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(401));
+    // Once answered, later I/O by another process no longer moves the owner.
+    sim.recv(&primary, SK, 10);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(401));
+    assert_eq!(sim.stat(Stat::ServedBy), 2);
+}
+
+#[test]
+fn socket_io_on_other_sockets_changes_nothing() {
+    let (sim, local, peer) = accepted_before_known_listener();
+    let p = task(9, "other");
+    sim.io(&p, SK, false, 1, IPPROTO_TCP, 10); // AF_UNIX
+    sim.io(&p, SK, false, AF_INET, 17, 10); // UDP
+    sim.io(&p, SK, true, AF_INET6, 132, 10); // SCTP
+    sim.recv(&p, SK, 0); // EOF
+    sim.send(&p, SK, -32); // EPIPE
+    sim.recv(&p, 0xffff_8880_0000_0001, 10); // a socket that was not accepted
+    sim.send(&p, 0xffff_8880_0000_0001, 10);
+    assert_eq!(sim.flow_owner(local, peer), None);
+    assert_eq!(sim.entries(PASSIVE_SK).len(), 1);
+    assert_eq!(sim.stat(Stat::ServedBy), 0);
+}
+
+#[test]
+fn close_forgets_the_passive_socket_but_keeps_the_owner_for_late_lookups() {
+    let (sim, local, peer) = accepted_before_known_listener();
+    sim.recv(&task(300, "node"), SK, 78);
+    // The client closes first: CLOSE_WAIT → LAST_ACK → CLOSE, before the server ever sent.
+    sim.state(&SOFTIRQ, SK, 9, CLOSE, local, peer); // LAST_ACK (9) → CLOSE
+    assert!(sim.entries(PASSIVE_SK).is_empty());
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0);
+    sim.state(&SOFTIRQ, SK, 9, CLOSE, local, peer); // a second close removes nothing
+    assert_eq!(sim.stat(Stat::PassiveOpen), 0, "never below zero");
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(300), "the tuple outlives the close");
+    // A connection that opens and closes without I/O on the server: the listener guess stays.
+    let sim = Sim::new();
+    sim.state(&task(100, "srv"), 10, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));
+    sim.state(&SOFTIRQ, SK, SYN_RECV, ESTABLISHED, local, peer);
+    sim.state(&SOFTIRQ, SK, 8, CLOSE, local, peer); // CLOSE_WAIT... → CLOSE
+    assert!(sim.entries(PASSIVE_SK).is_empty());
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.tgid), Some(100));
+}
+
+#[test]
+fn owners_are_named_by_the_process_not_the_thread() {
+    // The thread that listens, connects, accepts or serves renamed itself; the record names
+    // the process (its leader's comm, /proc/<pid>/comm).
+    let t = Task { tgid: 500, tid: 512, comm: "acceptor-3".into(), process: "myserver".into() };
+    let (local, peer) = (v4([127, 0, 0, 1], 8080), v4([127, 0, 0, 1], 45000));
+    let sim = Sim::new();
+    sim.state(&t, 10, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));
+    let l = Owner::decode(&sim.entries(LISTEN_OWNER)[0].1[..].try_into().expect("owner"), ORDER);
+    assert_eq!(l.comm_str(), "myserver", "listen");
+    sim.state(&SOFTIRQ, SK, SYN_RECV, ESTABLISHED, local, peer);
+    sim.accept4(&t, Some(peer), 5);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.comm_str()).as_deref(), Some("myserver"), "accept");
+    sim.recv(&t, SK, 5);
+    assert_eq!(sim.flow_owner(local, peer).map(|o| o.comm_str()).as_deref(), Some("myserver"), "recv");
+    sim.state(&t, 20, CLOSE, SYN_SENT, v4([0, 0, 0, 0], 0), v4([127, 0, 0, 1], 80));
+    sim.state(&SOFTIRQ, 20, SYN_SENT, ESTABLISHED, v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80));
+    let c = sim.flow_owner(v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80)).expect("connect");
+    assert_eq!((c.tgid, c.comm_str().as_str()), (500, "myserver"));
+    assert_eq!(sim.stat(Stat::ThreadComms), 0);
+
+    // Without BTF offsets: the thread's name, counted.
+    let sim = Sim::with_task_offsets(None);
+    sim.state(&t, 10, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));
+    let l = Owner::decode(&sim.entries(LISTEN_OWNER)[0].1[..].try_into().expect("owner"), ORDER);
+    assert_eq!(l.comm_str(), "acceptor-3");
+    assert_eq!(sim.stat(Stat::ThreadComms), 1);
+
+    // A kernel read that faults (no task memory): the thread's name, counted.
+    let sim = Sim::new();
+    sim.as_task(&t);
+    with_kernel(|k| k.kmem.clear());
+    let mut rec = vec![0u8; 72];
+    let f = sim.fields.sock_state;
+    rec[f.protocol.offset as usize..][..2].copy_from_slice(&IPPROTO_TCP.to_ne_bytes());
+    rec[f.family.offset as usize..][..2].copy_from_slice(&AF_INET.to_ne_bytes());
+    rec[f.oldstate.offset as usize..][..4].copy_from_slice(&CLOSE.to_ne_bytes());
+    rec[f.newstate.offset as usize..][..4].copy_from_slice(&LISTEN.to_ne_bytes());
+    rec[f.sport.offset as usize..][..2].copy_from_slice(&8080u16.to_ne_bytes());
+    sim.run("inet_sock_set_state", &mut rec);
+    let l = Owner::decode(&sim.entries(LISTEN_OWNER)[0].1[..].try_into().expect("owner"), ORDER);
+    assert_eq!((l.tgid, l.comm_str().as_str()), (500, "acceptor-3"));
+    assert_eq!(sim.stat(Stat::ThreadComms), 1);
 }

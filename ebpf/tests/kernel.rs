@@ -1,7 +1,8 @@
 //! Root-only: the generated object passes the kernel verifier through aya, attaches to its
 //! tracepoints, and records this test process as the owner of both ends of a loopback
 //! connection it makes (accepting on another thread, so the tgid, not the thread ID, must be
-//! recorded). Skips with a message when not root, fails under LITEOBS_REQUIRE_PRIVILEGED=1.
+//! recorded) and names by its process name (`/proc/self/comm`, not the test thread's name), with
+//! the socket I/O programs seeing the accepted side's reads and writes. Skips with a message when not root, fails under LITEOBS_REQUIRE_PRIVILEGED=1.
 
 #![cfg(target_os = "linux")]
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::TracePoint;
 use liteobs_ebpf::layout::{self, ByteOrder, FlowKey, Owner, Stat};
-use liteobs_ebpf::{Fields, ObjectConfig, object};
+use liteobs_ebpf::{Fields, ObjectConfig, TaskOffsets, object};
 
 fn privileged(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -53,19 +54,20 @@ fn loads_through_the_verifier_attaches_and_records_both_ends() {
     mount_tracefs();
     raise_memlock();
     let fields = Fields::from_tracefs(Path::new(TRACEFS)).unwrap();
-    let cfg = ObjectConfig { fields, ..ObjectConfig::default() };
+    let task = TaskOffsets::from_file(Path::new(liteobs_ebpf::btf::VMLINUX_BTF)).unwrap();
+    let cfg = ObjectConfig { fields, task: Some(task), ..ObjectConfig::default() };
     let bytes = object(&cfg).unwrap();
     let mut ebpf = aya::Ebpf::load(&bytes).unwrap_or_else(|e| panic!("load: {e:?}"));
 
     let mut attached = Vec::new();
-    for p in liteobs_ebpf::program::programs(&cfg.fields).unwrap() {
+    for p in liteobs_ebpf::program::programs(&cfg.fields, cfg.task).unwrap() {
         let prog: &mut TracePoint = ebpf.program_mut(p.name).unwrap().try_into().unwrap();
         // The verifier log is in the error's Debug form.
         prog.load().unwrap_or_else(|e| panic!("verifier rejected {}: {e:?}", p.name));
         prog.attach(p.category, p.tracepoint).unwrap_or_else(|e| panic!("attach {}: {e:?}", p.name));
         attached.push(p.name);
     }
-    assert_eq!(attached.len(), 5);
+    assert_eq!(attached.len(), 7);
 
     // A connection to a listener created after the attach, accepted on another thread.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -104,8 +106,12 @@ fn loads_through_the_verifier_attaches_and_records_both_ends() {
     let server_owner = owner(server_addr, client_addr).expect("server side recorded");
     assert_eq!(client_owner.tgid, me);
     assert_eq!(server_owner.tgid, me, "the tgid, not the accepting thread's id");
-    // comm is the connecting thread's name, which the test harness sets to the test's name.
-    assert!(!client_owner.comm_str().is_empty());
+    // comm is the process's name; the test harness names each test's thread after the test.
+    let process = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let thread = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    assert_ne!(process, thread, "the harness did not name the thread; the check proves nothing");
+    assert_eq!(client_owner.comm_str(), process.trim_end());
+    assert_eq!(server_owner.comm_str(), process.trim_end());
 
     let stats: Array<&MapData, [u8; Stat::COUNT * 8]> =
         Array::try_from(ebpf.map(layout::STATS).unwrap()).unwrap();
@@ -117,4 +123,6 @@ fn loads_through_the_verifier_attaches_and_records_both_ends() {
     assert!(get(Stat::Listens) >= 1);
     assert!(get(Stat::PassiveGuesses) >= 1);
     assert!(get(Stat::AcceptRefined) >= 1);
+    assert!(get(Stat::ServedBy) >= 1, "the accepted side's read and write");
+    assert_eq!(get(Stat::ThreadComms), 0);
 }

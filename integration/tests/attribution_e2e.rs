@@ -847,3 +847,227 @@ fn agent_attributes_every_exchange_to_the_processes_the_test_started() {
     eprintln!("took {elapsed:?}");
     assert!(elapsed < Duration::from_secs(60), "the test took {elapsed:?}");
 }
+
+/// A Node.js HTTP/1.1 keep-alive server; the body is the serving process's PID. With
+/// `cluster` as the third argument: a primary and two workers in round-robin mode (the
+/// primary accepts, with a NULL address, and hands each connection to a worker over IPC).
+const NODE_SERVER: &str = r#"
+const cluster = require("cluster"), http = require("http");
+const [host, port, mode] = process.argv.slice(2);
+cluster.schedulingPolicy = cluster.SCHED_RR;
+if (mode === "cluster" && cluster.isPrimary) {
+  let up = 0;
+  for (let i = 0; i < 2; i++) cluster.fork().on("listening", () => { if (++up === 2) console.log("ready"); });
+} else {
+  http.createServer((req, res) => {
+    const body = String(process.pid);
+    res.writeHead(200, { "Content-Length": body.length });
+    res.end(body);
+  }).listen(+port, host, () => { if (mode !== "cluster") console.log("ready"); });
+}
+"#;
+
+/// A `ThreadingHTTPServer` whose accept loop runs on a thread that renamed itself (and so do
+/// the per-connection threads it spawns, which inherit the name): the record must still name
+/// the process. The body is the process's PID.
+const RENAMED_SERVER: &str = r#"
+import ctypes, http.server, os, sys, threading
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+def serve():
+    ctypes.CDLL(None).prctl(15, b"acceptor-thr", 0, 0, 0)  # PR_SET_NAME
+    srv.serve_forever()
+threading.Thread(target=serve, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+const BEFORE: &str = "servers_started_before_the_agent_are_attributed_to_the_process_serving";
+
+/// The process name as /proc shows it.
+fn proc_comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/comm: {e}"))
+        .trim_end()
+        .to_owned()
+}
+
+/// [`NODE_SERVER`] run from a file in `dir` (cluster workers re-run the primary's script).
+fn node_server(dir: &Path, bind: SocketAddr, cluster: bool) -> Proc {
+    let mode = if cluster { "cluster" } else { "single" };
+    let script = dir.join("server.js");
+    std::fs::write(&script, NODE_SERVER).expect("writing server.js");
+    let mut p = Proc::spawn(
+        &format!("node {mode} server on {bind}"),
+        Command::new("/usr/bin/node")
+            .arg(&script)
+            .args([&bind.ip().to_string(), &bind.port().to_string(), mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    assert_eq!(p.line(), "ready");
+    p
+}
+
+/// Kills the processes (node's cluster workers) when the test ends, also on failure.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            signal(*pid, "-KILL");
+        }
+    }
+}
+
+/// Node (single process and cluster round-robin) started before the agent, python keep-alive
+/// clients and short curl connections after it, and a python server whose accepting thread is
+/// renamed: every record names the client and the process that served (the worker whose PID
+/// the body carries), by their process names.
+#[test]
+fn servers_started_before_the_agent_are_attributed_to_the_process_serving() {
+    if !privileged(BEFORE) {
+        return;
+    }
+    for tool in ["python3", "curl", "/usr/bin/node"] {
+        if !has_tool(tool) {
+            assert!(
+                std::env::var("LITEOBS_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "{BEFORE} needs {tool}"
+            );
+            eprintln!("SKIPPED {BEFORE}: {tool} is not installed");
+            return;
+        }
+    }
+    let py = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v4: IpAddr = "127.0.0.1".parse().expect("v4");
+    let single = SocketAddr::new(v4, free_port(v4));
+    let clustered = SocketAddr::new(v4, free_port(v4));
+    let renamed = SocketAddr::new(v4, free_port(v4));
+    let server = Server::start("sqlite", &dir.path().join("store.sqlite"), None, None);
+
+    // Before the agent: both node servers.
+    let node = node_server(dir.path(), single, false);
+    let primary = node_server(dir.path(), clustered, true);
+    let workers = children(primary.pid());
+    let _workers_guard = KillOnDrop(workers.clone());
+    assert_eq!(workers.len(), 2, "cluster workers of {}: {workers:?}", primary.pid());
+    let agent = Agent::start(&[single.port(), clustered.port(), renamed.port()], &server);
+
+    // (scenario, client addr, path, client pid, client comm, server pid named by the body)
+    let mut made: Vec<(&str, SocketAddr, String, u32, String, u32)> = Vec::new();
+    let mut keep_open = Vec::new();
+    let mut python_keepalive =
+        |scenario: &'static str, to: SocketAddr, n: usize, tag: &str, made: &mut Vec<_>| {
+            let mut c = PyClient::connect(&py, to, n, tag, None);
+            let comm = proc_comm(c.proc.pid());
+            for (path, status, body) in c.responses() {
+                assert_eq!(status, 200, "{scenario}");
+                let served: u32 = body.parse().unwrap_or_else(|_| panic!("{scenario}: body {body:?}"));
+                made.push((scenario, c.local, path, c.proc.pid(), comm.clone(), served));
+            }
+            keep_open.push(c);
+        };
+    let curl_close = |scenario: &'static str, to: SocketAddr, n: usize, made: &mut Vec<_>| {
+        for i in 0..n {
+            let path = format!("/close{i}");
+            let child = Command::new("curl")
+                .args(["-sS", "--max-time", "5", "-H", "Connection: close"])
+                .args(["-w", "\n%{local_ip} %{local_port}", &url(to, &path)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawning curl");
+            let pid = child.id();
+            let out = child.wait_with_output().expect("curl's output");
+            assert!(out.status.success(), "{scenario}: curl failed");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, last) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl printed {text:?}"));
+            let (ip, port) = last.split_once(' ').unwrap_or_else(|| panic!("curl printed {text:?}"));
+            let local = SocketAddr::new(
+                ip.parse().unwrap_or_else(|_| panic!("{text:?}")),
+                port.parse().unwrap_or_else(|_| panic!("{text:?}")),
+            );
+            let served: u32 = body.trim().parse().unwrap_or_else(|_| panic!("{scenario}: body {body:?}"));
+            made.push((scenario, local, path, pid, "curl".to_owned(), served));
+        }
+    };
+
+    python_keepalive("node before the agent / python keep-alive", single, 4, "node-ka", &mut made);
+    curl_close("node before the agent / curl, Connection: close", single, 3, &mut made);
+    python_keepalive("node cluster RR / python keep-alive", clustered, 3, "cluster-ka-0", &mut made);
+    python_keepalive("node cluster RR / python keep-alive", clustered, 3, "cluster-ka-1", &mut made);
+    curl_close("node cluster RR / curl, Connection: close", clustered, 4, &mut made);
+    let renamed_server = {
+        let mut p = Proc::spawn(
+            "renamed-thread server",
+            Command::new(&py)
+                .args(["-c", RENAMED_SERVER, &renamed.ip().to_string(), &renamed.port().to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        assert_eq!(p.line(), "ready");
+        p
+    };
+    python_keepalive("renamed accepting thread / python keep-alive", renamed, 3, "renamed-ka", &mut made);
+    curl_close("renamed accepting thread / curl", renamed, 2, &mut made);
+    assert!(
+        comms(renamed_server.pid()).contains(&"acceptor-thr".to_owned()),
+        "the server's thread did not rename itself: {:?}",
+        comms(renamed_server.pid())
+    );
+
+    // The cluster really handed connections to both workers, never served in the primary.
+    let served: HashSet<u32> = made.iter().filter(|m| m.0.contains("cluster")).map(|m| m.5).collect();
+    assert_eq!(served, workers.iter().copied().collect(), "workers {workers:?} vs bodies {served:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&server).len() < made.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, log) = agent.stop();
+    drop(keep_open);
+    assert!(status.success(), "the agent failed:\n{log}");
+    let got = stored(&server);
+    let mut problems = Vec::new();
+    for (scenario, client, path, client_pid, client_comm, served) in &made {
+        let recs: Vec<&TrafficLog> = got
+            .iter()
+            .filter(|r| SocketAddr::new(r.src_ip, r.src_port) == *client && r.path == *path)
+            .collect();
+        let want_comm = proc_comm(*served);
+        let ok = recs.len() == 1
+            && recs[0].src_pid == Some(*client_pid)
+            && recs[0].src_comm.as_deref() == Some(client_comm.as_str())
+            && recs[0].dst_pid == Some(*served)
+            && recs[0].dst_comm.as_deref() == Some(want_comm.as_str());
+        if !ok {
+            let seen: Vec<_> =
+                recs.iter().map(|r| (r.src_pid, &r.src_comm, r.dst_pid, &r.dst_comm)).collect();
+            problems.push(format!(
+                "{scenario}: {client} {path}: stored {seen:?}; want src {client_pid} {client_comm:?}, dst {served} \
+                 {want_comm:?}"
+            ));
+        }
+    }
+    eprintln!("{} exchanges made, {} stored", made.len(), got.len());
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}\n\nagent log:\n{log}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(proc_comm(node.pid()), "node");
+    drop(renamed_server);
+}

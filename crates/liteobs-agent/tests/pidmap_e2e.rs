@@ -449,9 +449,14 @@ fn port_filter_is_applied_in_the_kernel() {
     let watched = TcpListener::bind("127.0.0.1:0").unwrap();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     let (wa, oa) = (watched.local_addr().unwrap(), other.local_addr().unwrap());
-    let cfg = EbpfConfig { ports: vec![wa.port()], map_entries: 1024, tracefs: "/sys/kernel/tracing".into() };
+    let cfg = EbpfConfig {
+        ports: vec![wa.port()],
+        map_entries: 1024,
+        tracefs: "/sys/kernel/tracing".into(),
+        btf: "/sys/kernel/btf/vmlinux".into(),
+    };
     let owners = EbpfOwners::load(&cfg).unwrap_or_else(|e| panic!("load: {e:?}"));
-    assert_eq!(owners.programs().len(), 5);
+    assert_eq!(owners.programs().len(), 7);
     let c1 = TcpStream::connect(wa).unwrap();
     let (_s1, _) = watched.accept().unwrap();
     let c2 = TcpStream::connect(oa).unwrap();
@@ -632,4 +637,46 @@ fn connections_opened_before_the_agent_in_other_namespaces_are_found_in_proc() {
     let n = map.counters();
     assert_eq!((n.proc_hits, n.listener_hits), (2, 0), "{n:?}");
     drop(conn);
+}
+
+/// A listener that existed before the program, told to the source by a scan
+/// (`seed_listeners`): the passive side of a new connection to it gets that owner as its
+/// first guess (nothing accepts here, so nothing refines it).
+#[test]
+fn seeded_listeners_give_the_passive_side_of_new_connections() {
+    if !can_run("seeded_listeners_give_the_passive_side_of_new_connections", &[]) {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let la = listener.local_addr().unwrap();
+    let cfg = EbpfConfig {
+        ports: vec![la.port()],
+        map_entries: 1024,
+        tracefs: "/sys/kernel/tracing".into(),
+        btf: "/sys/kernel/btf/vmlinux".into(),
+    };
+    let mut owners = EbpfOwners::load(&cfg).unwrap_or_else(|e| panic!("load: {e:?}"));
+    let seeded = liteobs_agent::pidmap::Listener {
+        addr: la.ip(),
+        port: la.port(),
+        owner: liteobs_agent::pidmap::ProcessInfo { pid: 4242, comm: "seeded-server".into() },
+    };
+    use liteobs_agent::pidmap::OwnerLookup;
+    assert_eq!(owners.seed_listeners(std::slice::from_ref(&seeded)), 1);
+    let got = owners.listener(la).expect("in listen_owner");
+    assert_eq!((got.tgid, got.comm_str().as_str()), (4242, "seeded-server"));
+    let c = TcpStream::connect(la).unwrap();
+    let ca = c.local_addr().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let server = loop {
+        if let Some(o) = owners.lookup(la, ca) {
+            break Some(o);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let server = server.expect("server side recorded from the seeded listener");
+    assert_eq!((server.tgid, server.comm_str().as_str()), (4242, "seeded-server"));
 }

@@ -2,7 +2,9 @@
 //!
 //! [`EbpfOwners::load`] does everything the kernel side needs, in order: mounts tracefs if it
 //! is absent, raises `RLIMIT_MEMLOCK` (kernels before 5.11 charge BPF maps to it), reads the
-//! tracepoint record layouts from tracefs, generates the object for exactly those layouts and
+//! tracepoint record layouts from tracefs and the `task_struct` offsets from the kernel's BTF
+//! (without BTF, one warning: owners are then named by thread, and the program counts each
+//! such owner in `thread_comms`), generates the object for exactly those layouts and
 //! the configured map sizes, loads it (the kernel verifier runs here), writes the port filter,
 //! and attaches every program. Dropping the value detaches the programs and frees the maps.
 //!
@@ -18,10 +20,10 @@ use std::path::{Path, PathBuf};
 use aya::maps::{Array, HashMap, MapData, MapError};
 use aya::programs::TracePoint;
 use aya::programs::trace_point::TracePointLinkId;
-use liteobs_ebpf::layout::{self, ByteOrder, FlowKey, Owner, Stat};
-use liteobs_ebpf::{BuildError, Fields, FormatError, MapSizes, ObjectConfig};
+use liteobs_ebpf::layout::{self, ByteOrder, Endpoint, FlowKey, Owner, Stat};
+use liteobs_ebpf::{BuildError, Fields, FormatError, MapSizes, ObjectConfig, TaskOffsets};
 
-use super::{OwnerLookup, ProcessInfo};
+use super::{Listener, OwnerLookup, ProcessInfo};
 
 /// What the kernel side needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,9 @@ pub struct EbpfConfig {
     /// Where tracefs is mounted, or gets mounted when absent (aya looks for it at
     /// `/sys/kernel/tracing` or `/sys/kernel/debug/tracing`).
     pub tracefs: PathBuf,
+    /// The kernel's BTF, for the offsets of the process name (usually
+    /// [`liteobs_ebpf::btf::VMLINUX_BTF`]).
+    pub btf: PathBuf,
 }
 
 /// Why the program could not be set up. Each says which step failed.
@@ -71,6 +76,7 @@ pub enum EbpfError {
 /// The loaded and attached program, and the maps the agent reads.
 pub struct EbpfOwners {
     flows: HashMap<MapData, [u8; FlowKey::SIZE], [u8; Owner::SIZE]>,
+    listeners: HashMap<MapData, [u8; Endpoint::SIZE], [u8; Owner::SIZE]>,
     stats: Array<MapData, [u8; Stat::COUNT * 8]>,
     links: Vec<(&'static str, TracePointLinkId)>,
     ebpf: aya::Ebpf,
@@ -125,11 +131,28 @@ impl EbpfOwners {
         let tracefs = ensure_tracefs(&cfg.tracefs)?;
         raise_memlock();
         let fields = Fields::from_tracefs(&tracefs)?;
+        let task = match TaskOffsets::from_file(&cfg.btf) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    "pidmap: no task_struct offsets from {} ({e}): eBPF names owners by the thread \
+                     that connected or served, not by the process (counted as thread_comms)",
+                    cfg.btf.display()
+                );
+                None
+            }
+        };
+        if fields.sock_io.is_none() {
+            tracing::warn!(
+                "pidmap: this kernel has no sock/sock_send_length tracepoint (before 6.3): connections \
+                 handed to another process are attributed to the one that accepted them"
+            );
+        }
         let mut ports = cfg.ports.clone();
         ports.sort_unstable();
         ports.dedup();
         let sizes = MapSizes { ports: (ports.len() as u32).max(1), ..MapSizes::for_flows(cfg.map_entries) };
-        let cfg_obj = ObjectConfig { sizes, fields };
+        let cfg_obj = ObjectConfig { sizes, fields, task };
         let bytes = liteobs_ebpf::object(&cfg_obj)?;
         let mut ebpf = aya::Ebpf::load(&bytes).map_err(EbpfError::Load)?;
 
@@ -148,7 +171,7 @@ impl EbpfOwners {
         }
 
         let mut links = Vec::new();
-        for def in liteobs_ebpf::program::programs(&cfg_obj.fields).map_err(BuildError::from)? {
+        for def in liteobs_ebpf::program::programs(&cfg_obj.fields, task).map_err(BuildError::from)? {
             let name = def.name;
             let prog = ebpf.program_mut(name).ok_or(EbpfError::MissingProgram(name))?;
             let tp: &mut TracePoint =
@@ -162,9 +185,12 @@ impl EbpfOwners {
 
         let flows = ebpf.take_map(layout::FLOW_OWNER).ok_or(EbpfError::MissingMap(layout::FLOW_OWNER))?;
         let flows = HashMap::try_from(flows).map_err(map_err(layout::FLOW_OWNER))?;
+        let listeners =
+            ebpf.take_map(layout::LISTEN_OWNER).ok_or(EbpfError::MissingMap(layout::LISTEN_OWNER))?;
+        let listeners = HashMap::try_from(listeners).map_err(map_err(layout::LISTEN_OWNER))?;
         let stats = ebpf.take_map(layout::STATS).ok_or(EbpfError::MissingMap(layout::STATS))?;
         let stats = Array::try_from(stats).map_err(map_err(layout::STATS))?;
-        Ok(EbpfOwners { flows, stats, links, ebpf })
+        Ok(EbpfOwners { flows, listeners, stats, links, ebpf })
     }
 
     /// The owner recorded for the socket whose local end is `local`, as stored.
@@ -178,6 +204,30 @@ impl EbpfOwners {
                 None
             }
         }
+    }
+
+    /// Writes listeners found by a scan into `listen_owner` (the key the program builds at
+    /// `listen()`: address IPv4 mapped, port host order), so the passive side of a new
+    /// connection to a listener older than the program gets its owner as the first guess.
+    /// An entry the program wrote itself is overwritten with the same owner or a sibling
+    /// (SO_REUSEPORT), which is as good a guess. Answers how many were written.
+    pub fn seed(&mut self, listeners: &[Listener]) -> usize {
+        let mut written = 0;
+        for l in listeners {
+            let key = Endpoint::new(SocketAddr::new(l.addr, l.port)).encode(ByteOrder::NATIVE);
+            let owner = Owner::new(l.owner.pid, &l.owner.comm).encode(ByteOrder::NATIVE);
+            match self.listeners.insert(key, owner, 0) {
+                Ok(()) => written += 1,
+                Err(e) => tracing::debug!("pidmap: seeding listen_owner with {}:{}: {e}", l.addr, l.port),
+            }
+        }
+        written
+    }
+
+    /// The owner `listen_owner` holds for a listening address, as stored.
+    pub fn listener(&self, addr: SocketAddr) -> Option<Owner> {
+        let key = Endpoint::new(addr).encode(ByteOrder::NATIVE);
+        self.listeners.get(&key, 0).ok().map(|v| Owner::decode(&v, ByteOrder::NATIVE))
     }
 
     /// Connections in `flow_owner` now (walks the map: one syscall per entry).
@@ -213,6 +263,10 @@ impl OwnerLookup for EbpfOwners {
 
     fn source_stats(&self) -> Vec<(&'static str, u64)> {
         self.kernel_stats().into_iter().map(|(s, n)| (s.name(), n)).collect()
+    }
+
+    fn seed_listeners(&mut self, listeners: &[Listener]) -> usize {
+        self.seed(listeners)
     }
 }
 

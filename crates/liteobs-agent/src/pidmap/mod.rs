@@ -44,8 +44,9 @@ use liteobs_model::TrafficLog;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProcessInfo {
     pub pid: u32,
-    /// The kernel's task name (at most 15 bytes): for the eBPF source, the name of the thread
-    /// that connected or accepted; for /proc, `/proc/<pid>/comm`.
+    /// The process's name (at most 15 bytes), `/proc/<pid>/comm`: the thread-group leader's
+    /// task name, from either source (the eBPF source falls back to the name of the thread
+    /// that connected or served only without the kernel's BTF, and warns).
     pub comm: String,
 }
 
@@ -291,6 +292,7 @@ impl PidMap {
             ports: cfg.ports.clone(),
             map_entries: cfg.map_entries,
             tracefs: cfg.tracefs.clone(),
+            btf: liteobs_ebpf::btf::VMLINUX_BTF.into(),
         };
         match ebpf::EbpfOwners::load(&ecfg) {
             Ok(e) => {
