@@ -18,7 +18,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -256,9 +256,27 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
     cgroup.enter(server_pid);
     assert!(support::wait_listening(port, Duration::from_secs(10)), "http.server did not listen");
 
-    // A real connection from this (host) process to the server, open while it is attributed.
-    let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let client: SocketAddr = conn.local_addr().unwrap();
+    // A real connection from another host process to the server, open while it is attributed
+    // (not from this process: the attributor takes this process for the agent, whose own
+    // connections are never reported).
+    let mut conn = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+             print(s.getsockname()[1], flush=True)\n\
+             sys.stdin.read()",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 client");
+    let client_pid = conn.id();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(conn.stdout.take().unwrap()), &mut line)
+        .expect("client port");
+    let client = SocketAddr::from(([127, 0, 0, 1], line.trim().parse::<u16>().expect("client port")));
     let pids = PidMap::new(&PidMapConfig {
         mode: Mode::Proc,
         proc_scan_interval: Duration::ZERO,
@@ -306,7 +324,8 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
         exchange_id: None,
     };
     attribution.attribute(&mut rec);
-    drop(conn);
+    let _ = conn.kill();
+    let _ = conn.wait();
     attribution.log_stats();
 
     assert_eq!(rec.dst_pid, Some(server_pid), "{rec:?}");
@@ -315,8 +334,8 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
     assert_eq!(rec.dst_pod.as_deref(), Some("web-5f7b9"));
     assert_eq!(rec.dst_container.as_deref(), Some("server"));
     assert_eq!(rec.dst_node.as_deref(), Some("node-a"));
-    // This test's own process is on the host: a PID and node, no pod fields.
-    assert_eq!(rec.src_pid, Some(std::process::id()));
+    // The client is a host process: a PID and node, no pod fields.
+    assert_eq!(rec.src_pid, Some(client_pid));
     assert_eq!(rec.src_node.as_deref(), Some("node-a"));
     assert_eq!((rec.src_container_id, rec.src_pod, rec.src_namespace), (None, None, None));
 
