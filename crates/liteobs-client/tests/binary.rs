@@ -280,8 +280,9 @@ fn namespace_and_pod_are_sent_as_the_servers_parameters() {
         let mut all = vec!["-server", url.as_str()];
         all.extend_from_slice(&args);
         let out = client_at(200, &all);
+        // Checked before joining: a client that refuses the flags never connects.
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         let head = server.join().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert!(head.starts_with("GET /query?namespace=shop&pod=web- HTTP/1.1\r\n"), "{args:?}: {head}");
         // The table names the client's pod where it would show its PID (1234 stays in json).
         let row = stdout(&out).lines().nth(1).unwrap_or_default().to_owned();
