@@ -231,3 +231,48 @@ fn server_logs_are_plain_text_when_not_on_a_terminal() {
     assert!(log.contains("store open"), "{log}");
     assert!(!log.contains('\x1b'), "colour codes in a log that is not a terminal: {log:?}");
 }
+
+/// The real server (SQLite) and client: `-pod web -o json` shows exactly the exchanges where
+/// either side's pod name starts with `web`, and `-namespace` with `-pod` must hold for one
+/// side. The expectation is the model's reference semantics (`Filter::matches`).
+///
+/// Ignored on this branch: main's server neither stores the pod fields nor filters on them;
+/// the `store` branch does. Remove the `ignore` when both are merged.
+#[test]
+#[ignore = "needs the store branch's namespace/pod filter and pod columns (issue 11)"]
+fn pod_and_namespace_filters_through_the_real_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start("sqlite", &dir.path().join("pods.sqlite"), Some(TOKEN), None);
+    let mut records = sample();
+    for (i, r) in records.iter_mut().enumerate() {
+        match i % 4 {
+            0 => {
+                r.src_namespace = Some("shop".into());
+                r.src_pod = Some(format!("web-7d9f8b6c4-{i:05}"));
+            }
+            1 => {
+                r.dst_namespace = Some("db".into());
+                r.dst_pod = Some("web-db-0".into());
+                r.src_namespace = Some("shop".into());
+                r.src_pod = Some("checkout-5c8d7f9b4-q7wzt".into());
+            }
+            2 => {
+                r.dst_namespace = Some("shop".into());
+                r.dst_pod = Some("api-0".into());
+            }
+            _ => {} // host processes on both sides
+        }
+    }
+    assert_eq!(upload(&server, &records).0, 200);
+    let now = chrono::Utc::now();
+    for args in [&["-pod", "web"][..], &["-namespace", "shop"], &["-namespace", "shop", "-pod", "web"]] {
+        let params: Vec<(&str, &str)> =
+            args.chunks(2).map(|kv| (kv[0].trim_start_matches('-'), kv[1])).collect();
+        let filter = liteobs_model::Filter::from_params(params, now).expect("valid filter");
+        let want = newest_first(records.iter().filter(|r| filter.matches(r)).cloned().collect());
+        assert!(!want.is_empty() && want.len() < records.len(), "{args:?}: the test must select some");
+        let mut full = args.to_vec();
+        full.extend(["-limit", "1000"]);
+        assert_eq!(query_json(&server, &full), want, "{args:?}");
+    }
+}

@@ -45,6 +45,13 @@ pub struct Cli {
     /// Request-target prefix, e.g. /api/v1.
     #[arg(long, value_name = "PREFIX")]
     pub path: Option<String>,
+    /// Exchanges where either side's pod is in this Kubernetes namespace (exact).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Exchanges where either side's pod name starts with this, e.g. checkout- (with
+    /// -namespace, both hold for the same side).
+    #[arg(long, value_name = "PREFIX")]
+    pub pod: Option<String>,
     /// Only exchanges at or after this time: RFC 3339 or an age like 15m, 2h, 7d.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -130,6 +137,8 @@ impl Cli {
             ("method", self.method),
             ("status", self.status),
             ("path", self.path),
+            ("namespace", self.namespace),
+            ("pod", self.pod),
             ("since", self.since),
             ("until", self.until),
             ("limit", self.limit),
@@ -191,14 +200,37 @@ mod tests {
     #[test]
     fn every_filter_is_passed_on_raw_in_a_fixed_order() {
         let c = config(&[
-            "-limit", "5", "-until", "1h", "-since", "2h", "-path", "/a b&c", "-status", "404", "-method",
-            "post", "-pid", "1", "-ip", "::1",
+            "-limit",
+            "5",
+            "-until",
+            "1h",
+            "-since",
+            "2h",
+            "-pod",
+            "web-",
+            "-namespace",
+            "shop",
+            "-path",
+            "/a b&c",
+            "-status",
+            "404",
+            "-method",
+            "post",
+            "-pid",
+            "1",
+            "-ip",
+            "::1",
         ])
         .unwrap();
         let names: Vec<&str> = c.params.iter().map(|(k, _)| *k).collect();
-        assert_eq!(names, ["ip", "pid", "method", "status", "path", "since", "until", "limit"]);
+        assert_eq!(
+            names,
+            ["ip", "pid", "method", "status", "path", "namespace", "pod", "since", "until", "limit"]
+        );
         assert!(c.params.contains(&("method", "post".to_owned())));
         assert!(c.params.contains(&("path", "/a b&c".to_owned())));
+        assert!(c.params.contains(&("namespace", "shop".to_owned())));
+        assert!(c.params.contains(&("pod", "web-".to_owned())));
     }
 
     #[test]

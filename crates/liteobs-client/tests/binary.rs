@@ -40,11 +40,16 @@ fn read_head(conn: &mut impl Read) -> String {
 }
 
 fn client(args: &[&str]) -> Output {
+    client_at(100, args)
+}
+
+/// [`client`] with a table `columns` wide.
+fn client_at(columns: usize, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liteobs-client"))
         .args(args)
         .env_remove("LITEOBS_SERVER")
         .env_remove("LITEOBS_TOKEN")
-        .env("COLUMNS", "100")
+        .env("COLUMNS", columns.to_string())
         .output()
         .unwrap()
 }
@@ -261,4 +266,37 @@ fn an_unreadable_record_is_named_and_the_others_are_printed() {
             "liteobs-client: 1 of 3 records in the answer could not be read; the others are shown"
         );
     }
+}
+
+#[test]
+fn namespace_and_pod_are_sent_as_the_servers_parameters() {
+    let pod = RECORD.replace(
+        r#""node":"n""#,
+        r#""node":"n","src_namespace":"shop","src_pod":"web-7d9f8b6c4-x2kqz","dst_service_ip":"10.96.0.9","dst_service_port":80"#,
+    );
+    let body = format!(r#"{{"records":[{pod}],"limit":100,"truncated":false}}"#);
+    for args in [["-namespace", "shop", "-pod", "web-"], ["--namespace", "shop", "--pod", "web-"]] {
+        let (url, server) = stand_in("200 OK", &body);
+        let mut all = vec!["-server", url.as_str()];
+        all.extend_from_slice(&args);
+        let out = client_at(200, &all);
+        // Checked before joining: a client that refuses the flags never connects.
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let head = server.join().unwrap();
+        assert!(head.starts_with("GET /query?namespace=shop&pod=web- HTTP/1.1\r\n"), "{args:?}: {head}");
+        // The table names the client's pod where it would show its PID (1234 stays in json).
+        let row = stdout(&out).lines().nth(1).unwrap_or_default().to_owned();
+        assert!(row.contains("10.0.0.1:51234 shop/web-7d9f8b6c4-x2kqz"), "{row}");
+        assert!(!row.contains(" 1234") && !row.contains("curl"), "{row}");
+        assert!(row.contains("10.96.0.9:80→[::1]:8080"), "{row}");
+    }
+}
+
+#[test]
+fn help_lists_the_pod_filters() {
+    let out = client(&["-help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    assert!(help.contains("--namespace <NS>") && help.contains("Kubernetes namespace"), "{help}");
+    assert!(help.contains("--pod <PREFIX>") && help.contains("pod name starts with"), "{help}");
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
-use super::text::printable;
+use super::text::{ellipsize, printable};
 
 /// `2026-11-25 14:02:44.123` (UTC, milliseconds truncated).
 pub fn time(ts: &DateTime<Utc>) -> String {
@@ -40,6 +40,31 @@ pub fn process(pid: Option<u32>, comm: Option<&str>) -> String {
         Some(comm) => format!("{pid}/{}", printable(comm)),
         None => pid,
     }
+}
+
+/// `shop/checkout-7d9f8b6c4-x2kqz`, or the pod name alone when `namespace` is None (not
+/// shown, or unknown). With `max`, the pod name is cut at its end to that many columns with `…`
+/// (the namespace is not cut: a layout that cuts pods has dropped namespaces already).
+pub fn pod(namespace: Option<&str>, pod: &str, max: Option<usize>) -> String {
+    let pod = printable(pod);
+    let pod = match max {
+        Some(max) => ellipsize(&pod, max).into_owned(),
+        None => pod.into_owned(),
+    };
+    match namespace.filter(|ns| !ns.is_empty()) {
+        Some(ns) => format!("{}/{pod}", printable(ns)),
+        None => pod,
+    }
+}
+
+/// `10.96.12.7:80→10.244.2.9:8080`: the address the client dialled (a Service, before DNAT),
+/// then the server's own. The dialled port is left out when the record does not have it.
+pub fn dialled(service_ip: IpAddr, service_port: Option<u16>, server: &str) -> String {
+    let service = match service_port {
+        Some(port) => endpoint(service_ip, port),
+        None => address(service_ip),
+    };
+    format!("{service}→{server}")
 }
 
 /// The status code, or `-` for 0 (no response seen).
@@ -156,6 +181,23 @@ mod tests {
         assert_eq!(process(None, Some("")), "-");
         assert_eq!(process(None, Some("curl")), "-/curl");
         assert_eq!(process(Some(1), Some("evil\u{1b}[2J")), r"1/evil\u{1b}[2J");
+    }
+
+    #[test]
+    fn pods_and_service_addresses() {
+        assert_eq!(pod(Some("shop"), "checkout-7d9f8b6c4-x2kqz", None), "shop/checkout-7d9f8b6c4-x2kqz");
+        assert_eq!(pod(None, "checkout-7d9f8b6c4-x2kqz", None), "checkout-7d9f8b6c4-x2kqz");
+        assert_eq!(pod(Some(""), "web-0", None), "web-0");
+        assert_eq!(pod(None, "checkout-7d9f8b6c4-x2kqz", Some(16)), "checkout-7d9f8b…");
+        assert_eq!(pod(None, "web-0", Some(16)), "web-0");
+        // Escaped before it is measured and cut: a cut may shorten an escape's text, but never lets
+        // a raw control character through.
+        assert_eq!(pod(Some("n\u{1b}[2J"), "p\n", None), r"n\u{1b}[2J/p\n");
+        assert_eq!(pod(None, "p\u{1b}[2Jxxxxxxxxxxxx", Some(8)), r"p\u{1b}…");
+        let svc = "10.96.12.7".parse().unwrap();
+        assert_eq!(dialled(svc, Some(80), "10.244.2.9:8080"), "10.96.12.7:80→10.244.2.9:8080");
+        assert_eq!(dialled(svc, None, "10.244.2.9:8080"), "10.96.12.7→10.244.2.9:8080");
+        assert_eq!(dialled("fd00::1".parse().unwrap(), Some(80), "[::1]:1"), "[fd00::1]:80→[::1]:1");
     }
 
     #[test]

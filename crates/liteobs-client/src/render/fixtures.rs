@@ -110,6 +110,97 @@ pub fn response() -> QueryResponse {
     QueryResponse { records, limit: 100, truncated: false }
 }
 
+/// A call from a pod on node-a to a pod on node-b through a ClusterIP Service, as the server
+/// keeps it once both agents' halves are merged: both pods, both processes, both nodes, and
+/// the Service address the client dialled.
+pub fn across_nodes() -> TrafficLog {
+    TrafficLog {
+        host: Some("payments.shop.svc".into()),
+        status: 201,
+        latency_us: 4_200,
+        req_bytes: 180,
+        resp_bytes: 96,
+        src_pid: Some(40211),
+        src_comm: Some("node".into()),
+        src_namespace: Some("shop".into()),
+        src_pod: Some("checkout-7d9f8b6c4-x2kqz".into()),
+        src_container: Some("app".into()),
+        src_container_id: Some("3f9a".repeat(16)),
+        src_node: Some("node-a".into()),
+        dst_pid: Some(7781),
+        dst_comm: Some("python3".into()),
+        dst_namespace: Some("shop".into()),
+        dst_pod: Some("payments-5c8d7f9b4-q7wzt".into()),
+        dst_container: Some("api".into()),
+        dst_container_id: Some("a1b2".repeat(16)),
+        dst_node: Some("node-b".into()),
+        dst_service_ip: Some("10.96.12.7".parse().unwrap()),
+        dst_service_port: Some(80),
+        exchange_id: Some(0x1234_5678_9abc_def0),
+        ..record(
+            "2026-11-25T14:02:45.000500Z",
+            ("10.244.1.17", 51234),
+            ("10.244.2.9", 8080),
+            "POST",
+            "/api/v1/charge",
+        )
+    }
+}
+
+/// Newest first, one of each kind of side: pods on both sides through a Service
+/// ([`across_nodes`]); a pod scraping a host process; a host process calling a pod; host
+/// processes only ([`plain`]); and a pod whose names carry terminal escapes.
+pub fn pods() -> QueryResponse {
+    let records = vec![
+        across_nodes(),
+        TrafficLog {
+            latency_us: 12_000,
+            resp_bytes: 48_213,
+            src_pid: Some(5120),
+            src_comm: Some("prometheus".into()),
+            src_namespace: Some("monitoring".into()),
+            src_pod: Some("prometheus-k8s-0".into()),
+            src_container: Some("prometheus".into()),
+            src_node: Some("node-a".into()),
+            dst_pid: Some(812),
+            dst_comm: Some("node_exporter".into()),
+            dst_node: Some("node-a".into()),
+            ..record(
+                "2026-11-25T14:02:44.900000Z",
+                ("10.244.1.5", 41800),
+                ("10.0.0.5", 9100),
+                "GET",
+                "/metrics",
+            )
+        },
+        TrafficLog {
+            latency_us: 310,
+            resp_bytes: 2,
+            src_pid: Some(1234),
+            src_comm: Some("curl".into()),
+            src_node: Some("node-b".into()),
+            dst_namespace: Some("shop".into()),
+            dst_pod: Some("payments-5c8d7f9b4-q7wzt".into()),
+            dst_node: Some("node-b".into()),
+            ..record(
+                "2026-11-25T14:02:44.500000Z",
+                ("10.0.0.6", 60001),
+                ("10.244.2.9", 8080),
+                "GET",
+                "/healthz",
+            )
+        },
+        plain(),
+        TrafficLog {
+            status: 0,
+            src_namespace: Some("evil\x1b[2J".into()),
+            src_pod: Some("pod\nname".into()),
+            ..record("2026-11-25T14:02:40.000000Z", ("10.244.1.66", 1), ("10.0.0.2", 80), "GET", "/")
+        },
+    ];
+    QueryResponse { records, limit: 100, truncated: false }
+}
+
 /// Just [`plain`].
 pub fn single() -> QueryResponse {
     QueryResponse { records: vec![plain()], limit: 100, truncated: false }

@@ -17,7 +17,7 @@ pub fn render(records: &[TrafficLog]) -> Result<String, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{plain, response};
+    use crate::render::fixtures::{across_nodes, plain, pods, response};
 
     #[test]
     fn records_as_a_pretty_array() {
@@ -25,10 +25,18 @@ mod tests {
         insta::assert_snapshot!(render(&two).unwrap());
     }
 
+    /// Every field of a merged record with pods on both sides and a Service address, PIDs
+    /// included (the table shows pods in their place; JSON keeps both).
+    #[test]
+    fn a_record_with_pods_keeps_every_field() {
+        insta::assert_snapshot!(render(&[across_nodes()]).unwrap());
+    }
+
     #[test]
     fn no_records_is_an_empty_array_and_output_parses_back() {
         assert_eq!(render(&[]).unwrap(), "[]\n");
-        let records = response().records;
+        let mut records = response().records;
+        records.extend(pods().records);
         let back: Vec<TrafficLog> = serde_json::from_str(&render(&records).unwrap()).unwrap();
         assert_eq!(back, records);
     }

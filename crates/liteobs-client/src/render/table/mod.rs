@@ -7,85 +7,35 @@
 //! ```
 //!
 //! * Columns are separated by two spaces; STATUS, LATENCY and SIZE are right-aligned.
-//! * CLIENT and SERVER are `ip:port pid/comm`, the address padded so that PIDs line up; an
-//!   unknown PID is `-`.
+//! * CLIENT and SERVER are the side's address, then who it is: `namespace/pod` when the
+//!   record names the side's pod, else `pid/comm` (an unknown PID is `-`). The address is
+//!   padded so that these line up. The PID of a side with a pod, its container and its node
+//!   are in `-o json` and `-o csv` only.
+//! * When the client dialled a Service address that was translated to the server's
+//!   (`dst_service_ip`), SERVER shows both, dialled first: `10.96.12.7:80→10.244.2.9:8080`.
 //! * Every line but the summary fits `width` columns. To get there, the table gives up details
-//!   in a fixed order ([`LADDER`]), each step only when the one before it was not enough:
-//!   PATH is cut at its end with `…` (its start is what `-path` matches), down to [`PATH_MIN`]
-//!   columns; then times lose their date (`14:02:44.123`); then command names go (PIDs stay);
+//!   in a fixed order ([`LADDER`], which says why), each step only when the one before it was
+//!   not enough: PATH is cut at its end with `…` (its start is what `-path` matches), down to
+//!   [`PATH_MIN`] columns; then the Service address goes; then times lose their date
+//!   (`14:02:44.123`); then command names go (PIDs stay); then namespaces (pod names stay);
 //!   then SIZE; then the client's port; then the gaps narrow to one space; then LATENCY; then
-//!   both addresses (PIDs stay). What is shown is never altered: an address is shown whole or
-//!   not at all. Only below the last step (53 columns for typical rows) are lines cut at `width`
-//!   with `…`.
+//!   both addresses (pods and PIDs stay); then pod names are cut at their end to [`POD_MAX`]
+//!   columns. Apart from PATH and those last cuts, what is shown is never altered: an address
+//!   is shown whole or not at all. Only below the last step (53 columns for typical rows of
+//!   host processes) are lines cut at `width` with `…`.
 //!   The summary line is not cut. `-o json` keeps every field whatever the width.
 //! * With `colour`, the header is bold, 4xx statuses yellow, 5xx and "no response" red. Escape
 //!   codes wrap only the text, so they never count towards a width.
+
+mod ladder;
 
 use std::borrow::Cow;
 
 use liteobs_model::{QueryResponse, TrafficLog};
 
+pub use self::ladder::{LADDER, Layout, PATH_MIN, POD_MAX};
 use super::text::{self, ellipsize, printable};
 use super::{cells, summary};
-
-/// PATH is never cut narrower than this many columns (ellipsis included) before the table
-/// starts dropping other details.
-pub const PATH_MIN: usize = 12;
-
-/// What one step of the fitting shows; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    /// TIME has its date (`2026-11-25 14:02:44.123`) rather than the time of day only.
-    pub date: bool,
-    /// CLIENT and SERVER name the command after the PID (`1234/curl`).
-    pub comm: bool,
-    pub size: bool,
-    /// CLIENT has its port (`10.0.0.1:51234`); meaningful only with `addresses`.
-    pub client_port: bool,
-    /// Columns are two spaces apart rather than one.
-    pub wide_gap: bool,
-    pub latency: bool,
-    /// CLIENT and SERVER show the address before the PID.
-    pub addresses: bool,
-}
-
-const FULL: Layout = Layout {
-    date: true,
-    comm: true,
-    size: true,
-    client_port: true,
-    wide_gap: true,
-    latency: true,
-    addresses: true,
-};
-
-/// The layouts tried in order, from everything to the narrowest; the first that fits wins.
-pub const LADDER: [Layout; 8] = [
-    FULL,
-    Layout { date: false, ..FULL },
-    Layout { date: false, comm: false, ..FULL },
-    Layout { date: false, comm: false, size: false, ..FULL },
-    Layout { date: false, comm: false, size: false, client_port: false, ..FULL },
-    Layout { date: false, comm: false, size: false, client_port: false, wide_gap: false, ..FULL },
-    Layout {
-        date: false,
-        comm: false,
-        size: false,
-        client_port: false,
-        wide_gap: false,
-        latency: false,
-        ..FULL
-    },
-    Layout {
-        date: false,
-        comm: false,
-        size: false,
-        client_port: false,
-        wide_gap: false,
-        latency: false,
-        addresses: false,
-    },
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Column {
@@ -200,28 +150,17 @@ fn fit(records: &[TrafficLog], width: usize) -> Table {
         }
         chosen = Some(table);
     }
-    chosen.unwrap_or_else(|| natural(records, FULL))
+    chosen.unwrap_or_else(|| natural(records, ladder::WIDEST))
 }
 
 /// `layout`'s cells of every record, uncut and without colour, and each column's natural width.
 fn natural(records: &[TrafficLog], layout: Layout) -> Table {
-    let side = |ip, port, with_port: bool| {
-        if !layout.addresses {
-            String::new()
-        } else if with_port {
-            cells::endpoint(ip, port)
-        } else {
-            cells::address(ip)
-        }
-    };
-    let clients: Vec<String> =
-        records.iter().map(|r| side(r.src_ip, r.src_port, layout.client_port)).collect();
-    let servers: Vec<String> = records.iter().map(|r| side(r.dst_ip, r.dst_port, true)).collect();
+    let clients: Vec<String> = records.iter().map(|r| client_address(r, layout)).collect();
+    let servers: Vec<String> = records.iter().map(|r| server_address(r, layout)).collect();
     let client_w = clients.iter().map(|s| text::width(s)).max().unwrap_or(0);
     let server_w = servers.iter().map(|s| text::width(s)).max().unwrap_or(0);
-    let process = |pid, comm: Option<&str>| cells::process(pid, comm.filter(|_| layout.comm));
-    let endpoint = |addr: &str, addr_w: usize, process: String| {
-        if layout.addresses { format!("{addr:<addr_w$} {process}") } else { process }
+    let endpoint = |addr: &str, addr_w: usize, who: String| {
+        if layout.addresses { format!("{addr:<addr_w$} {who}") } else { who }
     };
     let columns = layout.columns();
     let rows: Vec<Vec<String>> = records
@@ -238,8 +177,8 @@ fn natural(records: &[TrafficLog], layout: Layout) -> Table {
                             cells::time_of_day(&r.ts)
                         }
                     }
-                    Column::Client => endpoint(client, client_w, process(r.src_pid, r.src_comm.as_deref())),
-                    Column::Server => endpoint(server, server_w, process(r.dst_pid, r.dst_comm.as_deref())),
+                    Column::Client => endpoint(client, client_w, who(Side::client(r), layout)),
+                    Column::Server => endpoint(server, server_w, who(Side::server(r), layout)),
                     Column::Method => printable(&r.method).into_owned(),
                     Column::Path => printable(&r.path).into_owned(),
                     Column::Status => cells::status(r.status),
@@ -256,6 +195,75 @@ fn natural(records: &[TrafficLog], layout: Layout) -> Table {
         }
     }
     Table { layout, columns, rows, widths }
+}
+
+/// What the table knows of who one side of an exchange is.
+struct Side<'a> {
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    namespace: Option<&'a str>,
+    pod: Option<&'a str>,
+}
+
+impl<'a> Side<'a> {
+    fn client(r: &'a TrafficLog) -> Self {
+        Side {
+            pid: r.src_pid,
+            comm: r.src_comm.as_deref(),
+            namespace: r.src_namespace.as_deref(),
+            pod: r.src_pod.as_deref(),
+        }
+    }
+
+    fn server(r: &'a TrafficLog) -> Self {
+        Side {
+            pid: r.dst_pid,
+            comm: r.dst_comm.as_deref(),
+            namespace: r.dst_namespace.as_deref(),
+            pod: r.dst_pod.as_deref(),
+        }
+    }
+}
+
+/// `shop/checkout-7d9f8b6c4-x2kqz` when the side's pod is known, else `1234/curl`, each as
+/// much of it as `layout` shows.
+fn who(side: Side<'_>, layout: Layout) -> String {
+    match side.pod.filter(|p| !p.is_empty()) {
+        Some(pod) => cells::pod(
+            side.namespace.filter(|_| layout.namespace),
+            pod,
+            (!layout.whole_pods).then_some(POD_MAX),
+        ),
+        None => cells::process(side.pid, side.comm.filter(|_| layout.comm)),
+    }
+}
+
+/// The client's part of CLIENT before who it is: `10.0.0.1:51234`, `10.0.0.1`, or nothing.
+fn client_address(r: &TrafficLog, layout: Layout) -> String {
+    if !layout.addresses {
+        String::new()
+    } else if layout.client_port {
+        cells::endpoint(r.src_ip, r.src_port)
+    } else {
+        cells::address(r.src_ip)
+    }
+}
+
+/// The server's part of SERVER before who it is: `10.0.0.2:8080`, with the dialled Service
+/// address in front when `layout` shows it and it differs, or nothing.
+fn server_address(r: &TrafficLog, layout: Layout) -> String {
+    if !layout.addresses {
+        return String::new();
+    }
+    let server = cells::endpoint(r.dst_ip, r.dst_port);
+    match r.dst_service_ip {
+        Some(ip)
+            if layout.service && (ip, r.dst_service_port.unwrap_or(r.dst_port)) != (r.dst_ip, r.dst_port) =>
+        {
+            cells::dialled(ip, r.dst_service_port, &server)
+        }
+        _ => server,
+    }
 }
 
 fn status_colour(status: u16) -> Option<&'static str> {
@@ -315,7 +323,7 @@ fn line(table: &Table, cells: &[String], paint: impl Fn(Column) -> Option<&'stat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{response, single};
+    use crate::render::fixtures::{across_nodes, plain, pods, response, single};
 
     /// Escape codes made visible, so that snapshots stay readable text.
     fn visible(s: &str) -> String {
@@ -373,9 +381,50 @@ mod tests {
         insta::assert_snapshot!(all);
     }
 
+    /// A pod's row at every width where the layout changes, widest first; a host process's
+    /// row under it shows that the two kinds of side share the ladder.
+    #[test]
+    fn pods_at_each_step_of_the_ladder() {
+        let two = QueryResponse { records: vec![across_nodes(), plain()], limit: 100, truncated: false };
+        let mut all = String::new();
+        for width in [200, 170, 150, 140, 130, 120, 110, 100, 90, 80, 70, 60] {
+            let out = render(&two, width, false);
+            all.push_str(&format!("--- width {width}\n{out}"));
+        }
+        insta::assert_snapshot!(all);
+    }
+
+    /// Pods on both sides, on one side (either), none, and hostile names, at a wide terminal
+    /// and at 80 columns.
+    #[test]
+    fn every_kind_of_side_wide_and_at_eighty() {
+        insta::assert_snapshot!(format!("{}{}", render(&pods(), 220, false), render(&pods(), 80, false)));
+    }
+
+    #[test]
+    fn a_known_pod_takes_the_place_of_the_pid() {
+        let out = render(&pods(), 250, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].contains("shop/checkout-7d9f8b6c4-x2kqz") && !lines[1].contains("40211"), "{out}");
+        assert!(lines[1].contains("shop/payments-5c8d7f9b4-q7wzt") && !lines[1].contains("7781"), "{out}");
+        assert!(lines[1].contains("10.96.12.7:80→10.244.2.9:8080"), "{out}");
+        assert!(lines[2].contains("monitoring/prometheus-k8s-0") && lines[2].contains("812/node_exporter"));
+        assert!(lines[3].contains("1234/curl") && lines[3].contains("shop/payments-5c8d7f9b4-q7wzt"));
+        assert!(lines[5].contains(r"evil\u{1b}[2J/pod\nname") && !out.contains('\x1b'), "{out}");
+    }
+
+    #[test]
+    fn a_service_address_equal_to_the_servers_is_not_repeated() {
+        let mut r = across_nodes();
+        r.dst_service_ip = Some(r.dst_ip);
+        r.dst_service_port = Some(r.dst_port);
+        let resp = QueryResponse { records: vec![r], limit: 100, truncated: false };
+        assert!(!render(&resp, 250, false).contains('→'));
+    }
+
     #[test]
     fn typical_rows_fit_common_terminal_widths() {
-        for resp in [single(), response()] {
+        for resp in [single(), response(), pods()] {
             for width in [60, 80, 120, 200] {
                 for colour in [false, true] {
                     let out = render(&resp, width, colour);
@@ -408,7 +457,13 @@ mod tests {
 
     #[test]
     fn every_width_fits_and_colour_never_changes_the_layout() {
-        let resp = response();
+        for resp in [response(), pods()] {
+            every_width_fits(&resp);
+        }
+    }
+
+    fn every_width_fits(resp: &QueryResponse) {
+        let resp = resp.clone();
         let natural = render(&resp, usize::MAX, false);
         let natural_w = widest(&natural);
         for width in 1..=natural_w + 10 {
@@ -434,15 +489,22 @@ mod tests {
     }
 
     #[test]
-    fn each_layout_is_no_wider_than_the_one_before() {
-        let resp = response();
-        let widths: Vec<usize> = LADDER
-            .iter()
-            .map(|layout| {
-                let t = natural(&resp.records, *layout);
-                t.widths.iter().sum::<usize>() + layout.gap().len() * (t.widths.len() - 1)
-            })
-            .collect();
-        assert!(widths.windows(2).all(|w| w[1] < w[0]), "{widths:?}");
+    fn no_layout_is_wider_than_the_one_before_and_each_narrows_some_table() {
+        let natural_width = |records: &[TrafficLog], layout: &Layout| {
+            let t = natural(records, *layout);
+            t.widths.iter().sum::<usize>() + layout.gap().len() * (t.widths.len() - 1)
+        };
+        let tables = [response().records, pods().records, single().records];
+        let mut narrowed = vec![false; LADDER.len() - 1];
+        for records in &tables {
+            let widths: Vec<usize> = LADDER.iter().map(|l| natural_width(records, l)).collect();
+            for (step, w) in widths.windows(2).enumerate() {
+                assert!(w[1] <= w[0], "step {} widens the table: {widths:?}", step + 1);
+                narrowed[step] |= w[1] < w[0];
+            }
+        }
+        // A step may save nothing on one table (command names, when pod names are wider), but
+        // every step is there because it saves columns on some table.
+        assert!(narrowed.iter().all(|n| *n), "{narrowed:?}");
     }
 }
