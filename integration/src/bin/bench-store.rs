@@ -846,7 +846,7 @@ fn time_queries(
 
 /// Table columns in the order the server creates them (crates/liteobs-server/src/store/sql.rs);
 /// checked against the file the server creates, so a schema change fails loudly here.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 31] = [
     "seq",
     "ts",
     "src_ip",
@@ -865,6 +865,19 @@ const COLUMNS: [&str; 18] = [
     "dst_pid",
     "dst_comm",
     "node",
+    "src_namespace",
+    "src_pod",
+    "src_container",
+    "src_container_id",
+    "src_node",
+    "dst_namespace",
+    "dst_pod",
+    "dst_container",
+    "dst_container_id",
+    "dst_node",
+    "dst_service_ip",
+    "dst_service_port",
+    "exchange_id",
 ];
 
 /// SQL BIGINT is signed; the server saturates the same way.
@@ -900,6 +913,19 @@ fn write_csv(dir: &Path, records: &[TrafficLog]) -> Result<PathBuf> {
             opt(r.dst_pid.map(|p| p.to_string())),
             opt(r.dst_comm.clone()),
             r.node.clone(),
+            opt(r.src_namespace.clone()),
+            opt(r.src_pod.clone()),
+            opt(r.src_container.clone()),
+            opt(r.src_container_id.clone()),
+            opt(r.src_node.clone()),
+            opt(r.dst_namespace.clone()),
+            opt(r.dst_pod.clone()),
+            opt(r.dst_container.clone()),
+            opt(r.dst_container_id.clone()),
+            opt(r.dst_node.clone()),
+            opt(r.dst_service_ip.map(|v| v.to_string())),
+            opt(r.dst_service_port.map(|v| v.to_string())),
+            opt(r.exchange_id.map(|v| v.to_string())),
         ])
         .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -1069,6 +1095,19 @@ fn sqlite_insert(db: &Path, records: &[TrafficLog], tx_rows: usize) -> Result<()
                     r.dst_pid,
                     r.dst_comm,
                     r.node,
+                    r.src_namespace,
+                    r.src_pod,
+                    r.src_container,
+                    r.src_container_id,
+                    r.src_node,
+                    r.dst_namespace,
+                    r.dst_pod,
+                    r.dst_container,
+                    r.dst_container_id,
+                    r.dst_node,
+                    r.dst_service_ip.map(|ip| ip.to_string()),
+                    r.dst_service_port,
+                    r.exchange_id,
                 ])?;
                 seq += 1;
             }
@@ -1177,6 +1216,32 @@ mod duckdb_ref {
                         r.dst_pid,
                         r.dst_comm,
                         r.node,
+                        r.src_namespace,
+                        r.src_pod,
+                        r.src_container,
+                        r.src_container_id,
+                        r.src_node,
+                        r.dst_namespace,
+                        r.dst_pod,
+                        r.dst_container,
+                        r.dst_container_id,
+                        r.dst_node,
+                        r.dst_service_ip.map(|ip| ip.to_string()),
+                        r.dst_service_port,
+                        r.exchange_id,
+                    r.src_namespace,
+                    r.src_pod,
+                    r.src_container,
+                    r.src_container_id,
+                    r.src_node,
+                    r.dst_namespace,
+                    r.dst_pod,
+                    r.dst_container,
+                    r.dst_container_id,
+                    r.dst_node,
+                    r.dst_service_ip.map(|ip| ip.to_string()),
+                    r.dst_service_port,
+                    r.exchange_id,
                     ])?;
                     seq += 1;
                 }

@@ -72,19 +72,21 @@ pub fn corpus(n: usize) -> Vec<TrafficLog> {
             src_comm: (i % 5 != 0).then(|| format!("client-{}", i % 7)),
             dst_pid: (i % 6 != 0).then_some(2000 + (i % 4) as u32),
             dst_comm: (i % 6 != 0).then(|| "nginx".to_string()),
-            src_namespace: None,
-            src_pod: None,
-            src_container: None,
-            src_container_id: None,
-            src_node: None,
-            dst_namespace: None,
-            dst_pod: None,
-            dst_container: None,
-            dst_container_id: None,
-            dst_node: None,
-            dst_service_ip: None,
-            dst_service_port: None,
-            exchange_id: None,
+            // Pods on some sides only (NULLs and values in every column), a namespace shared
+            // by both sides on some rows and different on others.
+            src_namespace: (i % 3 != 0).then(|| ["shop", "kube-system"][i % 2].to_string()),
+            src_pod: (i % 3 != 0).then(|| format!("client-{}", i % 4)),
+            src_container: (i % 3 != 0).then(|| "curl".to_string()),
+            src_container_id: (i % 3 != 0).then(|| format!("{:064x}", i % 4)),
+            src_node: (i % 3 != 0).then(|| format!("node-{}", i % 2)),
+            dst_namespace: (i % 4 != 1).then(|| ["shop", "web"][i % 3 % 2].to_string()),
+            dst_pod: (i % 4 != 1).then(|| format!("web-{}", i % 5)),
+            dst_container: (i % 4 != 1).then(|| "nginx".to_string()),
+            dst_container_id: (i % 4 != 1).then(|| format!("{:064x}", 100 + i % 5)),
+            dst_node: (i % 4 != 1).then(|| "node-9".to_string()),
+            dst_service_ip: (i % 5 == 2).then(|| ["10.96.0.10", "fd00:96::a"][i % 2].parse().ok()).flatten(),
+            dst_service_port: (i % 5 == 2).then_some(80),
+            exchange_id: (i % 7 != 3).then_some((i as i64).wrapping_mul(0x9e37_79b9_7f4a_7c15u64 as i64)),
             node: format!("node-{}", i % 2),
         })
         .collect()
@@ -121,6 +123,19 @@ fn filters() -> Vec<Filter> {
         Filter { path_prefix: Some("/健康".into()), ..f() },
         Filter { path_prefix: Some("/API".into()), ..f() },
         Filter { path_prefix: Some("%".into()), ..f() },
+        Filter { namespace: Some("shop".into()), ..f() },
+        Filter { namespace: Some("web".into()), limit: 10_000, ..f() },
+        Filter { namespace: Some("Shop".into()), ..f() },
+        Filter { pod_prefix: Some("client-".into()), limit: 10_000, ..f() },
+        Filter { pod_prefix: Some("web-3".into()), limit: 10_000, ..f() },
+        Filter { pod_prefix: Some(String::new()), limit: 10_000, ..f() },
+        Filter {
+            namespace: Some("kube-system".into()),
+            pod_prefix: Some("web".into()),
+            limit: 10_000,
+            ..f()
+        },
+        Filter { namespace: Some("shop".into()), pod_prefix: Some("client-1".into()), limit: 10_000, ..f() },
         Filter { since: Some(t + Duration::milliseconds(100)), ..f() },
         Filter { until: Some(t + Duration::milliseconds(100)), ..f() },
         Filter {
@@ -269,6 +284,10 @@ pub fn strings_compare_as_bytes(s: &dyn Store) {
             r.path = (*p).to_owned();
             r.method = (*m).to_owned();
             r.host = Some(format!("h\0{i}"));
+            r.src_namespace = Some(["ns", "NS", "n%", "n_", "n\\", "n\0"][j % 6].to_owned());
+            r.src_pod = Some((*p).to_owned());
+            r.dst_namespace = Some(["ns", "other"][(i + j) % 2].to_owned());
+            r.dst_pod = (j % 3 == 0).then(|| format!("x{p}"));
             records.push(r);
         }
     }
@@ -289,6 +308,16 @@ pub fn strings_compare_as_bytes(s: &dyn Store) {
     let f = Filter::default;
     let mut filters: Vec<Filter> =
         prefixes.into_iter().map(|p| Filter { path_prefix: Some(p), limit: 10_000, ..f() }).collect();
+    let pod_prefixes: Vec<String> = filters.iter().filter_map(|f| f.path_prefix.clone()).collect();
+    for (k, p) in pod_prefixes.into_iter().enumerate() {
+        filters.push(Filter { pod_prefix: Some(p.clone()), limit: 10_000, ..f() });
+        filters.push(Filter { pod_prefix: Some(format!("x{p}")), limit: 10_000, ..f() });
+        let ns = ["ns", "NS", "n%", "n_", "n\\", "n\0", "other", "n"][k % 8];
+        filters.push(Filter { namespace: Some(ns.into()), pod_prefix: Some(p), limit: 10_000, ..f() });
+    }
+    for ns in ["ns", "NS", "n%", "n_", "n\\", "n\0", "n", "%", "other"] {
+        filters.push(Filter { namespace: Some(ns.into()), limit: 10_000, ..f() });
+    }
     for m in methods.iter().chain(&["G", "GET ", "PRI\0"]) {
         filters.push(Filter { method: Some((*m).to_owned()), limit: 10_000, ..f() });
     }
@@ -560,10 +589,45 @@ pub fn version_1_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
     );
 }
 
+/// A version-2 file (batch ids, no pod columns): exactly what the version-2 server created.
+const V2_SCHEMA_EXTRA: &str = "CREATE TABLE liteobs_batches (id TEXT PRIMARY KEY, accepted BIGINT NOT NULL,
+    committed_at BIGINT NOT NULL, batch_seq BIGINT NOT NULL);
+INSERT INTO liteobs_batches VALUES ('v2-batch', 1, 1764000000000000, 1);
+UPDATE liteobs_meta SET value = '2' WHERE key = 'schema_version';";
+
+/// A version-2 file opens in one migration: its rows come back with every new field unknown,
+/// its batch ids still answer as repeats, and new rows keep every new field.
+pub fn version_2_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
+    raw(path, V1_SCHEMA);
+    raw(path, V2_SCHEMA_EXTRA);
+    let s = open(
+        backend,
+        path,
+        StoreOptions {
+            retention: Retention { max_age: Duration::days(365 * 100), max_count: 1_000 },
+            ..StoreOptions::default()
+        },
+    )
+    .expect("a version-2 file opens");
+    let old = all(s.as_ref());
+    assert_eq!(old.len(), 1);
+    assert_eq!((old[0].path.as_str(), old[0].src_pod.as_deref(), old[0].exchange_id), ("/v1", None, None));
+    assert!(s.insert(&corpus(1), Some(&id("v2-batch"))).expect("repeat").duplicate, "ids kept");
+    let new = corpus(12);
+    insert(s.as_ref(), &new);
+    let f = Filter { limit: 100, ..Filter::default() };
+    let got = s.query(&f).expect("query");
+    let mut want = new.clone();
+    want.insert(0, old[0].clone());
+    assert_eq!(got, expected(&want, &f));
+    drop(s);
+    raw(path, "SELECT src_namespace, dst_service_port, exchange_id FROM traffic_logs");
+}
+
 /// Versions this server does not know, and tables it did not create, are refused untouched.
 pub fn unknown_versions_and_foreign_tables_are_refused(backend: Backend, path: &Path, raw: RawExec) {
     drop(open(backend, path, StoreOptions::default()).expect("create"));
-    for version in ["0", "3", "x", ""] {
+    for version in ["0", "4", "x", ""] {
         raw(path, &format!("UPDATE liteobs_meta SET value = '{version}' WHERE key = 'schema_version'"));
         let err = open(backend, path, StoreOptions::default()).err().expect("refused");
         assert!(
@@ -666,6 +730,11 @@ macro_rules! conformance_tests {
             fn version_1_file_is_migrated() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 c::version_1_file_is_migrated($backend, &path(&dir), $raw)
+            }
+            #[test]
+            fn version_2_file_is_migrated() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::version_2_file_is_migrated($backend, &path(&dir), $raw)
             }
             #[test]
             fn unknown_versions_and_foreign_tables_are_refused() {

@@ -51,8 +51,8 @@ pub trait Driver: Send + Sync + 'static {
     /// Runs a [`super::sql::select`] statement.
     fn select(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError>;
 
-    /// The condition "`path` starts with `prefix`", pushing its parameters. Must compare bytes
-    /// exactly as `str::starts_with` does (the reference): no case folding, no wildcards, and
-    /// NUL is an ordinary byte.
-    fn path_prefix(prefix: &str, params: &mut Vec<Param>) -> &'static str;
+    /// The condition "text column `column` starts with `prefix`", pushing its parameters. Must
+    /// compare bytes exactly as `str::starts_with` does (the reference): no case folding, no
+    /// wildcards, and NUL is an ordinary byte. `prefix` is not empty.
+    fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String;
 }

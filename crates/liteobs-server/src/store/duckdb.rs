@@ -86,6 +86,19 @@ impl Driver for Duckdb {
                 r.dst_pid,
                 r.dst_comm,
                 r.node,
+                r.src_namespace,
+                r.src_pod,
+                r.src_container,
+                r.src_container_id,
+                r.src_node,
+                r.dst_namespace,
+                r.dst_pod,
+                r.dst_container,
+                r.dst_container_id,
+                r.dst_node,
+                r.dst_service_ip.map(|ip| ip.to_string()),
+                r.dst_service_port,
+                r.exchange_id,
             ])?;
         }
         Ok(app.flush()?)
@@ -100,9 +113,9 @@ impl Driver for Duckdb {
     /// `starts_with` compares bytes. (Not a BLOB cast as in SQLite: DuckDB's VARCHAR→BLOB cast
     /// reads `\xNN` in the text as an escape, so a path holding those four characters would
     /// compare as one byte.)
-    fn path_prefix(prefix: &str, params: &mut Vec<Param>) -> &'static str {
+    fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String {
         params.push(Param::Text(prefix.to_owned()));
-        "starts_with(path, ?)"
+        format!("starts_with({column}, ?)")
     }
 }
 

@@ -4,7 +4,7 @@
 //! canonical text form, so filters are plain comparisons that behave the same in SQLite and
 //! DuckDB. `seq` is a per-store insertion counter: the tie-break that makes "newest first"
 //! deterministic when two exchanges share a microsecond. The one condition the engines cannot
-//! share, the path prefix, comes from the driver ([`Driver::path_prefix`]).
+//! share, a string prefix (path, pod), comes from the driver ([`Driver::starts_with`]).
 
 use chrono::{DateTime, Utc};
 use liteobs_model::{Filter, TrafficLog};
@@ -16,11 +16,16 @@ use super::driver::Driver;
 /// [`MIGRATIONS`] is migrated on open; any other version is refused.
 ///
 /// 1: `traffic_logs` and `liteobs_meta`. 2: adds `liteobs_batches`, the committed batch ids.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: adds each side's pod, container and node columns, the Service address and `exchange_id`
+/// ([`ADD_V3_COLUMNS`]), one flat column per field so that SQL and CSV stay simple.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Column list in the order rows are written and read.
 pub const COLUMNS: &str = "seq, ts, src_ip, src_port, dst_ip, dst_port, method, path, host, status, \
-     latency_us, req_bytes, resp_bytes, src_pid, src_comm, dst_pid, dst_comm, node";
+     latency_us, req_bytes, resp_bytes, src_pid, src_comm, dst_pid, dst_comm, node, \
+     src_namespace, src_pod, src_container, src_container_id, src_node, \
+     dst_namespace, dst_pod, dst_container, dst_container_id, dst_node, \
+     dst_service_ip, dst_service_port, exchange_id";
 
 /// `CREATE TABLE` body shared by both backends (types both understand).
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS traffic_logs (
@@ -41,7 +46,20 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS traffic_logs (
     src_comm TEXT,
     dst_pid BIGINT,
     dst_comm TEXT,
-    node TEXT NOT NULL
+    node TEXT NOT NULL,
+    src_namespace TEXT,
+    src_pod TEXT,
+    src_container TEXT,
+    src_container_id TEXT,
+    src_node TEXT,
+    dst_namespace TEXT,
+    dst_pod TEXT,
+    dst_container TEXT,
+    dst_container_id TEXT,
+    dst_node TEXT,
+    dst_service_ip TEXT,
+    dst_service_port INTEGER,
+    exchange_id BIGINT
 )";
 
 pub const CREATE_META: &str =
@@ -60,7 +78,23 @@ pub const CREATE_BATCHES: &str = "CREATE TABLE IF NOT EXISTS liteobs_batches (
 
 /// Statements that bring a file of schema version `from` to `from + 1`, in one transaction
 /// together with the version update.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, CREATE_BATCHES)];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, CREATE_BATCHES), (2, ADD_V3_COLUMNS)];
+
+/// Version 2 → 3: one `ALTER TABLE ... ADD COLUMN` per new column (both engines add
+/// one column per statement); existing rows get NULL, which is what an old record knew.
+const ADD_V3_COLUMNS: &str = "ALTER TABLE traffic_logs ADD COLUMN src_namespace TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN src_pod TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN src_container TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN src_container_id TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN src_node TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_namespace TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_pod TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_container TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_container_id TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_node TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_service_ip TEXT;
+    ALTER TABLE traffic_logs ADD COLUMN dst_service_port INTEGER;
+    ALTER TABLE traffic_logs ADD COLUMN exchange_id BIGINT;";
 
 /// The statements that create a new file's schema (without the version row).
 pub fn create_schema() -> String {
@@ -87,39 +121,60 @@ fn micros_ceil(t: DateTime<Utc>) -> i64 {
 
 /// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values.
 pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
-    let mut conds: Vec<&str> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
     let mut params = Vec::new();
     if let Some(ip) = filter.ip {
-        conds.push("(src_ip = ? OR dst_ip = ?)");
+        conds.push("(src_ip = ? OR dst_ip = ?)".into());
         params.push(Param::Text(ip.to_string()));
         params.push(Param::Text(ip.to_string()));
     }
     if let Some(pid) = filter.pid {
-        conds.push("(src_pid = ? OR dst_pid = ?)");
+        conds.push("(src_pid = ? OR dst_pid = ?)".into());
         params.push(Param::Int(pid.into()));
         params.push(Param::Int(pid.into()));
     }
     if let Some(m) = &filter.method {
-        conds.push("method = ?");
+        conds.push("method = ?".into());
         params.push(Param::Text(m.clone()));
     }
     if let Some(s) = filter.status {
         let (lo, hi) = s.range();
-        conds.push("status BETWEEN ? AND ?");
+        conds.push("status BETWEEN ? AND ?".into());
         params.push(Param::Int(lo.into()));
         params.push(Param::Int(hi.into()));
     }
     // An empty prefix selects every row; it gets no condition (SQLite's `substr` of an empty
     // BLOB is NULL, so the byte comparison would leave out the rows with an empty path).
     if let Some(p) = filter.path_prefix.as_deref().filter(|p| !p.is_empty()) {
-        conds.push(D::path_prefix(p, &mut params));
+        conds.push(D::starts_with("path", p, &mut params));
+    }
+    if filter.namespace.is_some() || filter.pod_prefix.is_some() {
+        // As [`Filter::matches`]: one side satisfies both. A pod prefix needs a known pod, even
+        // the empty prefix.
+        let mut side = |ns_col: &str, pod_col: &'static str| {
+            let mut parts = Vec::new();
+            if let Some(ns) = &filter.namespace {
+                parts.push(format!("{ns_col} = ?"));
+                params.push(Param::Text(ns.clone()));
+            }
+            match filter.pod_prefix.as_deref() {
+                Some("") => parts.push(format!("{pod_col} IS NOT NULL")),
+                Some(p) => parts
+                    .push(format!("({pod_col} IS NOT NULL AND {})", D::starts_with(pod_col, p, &mut params))),
+                None => {}
+            }
+            format!("({})", parts.join(" AND "))
+        };
+        let src = side("src_namespace", "src_pod");
+        let dst = side("dst_namespace", "dst_pod");
+        conds.push(format!("({src} OR {dst})"));
     }
     if let Some(t) = filter.since {
-        conds.push("ts >= ?");
+        conds.push("ts >= ?".into());
         params.push(Param::Int(micros_ceil(t)));
     }
     if let Some(t) = filter.until {
-        conds.push("ts < ?");
+        conds.push("ts < ?".into());
         params.push(Param::Int(micros_ceil(t)));
     }
     let where_clause =
@@ -151,6 +206,19 @@ macro_rules! read_raw_row {
             dst_pid: $row.get(15)?,
             dst_comm: $row.get(16)?,
             node: $row.get(17)?,
+            src_namespace: $row.get(18)?,
+            src_pod: $row.get(19)?,
+            src_container: $row.get(20)?,
+            src_container_id: $row.get(21)?,
+            src_node: $row.get(22)?,
+            dst_namespace: $row.get(23)?,
+            dst_pod: $row.get(24)?,
+            dst_container: $row.get(25)?,
+            dst_container_id: $row.get(26)?,
+            dst_node: $row.get(27)?,
+            dst_service_ip: $row.get(28)?,
+            dst_service_port: $row.get(29)?,
+            exchange_id: $row.get(30)?,
         }
     };
 }
@@ -175,6 +243,19 @@ pub struct RawRow {
     pub dst_pid: Option<i64>,
     pub dst_comm: Option<String>,
     pub node: String,
+    pub src_namespace: Option<String>,
+    pub src_pod: Option<String>,
+    pub src_container: Option<String>,
+    pub src_container_id: Option<String>,
+    pub src_node: Option<String>,
+    pub dst_namespace: Option<String>,
+    pub dst_pod: Option<String>,
+    pub dst_container: Option<String>,
+    pub dst_container_id: Option<String>,
+    pub dst_node: Option<String>,
+    pub dst_service_ip: Option<String>,
+    pub dst_service_port: Option<i64>,
+    pub exchange_id: Option<i64>,
 }
 
 pub fn conv<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
@@ -205,19 +286,19 @@ impl RawRow {
             src_comm: self.src_comm,
             dst_pid: self.dst_pid.map(|p| conv(p, "dst_pid")).transpose()?,
             dst_comm: self.dst_comm,
-            src_namespace: None,
-            src_pod: None,
-            src_container: None,
-            src_container_id: None,
-            src_node: None,
-            dst_namespace: None,
-            dst_pod: None,
-            dst_container: None,
-            dst_container_id: None,
-            dst_node: None,
-            dst_service_ip: None,
-            dst_service_port: None,
-            exchange_id: None,
+            src_namespace: self.src_namespace,
+            src_pod: self.src_pod,
+            src_container: self.src_container,
+            src_container_id: self.src_container_id,
+            src_node: self.src_node,
+            dst_namespace: self.dst_namespace,
+            dst_pod: self.dst_pod,
+            dst_container: self.dst_container,
+            dst_container_id: self.dst_container_id,
+            dst_node: self.dst_node,
+            dst_service_ip: self.dst_service_ip.as_deref().map(|s| ip(s, "dst_service_ip")).transpose()?,
+            dst_service_port: self.dst_service_port.map(|p| conv(p, "dst_service_port")).transpose()?,
+            exchange_id: self.exchange_id,
             node: self.node,
         })
     }

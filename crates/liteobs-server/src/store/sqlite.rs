@@ -80,7 +80,8 @@ impl Driver for Sqlite {
     fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO traffic_logs ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
+             ?28, ?29, ?30, ?31)",
             sql::COLUMNS
         ))?;
         for (seq, r) in (first_seq..).zip(records) {
@@ -103,6 +104,19 @@ impl Driver for Sqlite {
                 r.dst_pid,
                 r.dst_comm,
                 r.node,
+                r.src_namespace,
+                r.src_pod,
+                r.src_container,
+                r.src_container_id,
+                r.src_node,
+                r.dst_namespace,
+                r.dst_pod,
+                r.dst_container,
+                r.dst_container_id,
+                r.dst_node,
+                r.dst_service_ip.map(|ip| ip.to_string()),
+                r.dst_service_port,
+                r.exchange_id,
             ])?;
         }
         Ok(())
@@ -116,10 +130,10 @@ impl Driver for Sqlite {
 
     /// On bytes: SQLite's `substr` and `length` of TEXT stop at the first NUL, and `LIKE` folds
     /// ASCII case and treats `%`/`_` as wildcards; a BLOB prefix of the same bytes does neither.
-    fn path_prefix(prefix: &str, params: &mut Vec<Param>) -> &'static str {
+    fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String {
         params.push(Param::Int(i64::try_from(prefix.len()).unwrap_or(i64::MAX)));
         params.push(Param::Blob(prefix.as_bytes().to_vec()));
-        "substr(CAST(path AS BLOB), 1, ?) = ?"
+        format!("substr(CAST({column} AS BLOB), 1, ?) = ?")
     }
 }
 
