@@ -40,6 +40,11 @@ pub struct Config {
     /// How many committed upload batch ids are remembered at most (the oldest are forgotten first).
     #[arg(long, default_value_t = Retention::DEFAULT.max_count, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_id_max_count: u64,
+    /// Records of one exchange (the same `exchange_id`: its halves from two nodes' agents, or two
+    /// captures of it) whose times are at most this far apart are kept as one row, whichever
+    /// arrives first and however late the other (90s, 5m; `off` keeps every record as a row).
+    #[arg(long, default_value = "60s", value_parser = parse_merge_window)]
+    pub merge_window: MergeWindow,
     /// Seconds an upload's whole body may take to arrive after its head; slower ones get 408
     /// and the connection is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -80,6 +85,11 @@ impl Config {
     }
 
     /// The batch-id bounds the flags give.
+    /// `-merge-window` as the store takes it.
+    pub fn merge_window(&self) -> Option<chrono::Duration> {
+        self.merge_window.0
+    }
+
     pub fn retention(&self) -> Retention {
         Retention { max_age: self.batch_id_max_age, max_count: self.batch_id_max_count }
     }
@@ -112,6 +122,17 @@ impl Config {
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout)
     }
+}
+
+/// `-merge-window`: an age, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeWindow(pub Option<chrono::Duration>);
+
+fn parse_merge_window(s: &str) -> Result<MergeWindow, String> {
+    if s == "off" {
+        return Ok(MergeWindow(None));
+    }
+    parse_age(s).map(|w| MergeWindow(Some(w))).map_err(|e| format!("{e}, or off"))
 }
 
 #[cfg(test)]
@@ -148,3 +169,4 @@ mod tests {
         }
     }
 }
+

@@ -38,7 +38,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = web::block({
         let path = path.clone();
         let backend = config.db_type;
-        let options = store::StoreOptions { retention: config.retention(), ..Default::default() };
+        let options = store::StoreOptions {
+            retention: config.retention(),
+            merge_window: config.merge_window(),
+            ..Default::default()
+        };
         move || store::open(backend, &path, options)
     })
     .await

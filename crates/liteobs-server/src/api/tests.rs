@@ -35,13 +35,13 @@ impl Store for FakeStore {
         }
         let mut ids = self.ids.lock().unwrap();
         if let Some(&accepted) = id.and_then(|i| ids.get(i)) {
-            return Ok(Receipt { accepted, duplicate: true });
+            return Ok(Receipt { accepted, duplicate: true, merged: 0 });
         }
         if let Some(i) = id {
             ids.insert(i.clone(), batch.len());
         }
         self.records.lock().unwrap().extend_from_slice(batch);
-        Ok(Receipt { accepted: batch.len(), duplicate: false })
+        Ok(Receipt { accepted: batch.len(), duplicate: false, merged: 0 })
     }
 
     fn query(&self, filter: &Filter) -> StoreResult<Vec<TrafficLog>> {

@@ -79,14 +79,18 @@ fn batch_id(req: &HttpRequest) -> Result<Option<BatchId>, ApiError> {
     Ok(Some(BatchId::parse(first.as_bytes())?))
 }
 
-/// The answer to a committed upload: `{"accepted": N}`, plus `"duplicate": true` for a batch
+/// The answer to a committed upload: `{"accepted": N}` (with `"merged": M` when M of the N
+/// records completed a row of the same exchange rather than becoming rows), plus `"duplicate": true` for a batch
 /// whose id was already committed (nothing was inserted; N is the first commit's count). A
 /// repeat holding a different number of records than the first is a 409, since an agent that
 /// reuses an id for another batch would otherwise lose that batch silently.
 fn upload_answer(receipt: Receipt, sent: usize, id: Option<BatchId>) -> Result<HttpResponse, ApiError> {
-    let Receipt { accepted, duplicate } = receipt;
+    let Receipt { accepted, duplicate, merged } = receipt;
     if !duplicate {
-        tracing::debug!(accepted, "batch committed");
+        tracing::debug!(accepted, merged, "batch committed");
+        if merged > 0 {
+            return Ok(HttpResponse::Ok().json(json!({ "accepted": accepted, "merged": merged })));
+        }
         return Ok(HttpResponse::Ok().json(json!({ "accepted": accepted })));
     }
     let id = id.map(|i| i.to_string()).unwrap_or_default();

@@ -421,23 +421,23 @@ pub fn ties_limits_and_either_side(s: &dyn Store) {
 pub fn same_batch_id_twice_stores_once(s: &dyn Store) {
     let batch = corpus(30);
     let first = s.insert(&batch, Some(&id("batch-1"))).expect("first");
-    assert_eq!(first, Receipt { accepted: 30, duplicate: false });
+    assert_eq!(first, Receipt { accepted: 30, duplicate: false, merged: 0 });
     let again = s.insert(&batch, Some(&id("batch-1"))).expect("repeat");
-    assert_eq!(again, Receipt { accepted: 30, duplicate: true });
+    assert_eq!(again, Receipt { accepted: 30, duplicate: true, merged: 0 });
     assert_eq!(all(s).len(), 30);
     // The id names the batch: a repeat with other content is still a repeat (nothing stored).
     assert_eq!(
         s.insert(&batch[..3], Some(&id("batch-1"))).expect("odd repeat"),
-        Receipt { accepted: 30, duplicate: true }
+        Receipt { accepted: 30, duplicate: true, merged: 0 }
     );
     assert_eq!(
         s.insert(&batch[..3], Some(&id("batch-2"))).expect("other id"),
-        Receipt { accepted: 3, duplicate: false }
+        Receipt { accepted: 3, duplicate: false, merged: 0 }
     );
-    assert_eq!(s.insert(&[], Some(&id("empty"))).expect("empty"), Receipt { accepted: 0, duplicate: false });
+    assert_eq!(s.insert(&[], Some(&id("empty"))).expect("empty"), Receipt { accepted: 0, duplicate: false, merged: 0 });
     assert_eq!(
         s.insert(&batch, Some(&id("empty"))).expect("empty again"),
-        Receipt { accepted: 0, duplicate: true }
+        Receipt { accepted: 0, duplicate: true, merged: 0 }
     );
     assert_eq!(insert(s, &batch[..5]), 5);
     assert_eq!(insert(s, &batch[..5]), 5, "no id: stored again");
@@ -479,7 +479,7 @@ pub fn batch_ids_survive_reopen(backend: Backend, path: &Path) {
     let s = open(backend, path, StoreOptions::default()).expect("reopen");
     assert_eq!(
         s.insert(&batch, Some(&id("r-1"))).expect("repeat"),
-        Receipt { accepted: 10, duplicate: true }
+        Receipt { accepted: 10, duplicate: true, merged: 0 }
     );
     assert!(!s.insert(&batch, Some(&id("r-2"))).expect("new").duplicate);
     drop(s);
@@ -501,7 +501,7 @@ pub fn batch_ids_are_pruned_by_age(backend: Backend, path: &Path) {
     let start = base_time();
     let (now, clock) = manual_clock(start);
     let retention = Retention { max_age: Duration::hours(1), max_count: 1_000 };
-    let options = StoreOptions { retention, clock };
+    let options = StoreOptions { retention, clock, ..StoreOptions::default() };
     let batch = corpus(2);
     let s = open(backend, path, options.clone()).expect("open");
     assert!(!s.insert(&batch, Some(&id("old"))).expect("old").duplicate);
@@ -643,6 +643,117 @@ pub fn unknown_versions_and_foreign_tables_are_refused(backend: Backend, path: &
     assert!(matches!(open(backend, &other, StoreOptions::default()), Err(StoreError::ForeignSchema { .. })));
 }
 
+/// A store that merges the halves of an exchange (the server's default window).
+fn merging(backend: Backend, path: &Path) -> Box<dyn Store> {
+    let options = StoreOptions { merge_window: Some(super::DEFAULT_MERGE_WINDOW), ..StoreOptions::default() };
+    open(backend, path, options).expect("open")
+}
+
+/// One exchange `k` seen by the client's node (`a`: the client's process, the Service address
+/// before DNAT), again by that node after DNAT (`a2`: nobody's socket) and by the server's
+/// node (`b`: the server's pod), each with its own clock.
+fn halves(k: i64) -> [TrafficLog; 3] {
+    let mut r = corpus(1).remove(0);
+    r.exchange_id = Some(0x5eed_0000_0000 + k);
+    r.ts = base_time() + Duration::milliseconds(k);
+    r.src_ip = "10.244.1.5".parse().expect("ip");
+    (r.src_pid, r.src_comm, r.dst_pid, r.dst_comm) = (None, None, None, None);
+    (r.src_namespace, r.src_pod, r.src_container, r.src_container_id, r.src_node) = (None, None, None, None, None);
+    (r.dst_namespace, r.dst_pod, r.dst_container, r.dst_container_id, r.dst_node) = (None, None, None, None, None);
+    (r.dst_service_ip, r.dst_service_port) = (None, None);
+    let mut a = r.clone();
+    a.node = "node-a".into();
+    a.dst_ip = "10.96.0.10".parse().expect("ip");
+    a.dst_port = 80;
+    a.src_pid = Some(100);
+    a.src_pod = Some(format!("client-{k}"));
+    a.src_namespace = Some("shop".into());
+    a.src_node = Some("node-a".into());
+    let mut a2 = r.clone();
+    a2.node = "node-a".into();
+    a2.dst_ip = "10.244.2.7".parse().expect("ip");
+    a2.dst_port = 8080;
+    let mut b = a2.clone();
+    b.node = "node-b".into();
+    b.ts += Duration::milliseconds(3);
+    b.dst_pid = Some(200);
+    b.dst_pod = Some("web-0".into());
+    b.dst_namespace = Some("shop".into());
+    b.dst_node = Some("node-b".into());
+    [a, a2, b]
+}
+
+/// What the three halves make, by the model's rule.
+fn merged(k: i64) -> TrafficLog {
+    let [a, a2, b] = halves(k);
+    liteobs_model::merge::merge(liteobs_model::merge::merge(a, a2), b)
+}
+
+/// The halves of one exchange become one row with both sides, whichever order they arrive
+/// in, in one batch or in several, and however many other rows came in between; a half
+/// outside the window, or with another id, stays a row of its own.
+pub fn halves_of_an_exchange_are_one_row(backend: Backend, path: &Path) {
+    let s = merging(backend, path);
+    let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let mut want = Vec::new();
+    for (k, order) in orders.iter().enumerate() {
+        let h = halves(k as i64);
+        // Each half its own batch, with unrelated rows in between.
+        for (n, &i) in order.iter().enumerate() {
+            let r = s.insert(std::slice::from_ref(&h[i]), None).expect("insert");
+            assert_eq!(r.merged, usize::from(n > 0), "order {order:?}, half {i}");
+            // Other exchanges (ids of their own) in the same microseconds.
+            let others: Vec<TrafficLog> = corpus(5)
+                .into_iter()
+                .enumerate()
+                .map(|(j, mut o)| {
+                    o.exchange_id = Some((k * 100 + n * 10 + j) as i64);
+                    o
+                })
+                .collect();
+            insert(s.as_ref(), &others);
+        }
+        want.push(merged(k as i64));
+    }
+    // All three halves in one batch.
+    let h = halves(10);
+    assert_eq!(s.insert(&[h[2].clone(), h[0].clone(), h[1].clone()], None).expect("insert").merged, 2);
+    want.push(merged(10));
+    let rows = all(s.as_ref());
+    let with_id: Vec<&TrafficLog> =
+        rows.iter().filter(|r| r.exchange_id.is_some_and(|i| i >> 16 == 0x5eed_0000)).collect();
+    assert_eq!(with_id.len(), want.len(), "one row per exchange");
+    for w in &want {
+        let got: Vec<_> = with_id.iter().filter(|r| r.exchange_id == w.exchange_id).collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(*got[0], w, "exchange {:?}", w.exchange_id);
+        assert_eq!((got[0].src_pod.is_some(), got[0].dst_pod.is_some()), (true, true));
+        assert_eq!(got[0].dst_service_port, Some(80));
+    }
+    assert_eq!(rows.len(), want.len() + 6 * 3 * 5, "the unrelated rows are all there");
+
+    // Outside the window: a row of its own.
+    let mut late = halves(20);
+    late[2].ts = late[0].ts + Duration::seconds(61);
+    assert_eq!(s.insert(&late[0..1], None).expect("insert").merged, 0);
+    assert_eq!(s.insert(&late[2..3], None).expect("insert").merged, 0);
+    assert_eq!(all(s.as_ref()).len(), rows.len() + 2);
+}
+
+/// A repeated batch merges nothing twice: its id answers as a repeat, and the row stays.
+pub fn a_repeated_batch_merges_nothing_twice(backend: Backend, path: &Path) {
+    let s = merging(backend, path);
+    let [a, _, b] = halves(1);
+    s.insert(std::slice::from_ref(&a), Some(&id("a"))).expect("a");
+    let first = s.insert(std::slice::from_ref(&b), Some(&id("b"))).expect("b");
+    assert_eq!((first.merged, first.duplicate), (1, false));
+    let again = s.insert(std::slice::from_ref(&b), Some(&id("b"))).expect("b again");
+    assert_eq!((again.merged, again.duplicate, again.accepted), (0, true, 1));
+    let rows = all(s.as_ref());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0], liteobs_model::merge::merge(a, b));
+}
+
 /// Stamps out one `#[test]` per conformance check for `$backend`, each on a fresh file.
 macro_rules! conformance_tests {
     ($backend:expr, $raw:path) => {
@@ -735,6 +846,16 @@ macro_rules! conformance_tests {
             fn version_2_file_is_migrated() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 c::version_2_file_is_migrated($backend, &path(&dir), $raw)
+            }
+            #[test]
+            fn halves_of_an_exchange_are_one_row() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::halves_of_an_exchange_are_one_row($backend, &path(&dir))
+            }
+            #[test]
+            fn a_repeated_batch_merges_nothing_twice() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::a_repeated_batch_merges_nothing_twice($backend, &path(&dir))
             }
             #[test]
             fn unknown_versions_and_foreign_tables_are_refused() {

@@ -20,6 +20,7 @@ pub mod batch_id;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod driver;
+pub mod merge;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 mod sql;
@@ -61,7 +62,17 @@ pub struct Receipt {
     pub accepted: usize,
     /// The batch id was already committed: nothing was inserted.
     pub duplicate: bool,
+    /// Records that completed a row of the same exchange (another agent's half, or another
+    /// capture of it) instead of becoming a row of their own ([`merge`]).
+    pub merged: usize,
 }
+
+/// `-merge-window`'s default. The halves of an exchange carry the request time each node's
+/// clock gave it: they differ by the clocks' skew (milliseconds between NTP-synchronised
+/// nodes) and the network's latency. A minute covers a badly synchronised node and still
+/// keeps apart two exchanges that share sequence numbers by chance or by replay (a capture
+/// replayed again an hour later). How late a half *arrives* does not matter.
+pub const DEFAULT_MERGE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// The time source of a store (when a batch id was committed, what is old enough to forget).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -73,11 +84,20 @@ pub struct StoreOptions {
     pub retention: Retention,
     /// The wall clock in production; tests pass one they move.
     pub clock: Clock,
+    /// Records with one `exchange_id` whose `ts` are at most this far apart are one exchange
+    /// and kept as one row (`-merge-window`, by default [`DEFAULT_MERGE_WINDOW`]); `None` (the
+    /// default of these options: tests that store one corpus twice mean two rows) keeps every
+    /// record as its own row.
+    pub merge_window: Option<chrono::Duration>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { retention: Retention::DEFAULT, clock: Arc::new(Utc::now) }
+        StoreOptions {
+            retention: Retention::DEFAULT,
+            clock: Arc::new(Utc::now),
+            merge_window: None,
+        }
     }
 }
 

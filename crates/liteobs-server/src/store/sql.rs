@@ -189,6 +189,7 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
 macro_rules! read_raw_row {
     ($row:expr) => {
         $crate::store::sql::RawRow {
+            seq: $row.get(0)?,
             ts: $row.get(1)?,
             src_ip: $row.get(2)?,
             src_port: $row.get(3)?,
@@ -226,6 +227,7 @@ pub(crate) use read_raw_row;
 
 /// One stored row as read back, before validation.
 pub struct RawRow {
+    pub seq: i64,
     pub ts: i64,
     pub src_ip: String,
     pub src_port: i64,
@@ -307,4 +309,18 @@ impl RawRow {
 /// Saturating conversion for the u64 counters: SQL BIGINT is signed.
 pub fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The stored rows that may be other halves of `ids`' exchanges: `exchange_id` among them and
+/// `ts` in `lo..=hi` (µs), by `seq`.
+pub fn exchange_candidates(ids: &[i64], lo: i64, hi: i64) -> (String, Vec<Param>) {
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut params = vec![Param::Int(lo), Param::Int(hi)];
+    params.extend(ids.iter().map(|&i| Param::Int(i)));
+    (
+        format!(
+            "SELECT {COLUMNS} FROM traffic_logs WHERE ts >= ? AND ts <= ? AND exchange_id IN ({marks}) ORDER BY seq"
+        ),
+        params,
+    )
 }

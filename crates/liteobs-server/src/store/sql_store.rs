@@ -12,6 +12,7 @@ use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
 use super::driver::{Driver, DynError};
+use super::merge;
 use super::sql::{self, Param, RawRow};
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions};
 
@@ -21,6 +22,7 @@ pub struct SqlStore<D: Driver> {
     reader: Mutex<D::Conn>,
     retention: Retention,
     clock: Clock,
+    merge_window: Option<chrono::Duration>,
     driver: PhantomData<D>,
 }
 
@@ -69,6 +71,7 @@ impl<D: Driver> SqlStore<D> {
             reader: Mutex::new(reader),
             retention: options.retention,
             clock: options.clock,
+            merge_window: options.merge_window,
             driver: PhantomData,
         })
     }
@@ -201,27 +204,75 @@ impl<D: Driver> SqlStore<D> {
     }
 }
 
+/// At most this many ids per candidate query (SQLite allows 32 766 parameters).
+const IDS_PER_QUERY: usize = 500;
+
+impl<D: Driver> SqlStore<D> {
+    /// Writes a batch's rows inside the batch transaction: as they are when merging is off or
+    /// no record carries an `exchange_id`; otherwise after one candidate query per
+    /// [`IDS_PER_QUERY`] ids, the stored rows the batch completes are rewritten in place (same
+    /// `seq`) and the rest appended from `next_seq`. Answers (rows appended, records merged).
+    fn write_rows(&self, conn: &D::Conn, batch: &[TrafficLog], next_seq: i64) -> Result<(usize, usize)> {
+        let window = match self.merge_window {
+            Some(w) if batch.iter().any(|r| r.exchange_id.is_some()) => w,
+            _ => {
+                D::append(conn, next_seq, batch).map_err(backend)?;
+                return Ok((batch.len(), 0));
+            }
+        };
+        let mut ids: Vec<i64> = batch.iter().filter_map(|r| r.exchange_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let with_id = batch.iter().filter(|r| r.exchange_id.is_some());
+        let lo = with_id.clone().map(TrafficLog::ts_micros).min().unwrap_or(0);
+        let hi = with_id.map(TrafficLog::ts_micros).max().unwrap_or(0);
+        let w = window.num_microseconds().unwrap_or(i64::MAX);
+        let mut stored = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let (text, params) = sql::exchange_candidates(chunk, lo.saturating_sub(w), hi.saturating_add(w));
+            for row in D::select(conn, &text, &params).map_err(backend)? {
+                let seq = row.seq;
+                stored.push((seq, row.into_record()?));
+            }
+        }
+        let plan = merge::plan(batch, stored, window);
+        if !plan.rewrite.is_empty() {
+            let seqs: Vec<Param> = plan.rewrite.iter().map(|(seq, _)| Param::Int(*seq)).collect();
+            for chunk in seqs.chunks(IDS_PER_QUERY) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                D::execute(conn, &format!("DELETE FROM traffic_logs WHERE seq IN ({marks})"), chunk)
+                    .map_err(backend)?;
+            }
+            for (seq, rec) in &plan.rewrite {
+                D::append(conn, *seq, std::slice::from_ref(rec)).map_err(backend)?;
+            }
+        }
+        D::append(conn, next_seq, &plan.append).map_err(backend)?;
+        Ok((plan.append.len(), plan.merged))
+    }
+}
+
 impl<D: Driver> Store for SqlStore<D> {
     fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> Result<Receipt> {
         let mut guard = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
         let w = &mut *guard;
         let (next_seq, next_batch_seq) = (w.next_seq, w.next_batch_seq);
         let now = (self.clock)().timestamp_micros();
-        let receipt = in_transaction::<D, Receipt>(&w.conn, |conn| {
+        let (receipt, appended) = in_transaction::<D, (Receipt, usize)>(&w.conn, |conn| {
             if let Some(id) = id
                 && let Some(accepted) = self.prune_and_find(conn, id, now, next_batch_seq)?
             {
-                return Ok(Receipt { accepted, duplicate: true });
+                return Ok((Receipt { accepted, duplicate: true, merged: 0 }, 0));
             }
-            D::append(conn, next_seq, batch).map_err(backend)?;
+            let (appended, merged) = self.write_rows(conn, batch, next_seq)?;
             if let Some(id) = id {
                 self.remember(conn, id, batch.len(), now, next_batch_seq)?;
             }
-            Ok(Receipt { accepted: batch.len(), duplicate: false })
+            Ok((Receipt { accepted: batch.len(), duplicate: false, merged }, appended))
         })?;
         // Only advance once committed: a failed batch leaves no gap in what the next uses.
         if !receipt.duplicate {
-            w.next_seq = next_seq.saturating_add(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+            w.next_seq = next_seq.saturating_add(i64::try_from(appended).unwrap_or(i64::MAX));
             if id.is_some() {
                 w.next_batch_seq = next_batch_seq + 1;
             }
