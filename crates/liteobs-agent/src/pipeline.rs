@@ -353,9 +353,15 @@ fn record(key: &FlowKey, node: &str, ts: DateTime<Utc>, latency_us: u64, e: Exch
         dst_node: None,
         dst_service_ip: None,
         dst_service_port: None,
-        exchange_id: None,
+        exchange_id: Some(exchange_id(e.request_seq, e.response_seq)),
         node: node.to_owned(),
     }
+}
+
+/// [`TrafficLog::exchange_id`]: the request head's first sequence number in the high 32 bits,
+/// the response head's in the low 32 (0 without a response), as the same bits in an `i64`.
+pub fn exchange_id(request_seq: u32, response_seq: Option<u32>) -> i64 {
+    ((u64::from(request_seq) << 32) | u64::from(response_seq.unwrap_or(0))) as i64
 }
 
 impl Pipeline {
@@ -833,6 +839,8 @@ mod tests {
             host: None,
             request_ts_us,
             response_ts_us,
+            request_seq: 0,
+            response_seq: None,
             status: 200,
             req_bytes: 0,
             resp_bytes: 0,

@@ -59,8 +59,10 @@ impl Dir {
 /// What the reassembler tells the next stage, in stream order per direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// The next bytes of `dir`'s stream. `ts_us` is the capture time of the segment they came in.
-    Data { dir: Dir, ts_us: i64, bytes: &'a [u8] },
+    /// The next bytes of `dir`'s stream. `ts_us` is the capture time of the segment they came in;
+    /// `seq` the TCP sequence number of `bytes[0]` as on the wire (mod 2^32): NAT does not
+    /// rewrite it, so every capture of these bytes names them alike.
+    Data { dir: Dir, ts_us: i64, seq: u32, bytes: &'a [u8] },
     /// The next `len` bytes of `dir`'s stream were on the wire but will never be seen.
     Gap { dir: Dir, len: u64 },
     /// `dir` will send nothing more (its FIN was reached, or the connection is being flushed).
@@ -429,7 +431,7 @@ impl Half {
         let trim = (self.next_off - off).max(0) as u64;
         cx.stats.retransmitted_bytes += trim;
         if let Some(bytes) = payload.get(trim as usize..).filter(|b| !b.is_empty()) {
-            emit(Event::Data { dir, ts_us, bytes });
+            emit(Event::Data { dir, ts_us, seq: self.next_seq, bytes });
             self.advance(bytes.len() as i64);
         }
         let lost = missing.saturating_sub(trim.saturating_sub(payload.len() as u64));
@@ -618,7 +620,7 @@ mod tests {
 
     fn own(e: Event<'_>) -> Ev {
         match e {
-            Event::Data { dir, ts_us, bytes } => Ev::Data(dir, ts_us, bytes.to_vec()),
+            Event::Data { dir, ts_us, bytes, .. } => Ev::Data(dir, ts_us, bytes.to_vec()),
             Event::Gap { dir, len } => Ev::Gap(dir, len),
             Event::End { dir } => Ev::End(dir),
             Event::Closed => Ev::Closed,
@@ -645,6 +647,35 @@ mod tests {
             ]
         );
         assert_eq!(t.stats, ReassemblyStats::default());
+    }
+
+    /// The wire sequence number of each delivered piece's first byte, as `(dir, seq, bytes)`.
+    fn delivered_seqs(t: &mut Rig, dir: Dir, ts: i64, s: &TcpSegment<'_>) -> Vec<(Dir, u32, Vec<u8>)> {
+        let mut cx = Context { max_conn_buffer: t.max_conn_buffer, budget: &t.budget, stats: &mut t.stats };
+        let mut got = Vec::new();
+        t.r.segment(dir, ts, s, &mut cx, &mut |e| {
+            if let Event::Data { dir, seq, bytes, .. } = e {
+                got.push((dir, seq, bytes.to_vec()));
+            }
+        });
+        got
+    }
+
+    #[test]
+    fn data_carries_the_wire_sequence_number_of_its_first_byte() {
+        let mut t = Rig::new();
+        let isn = u32::MAX - 2;
+        delivered_seqs(&mut t, AtoB, 0, &seg(isn, "S", b""));
+        // Ahead of a hole, then the hole filled: the held piece keeps its own number, and a
+        // retransmission overlapping delivered bytes is numbered from its first new byte.
+        assert!(delivered_seqs(&mut t, AtoB, 1, &seg(1, "A", b"def")).is_empty());
+        assert_eq!(
+            delivered_seqs(&mut t, AtoB, 2, &seg(u32::MAX - 1, "A", b"abc")),
+            vec![(AtoB, u32::MAX - 1, b"abc".to_vec()), (AtoB, 1, b"def".to_vec())]
+        );
+        assert_eq!(delivered_seqs(&mut t, AtoB, 3, &seg(3, "A", b"efgh")), vec![(AtoB, 4, b"fgh".to_vec())]);
+        // Joined mid-way: the first number seen is the base.
+        assert_eq!(delivered_seqs(&mut t, BtoA, 4, &seg(777, "A", b"xy")), vec![(BtoA, 777, b"xy".to_vec())]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn exchanges_of(pieces: &[&[u8]]) -> Vec<Exchange> {
         conn.on_event(ev, &mut cx);
     };
     for bytes in pieces {
-        on(Event::Data { dir: Dir::AtoB, ts_us: 0, bytes });
+        on(Event::Data { dir: Dir::AtoB, ts_us: 0, seq: 0, bytes });
     }
     on(Event::End { dir: Dir::AtoB });
     on(Event::End { dir: Dir::BtoA });

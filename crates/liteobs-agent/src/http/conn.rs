@@ -84,9 +84,25 @@ pub(super) enum Target {
     Discard,
 }
 
+/// Where a piece of a stream starts: the capture time of the packet that brought its first
+/// byte and that byte's TCP sequence number as on the wire (what names an exchange across
+/// captures, see [`super::Exchange::request_seq`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct At {
+    pub(super) ts: i64,
+    pub(super) seq: u32,
+}
+
+impl At {
+    /// Where the byte `n` bytes further on starts (same packet, so same time).
+    pub(super) fn advance(self, n: usize) -> At {
+        At { ts: self.ts, seq: self.seq.wrapping_add(n as u32) }
+    }
+}
+
 #[derive(Debug)]
 pub(super) enum Held {
-    Data(i64, Vec<u8>),
+    Data(At, Vec<u8>),
     Gap(u64),
     End,
 }
@@ -106,8 +122,8 @@ pub(super) struct Half {
     pub(super) target: Target,
     /// Partial head (state `Head`) or an incomplete candidate start line (state `Resync`).
     pub(super) buf: Vec<u8>,
-    /// Capture time of `buf[0]`.
-    pub(super) buf_ts: i64,
+    /// Where `buf[0]` starts.
+    pub(super) buf_ts: At,
     /// The first line of the buffered head was checked plausible.
     pub(super) first_line_ok: bool,
     /// Events held for later: on the response side, data waiting for the request it answers;
@@ -189,9 +205,9 @@ impl HttpConn {
             return;
         }
         match ev {
-            Event::Data { dir, ts_us, bytes } => {
+            Event::Data { dir, ts_us, seq, bytes } => {
                 self.seen_data = true;
-                self.feed(dir, ts_us, bytes, cx);
+                self.feed(dir, At { ts: ts_us, seq }, bytes, cx);
             }
             Event::Gap { dir, len } => self.gap(dir, len, cx),
             Event::End { dir } => self.end(dir, cx),
@@ -212,7 +228,7 @@ impl HttpConn {
         &mut self.halves[d.index()]
     }
 
-    pub(super) fn feed(&mut self, d: Dir, ts: i64, mut bytes: &[u8], cx: &mut HttpContext<'_>) {
+    pub(super) fn feed(&mut self, d: Dir, mut ts: At, mut bytes: &[u8], cx: &mut HttpContext<'_>) {
         while !bytes.is_empty() {
             if !self.half(d).held.is_empty() {
                 // Waiting on the line after an answered `Expect: 100-continue`: each piece may
@@ -275,11 +291,12 @@ impl HttpConn {
                 return;
             }
             bytes = bytes.get(consumed..).unwrap_or_default();
+            ts = ts.advance(consumed);
         }
     }
 
     /// State `Head`: returns how many bytes of `bytes` were used.
-    fn head(&mut self, d: Dir, ts: i64, bytes: &[u8], cx: &mut HttpContext<'_>) -> usize {
+    fn head(&mut self, d: Dir, ts: At, bytes: &[u8], cx: &mut HttpContext<'_>) -> usize {
         let max = cx.max_header_bytes;
         let role = self.role(d);
         let h = self.half(d);
@@ -372,7 +389,7 @@ impl HttpConn {
     }
 
     /// State `Resync`: scan for a plausible message start.
-    fn resync(&mut self, d: Dir, ts: i64, bytes: &[u8], cx: &mut HttpContext<'_>) -> usize {
+    fn resync(&mut self, d: Dir, ts: At, bytes: &[u8], cx: &mut HttpContext<'_>) -> usize {
         let role = self.role(d);
         let max_line = cx.max_header_bytes.clamp(16, MAX_START_LINE);
         let h = self.half(d);
@@ -385,7 +402,7 @@ impl HttpConn {
                 }
                 Scan::Partial(p) => {
                     h.buf.extend_from_slice(&bytes[p..]);
-                    h.buf_ts = ts;
+                    h.buf_ts = ts.advance(p);
                     bytes.len()
                 }
                 Scan::None => bytes.len(),
@@ -400,18 +417,14 @@ impl HttpConn {
             match find_start(&h.buf, role, max_line) {
                 Scan::Found(p, kind) => {
                     h.buf.drain(..p);
-                    if p >= old {
-                        h.buf_ts = ts;
-                    }
+                    h.buf_ts = if p >= old { ts.advance(p - old) } else { h.buf_ts.advance(p) };
                     h.state = State::Head;
                     h.first_line_ok = true;
                     self.decide(d, kind);
                 }
                 Scan::Partial(p) => {
                     h.buf.drain(..p);
-                    if p >= old {
-                        h.buf_ts = ts;
-                    }
+                    h.buf_ts = if p >= old { ts.advance(p - old) } else { h.buf_ts.advance(p) };
                 }
                 Scan::None => h.buf.clear(),
             }
@@ -580,7 +593,7 @@ impl HttpConn {
 
     /// Keeps response-side bytes until a request arrives for them, and client-side bytes
     /// behind an awaited answer; both capped by `max_conn_buffer`.
-    pub(super) fn hold(&mut self, d: Dir, ts: i64, bytes: &[u8], cx: &mut HttpContext<'_>) {
+    pub(super) fn hold(&mut self, d: Dir, ts: At, bytes: &[u8], cx: &mut HttpContext<'_>) {
         let h = self.half(d);
         h.held.push_back(Held::Data(ts, bytes.to_vec()));
         h.held_bytes += bytes.len();

@@ -3,7 +3,7 @@
 //! HTTP/0.9 answer (a raw body until the server closes) and what a 101 or a CONNECT 2xx ends.
 //! How bytes reach the heads is [`super::conn`]'s business.
 
-use super::conn::{AwaitedBody, HttpConn, Kind, Parsed, Role, State, Target};
+use super::conn::{At, AwaitedBody, HttpConn, Kind, Parsed, Role, State, Target};
 use super::framing::{self, Body, Oddity};
 use super::head::{self, HeadParse, head_kind};
 use super::{Exchange, HttpContext, HttpStats};
@@ -16,6 +16,7 @@ pub(super) struct Pending {
     pub(super) path: String,
     pub(super) host: Option<String>,
     pub(super) req_ts: i64,
+    pub(super) req_seq: u32,
     pub(super) req_bytes: u64,
     pub(super) req_done: bool,
     pub(super) is_head: bool,
@@ -25,6 +26,7 @@ pub(super) struct Pending {
     pub(super) http09: bool,
     pub(super) status: u16,
     pub(super) resp_ts: Option<i64>,
+    pub(super) resp_seq: Option<u32>,
     pub(super) resp_bytes: u64,
     pub(super) resp_done: bool,
 }
@@ -55,17 +57,17 @@ impl HttpConn {
         }
     }
 
-    pub(super) fn parse_head(&mut self, d: Dir, ts: i64, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
+    pub(super) fn parse_head(&mut self, d: Dir, at: At, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
         match self.role(d) {
-            Role::Request => self.request_head(d, ts, head, cx),
-            Role::Response => self.response_head(d, ts, head, cx),
+            Role::Request => self.request_head(d, at, head, cx),
+            Role::Response => self.response_head(d, at, head, cx),
             // The head decides which side is the client, once it parsed completely.
-            Role::Unknown if head_kind(head) == Some(Kind::Response) => self.response_head(d, ts, head, cx),
-            Role::Unknown => self.request_head(d, ts, head, cx),
+            Role::Unknown if head_kind(head) == Some(Kind::Response) => self.response_head(d, at, head, cx),
+            Role::Unknown => self.request_head(d, at, head, cx),
         }
     }
 
-    fn request_head(&mut self, d: Dir, ts: i64, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
+    fn request_head(&mut self, d: Dir, at: At, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
         let (len, req) = match head::request(head) {
             HeadParse::Complete(len, req) => (len, req),
             HeadParse::Partial => return Parsed::Partial,
@@ -83,7 +85,8 @@ impl HttpConn {
             method: text(req.method),
             path: text(req.path),
             host: req.facts.host.map(|h| text(h.trim_ascii())),
-            req_ts: ts,
+            req_ts: at.ts,
+            req_seq: at.seq,
             req_bytes: 0,
             req_done: false,
             is_head: req.method.eq_ignore_ascii_case(b"HEAD"),
@@ -92,6 +95,7 @@ impl HttpConn {
             http09: req.http09,
             status: 0,
             resp_ts: None,
+            resp_seq: None,
             resp_bytes: 0,
             resp_done: false,
         });
@@ -117,7 +121,8 @@ impl HttpConn {
         Parsed::Ok(len)
     }
 
-    fn response_head(&mut self, d: Dir, ts: i64, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
+    fn response_head(&mut self, d: Dir, at: At, head: &[u8], cx: &mut HttpContext<'_>) -> Parsed {
+        let ts = at.ts;
         let (len, resp) = match head::response(head) {
             HeadParse::Complete(len, resp) => (len, resp),
             HeadParse::Partial => return Parsed::Partial,
@@ -170,6 +175,7 @@ impl HttpConn {
             let e = &mut self.exchanges[self.responded];
             e.status = code;
             e.resp_ts = Some(ts);
+            e.resp_seq = Some(at.seq);
             if upgrade {
                 e.req_done = true;
                 e.resp_done = true;
@@ -213,20 +219,21 @@ impl HttpConn {
     /// Whether the server's bytes here are the answer to an HTTP/0.9 request: in step, the
     /// oldest unanswered request is a simple one, and they do not start a status line (a
     /// server may answer 0.9 with a full response).
-    pub(super) fn answers_simple_request(&self, d: Dir, ts: i64, bytes: &[u8]) -> bool {
+    pub(super) fn answers_simple_request(&self, d: Dir, at: At, bytes: &[u8]) -> bool {
         let h = &self.halves[d.index()];
         self.role(d) == Role::Response
             && h.buf.is_empty()
             && !h.lost_sync
-            && self.exchanges.get(self.responded).is_some_and(|e| e.http09 && e.req_ts <= ts)
+            && self.exchanges.get(self.responded).is_some_and(|e| e.http09 && e.req_ts <= at.ts)
             && !b"HTTP/".starts_with(&bytes[..bytes.len().min(5)])
     }
 
     /// The server's stream from here to its end is the answer to the oldest unanswered
     /// (HTTP/0.9) request.
-    pub(super) fn start_simple_response(&mut self, d: Dir, ts: i64) {
+    pub(super) fn start_simple_response(&mut self, d: Dir, at: At) {
         if let Some(e) = self.exchanges.get_mut(self.responded) {
-            e.resp_ts = Some(ts);
+            e.resp_ts = Some(at.ts);
+            e.resp_seq = Some(at.seq);
             self.responded += 1;
             let h = self.half(d);
             h.target = Target::Response;
@@ -263,6 +270,8 @@ impl HttpConn {
                 host: e.host,
                 request_ts_us: e.req_ts,
                 response_ts_us: e.resp_ts.filter(|_| answered),
+                request_seq: e.req_seq,
+                response_seq: e.resp_seq.filter(|_| answered),
                 status: e.status,
                 req_bytes: e.req_bytes,
                 resp_bytes: e.resp_bytes,

@@ -67,6 +67,13 @@ pub struct Exchange {
     /// Capture time of the packet holding the first byte of the final response (for HTTP/0.9,
     /// of the raw answer); `None` when no response was seen.
     pub response_ts_us: Option<i64>,
+    /// TCP sequence number (as on the wire, mod 2^32) of the request head's first byte. NAT
+    /// does not rewrite sequence numbers, so every capture of this exchange (both nodes'
+    /// agents, before and after DNAT) has the same one.
+    pub request_seq: u32,
+    /// The same for the final response head (for HTTP/0.9, the raw answer); `None` exactly
+    /// when `response_ts_us` is.
+    pub response_seq: Option<u32>,
     /// Final response status; 0 when no response was seen, and for an HTTP/0.9 answer (which
     /// has no status line; `response_ts_us` and `resp_bytes` tell it from no answer).
     pub status: u16,

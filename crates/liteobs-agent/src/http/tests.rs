@@ -12,6 +12,8 @@ struct Rig {
     stats: HttpStats,
     out: Vec<Exchange>,
     ts: i64,
+    /// Wire sequence number of each direction's next byte (advanced by data and gaps).
+    seq: [u32; 2],
     max_header_bytes: usize,
     max_conn_buffer: usize,
 }
@@ -30,6 +32,7 @@ impl Rig {
             stats: HttpStats::default(),
             out: Vec::new(),
             ts: 0,
+            seq: [SEQ_A, SEQ_B],
             max_header_bytes: 64 * 1024,
             max_conn_buffer: 1 << 20,
         }
@@ -49,11 +52,13 @@ impl Rig {
     fn send(&mut self, dir: Dir, bytes: &[u8]) {
         self.ts += 1000;
         let ts_us = self.ts;
-        self.event(Event::Data { dir, ts_us, bytes });
+        self.at(ts_us, dir, bytes);
     }
 
     fn at(&mut self, ts_us: i64, dir: Dir, bytes: &[u8]) {
-        self.event(Event::Data { dir, ts_us, bytes });
+        let seq = self.seq[dir.index()];
+        self.seq[dir.index()] = seq.wrapping_add(bytes.len() as u32);
+        self.event(Event::Data { dir, ts_us, seq, bytes });
     }
 
     fn c(&mut self, bytes: &[u8]) {
@@ -65,6 +70,7 @@ impl Rig {
     }
 
     fn gap(&mut self, dir: Dir, len: u64) {
+        self.seq[dir.index()] = self.seq[dir.index()].wrapping_add(len as u32);
         self.event(Event::Gap { dir, len });
     }
 
@@ -88,6 +94,44 @@ fn x(method: &str, path: &str, status: u16, req: u64, resp: u64) -> (String, Str
     (method.into(), path.into(), status, req, resp)
 }
 
+/// Sequence numbers of each direction's first byte; A's wraps within a few requests.
+const SEQ_A: u32 = u32::MAX - 100;
+const SEQ_B: u32 = 1_000_000;
+
+/// Wire sequence numbers of each head's first byte, however the bytes before it and the head
+/// itself were cut: blank lines, pipelined requests, heads split over segments, a response held
+/// for its request, and a head found again after a gap by resynchronisation (carried over a
+/// segment boundary).
+#[test]
+fn heads_are_numbered_by_the_wire_sequence_number_of_their_first_byte() {
+    let mut r = Rig::new();
+    let (get, ok) = (GET.len() as u32, OK5.len() as u32);
+    r.at(900_000, BtoA, OK5); // captured before its request (a later packet): held
+    r.c(GET);
+    r.c(b"\r\n");
+    r.c(&GET[..7]);
+    r.c(&GET[7..]);
+    r.s(&OK5[..3]);
+    r.s(&OK5[3..]);
+    r.gap(AtoB, 10);
+    r.c(b"xx garbage GE");
+    r.c(&GET[2..]);
+    r.s(b"junk");
+    r.s(OK5);
+    r.close();
+    let seqs: Vec<(u32, Option<u32>)> = r.out.iter().map(|e| (e.request_seq, e.response_seq)).collect();
+    assert_eq!(
+        seqs,
+        vec![
+            (SEQ_A, Some(SEQ_B)),
+            (SEQ_A.wrapping_add(get + 2), Some(SEQ_B + ok)),
+            (SEQ_A.wrapping_add(2 * get + 2 + 10 + 11), None),
+        ],
+        "{:?}",
+        r.summary()
+    );
+}
+
 const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n";
 const OK5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
@@ -103,6 +147,8 @@ fn simple_exchange_fields() {
     assert_eq!(
         r.out,
         vec![Exchange {
+            request_seq: SEQ_A,
+            response_seq: Some(SEQ_B),
             client: AtoB,
             method: "POST".into(),
             path: "/api/v1/items?id=7".into(),

@@ -29,7 +29,7 @@ impl HttpConn {
     pub(super) fn await_data(
         &mut self,
         d: Dir,
-        ts: i64,
+        ts: super::conn::At,
         bytes: &[u8],
         awaited: Awaited,
         cx: &mut HttpContext<'_>,
