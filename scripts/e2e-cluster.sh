@@ -322,6 +322,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = f"{os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        # As HTTP/1.1 servers do (RFC 9112 9.6): the client asked to close, so say so; without
+        # it curl reuses the connection the server is closing and sends its next request there.
+        if self.headers.get("Connection", "").lower() == "close":
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):

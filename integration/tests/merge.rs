@@ -104,8 +104,7 @@ fn two_nodes_halves_uploaded_concurrently_are_one_row_each() {
                 .call()
                 .expect("query request");
             let v: Value = resp.into_body().read_json().expect("JSON answer");
-            let rows: Vec<TrafficLog> =
-                serde_json::from_value(v["records"].clone()).expect("records decode");
+            let rows: Vec<TrafficLog> = serde_json::from_value(v["records"].clone()).expect("records decode");
             assert_eq!(rows.len(), EXCHANGES as usize, "{backend} seed {seed}: one row per exchange");
             for r in &rows {
                 let i: u32 = r.path.trim_start_matches("/merge/").parse().expect("path");

@@ -235,11 +235,7 @@ fn server_logs_are_plain_text_when_not_on_a_terminal() {
 /// The real server (SQLite) and client: `-pod web -o json` shows exactly the exchanges where
 /// either side's pod name starts with `web`, and `-namespace` with `-pod` must hold for one
 /// side. The expectation is the model's reference semantics (`Filter::matches`).
-///
-/// Ignored on this branch: main's server neither stores the pod fields nor filters on them;
-/// the `store` branch does. Remove the `ignore` when both are merged.
 #[test]
-#[ignore = "needs the store branch's namespace/pod filter and pod columns (issue 11)"]
 fn pod_and_namespace_filters_through_the_real_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start("sqlite", &dir.path().join("pods.sqlite"), Some(TOKEN), None);

@@ -434,7 +434,10 @@ pub fn same_batch_id_twice_stores_once(s: &dyn Store) {
         s.insert(&batch[..3], Some(&id("batch-2"))).expect("other id"),
         Receipt { accepted: 3, duplicate: false, merged: 0 }
     );
-    assert_eq!(s.insert(&[], Some(&id("empty"))).expect("empty"), Receipt { accepted: 0, duplicate: false, merged: 0 });
+    assert_eq!(
+        s.insert(&[], Some(&id("empty"))).expect("empty"),
+        Receipt { accepted: 0, duplicate: false, merged: 0 }
+    );
     assert_eq!(
         s.insert(&batch, Some(&id("empty"))).expect("empty again"),
         Receipt { accepted: 0, duplicate: true, merged: 0 }
@@ -658,8 +661,10 @@ fn halves(k: i64) -> [TrafficLog; 3] {
     r.ts = base_time() + Duration::milliseconds(k);
     r.src_ip = "10.244.1.5".parse().expect("ip");
     (r.src_pid, r.src_comm, r.dst_pid, r.dst_comm) = (None, None, None, None);
-    (r.src_namespace, r.src_pod, r.src_container, r.src_container_id, r.src_node) = (None, None, None, None, None);
-    (r.dst_namespace, r.dst_pod, r.dst_container, r.dst_container_id, r.dst_node) = (None, None, None, None, None);
+    (r.src_namespace, r.src_pod, r.src_container, r.src_container_id, r.src_node) =
+        (None, None, None, None, None);
+    (r.dst_namespace, r.dst_pod, r.dst_container, r.dst_container_id, r.dst_node) =
+        (None, None, None, None, None);
     (r.dst_service_ip, r.dst_service_port) = (None, None);
     let mut a = r.clone();
     a.node = "node-a".into();

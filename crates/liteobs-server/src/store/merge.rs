@@ -140,7 +140,11 @@ mod tests {
 
     #[test]
     fn the_nearest_candidate_wins_then_the_lowest_seq() {
-        let stored = vec![(5, rec(Some(7), 0, "a")), (3, rec(Some(7), 30_000_000, "a")), (4, rec(Some(7), 30_000_000, "a"))];
+        let stored = vec![
+            (5, rec(Some(7), 0, "a")),
+            (3, rec(Some(7), 30_000_000, "a")),
+            (4, rec(Some(7), 30_000_000, "a")),
+        ];
         let p = plan(&[rec(Some(7), 29_000_000, "b")], stored, w());
         assert_eq!(p.rewrite.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![3]);
     }

@@ -20,9 +20,9 @@ pub mod batch_id;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod driver;
-pub mod merge;
 #[cfg(feature = "duckdb")]
 mod duckdb;
+pub mod merge;
 mod sql;
 mod sql_store;
 mod sqlite;
@@ -93,11 +93,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            retention: Retention::DEFAULT,
-            clock: Arc::new(Utc::now),
-            merge_window: None,
-        }
+        StoreOptions { retention: Retention::DEFAULT, clock: Arc::new(Utc::now), merge_window: None }
     }
 }
 
