@@ -340,7 +340,10 @@ fn agent_reads_the_container_runtime_socket_from_a_read_only_host_mount() {
     let host = volume
         .and_then(|v| v.host_path.as_ref())
         .unwrap_or_else(|| panic!("{what}: {} is not a hostPath", mount.mount_path));
-    assert_eq!(host.path, mount.mount_path, "{what}: the runtime's directory at the same path as on the node");
+    assert_eq!(
+        host.path, mount.mount_path,
+        "{what}: the runtime's directory at the same path as on the node"
+    );
     assert_ne!(host.type_.as_deref(), Some("Socket"), "{what}: mount the directory, not the socket file");
 }
 

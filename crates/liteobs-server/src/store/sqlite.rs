@@ -40,6 +40,8 @@ impl Driver for Sqlite {
         CREATE INDEX IF NOT EXISTS traffic_logs_dst_pid ON traffic_logs (dst_pid, ts, seq);
         CREATE INDEX IF NOT EXISTS traffic_logs_src_ip ON traffic_logs (src_ip, ts, seq);
         CREATE INDEX IF NOT EXISTS traffic_logs_dst_ip ON traffic_logs (dst_ip, ts, seq);
+        CREATE INDEX IF NOT EXISTS traffic_logs_exchange ON traffic_logs (exchange_id)
+            WHERE exchange_id IS NOT NULL;
         CREATE INDEX IF NOT EXISTS liteobs_batches_committed_at ON liteobs_batches (committed_at);
         CREATE INDEX IF NOT EXISTS liteobs_batches_batch_seq ON liteobs_batches (batch_seq);
     ";
