@@ -96,6 +96,11 @@ fn agent_loses_nothing_while_the_server_restarts() {
 
     let got = stored(&server);
     eprintln!("{before} records stored before the stop, {} after the restart", got.len());
+    for e in &expected {
+        if !got.iter().any(|g| g.path == e.path) {
+            eprintln!("MISSING {} {} {:?} {:?}", e.path, e.status, e.ts, e.exchange_id);
+        }
+    }
     assert_eq!(
         sorted(got),
         sorted(expected),

@@ -34,14 +34,17 @@ use chrono::Duration;
 
 use crate::TrafficLog;
 
-/// Whether `a` and `b` are captures of one exchange: the same [`TrafficLog::exchange_id`] and
+/// Whether `a` and `b` are captures of one exchange: the same [`TrafficLog::exchange_id`], the
+/// same request line and status (every capture of an exchange sees the same bytes), and
 /// request times at most `window` apart (the nodes' clocks differ, and a capture before and
-/// after a NAT differs by microseconds; the window also keeps two exchanges years apart that
-/// happen to share sequence numbers, such as replays of one capture file shifted in time,
-/// apart).
+/// after a NAT differs by microseconds). The request line and the window keep apart exchanges
+/// that share sequence numbers without being one: captures made by programs with fixed
+/// initial sequence numbers (test generators), and replays of one capture file shifted in time.
 pub fn same_exchange(a: &TrafficLog, b: &TrafficLog, window: Duration) -> bool {
     match (a.exchange_id, b.exchange_id) {
-        (Some(x), Some(y)) if x == y => (a.ts - b.ts).abs() <= window,
+        (Some(x), Some(y)) if x == y => {
+            a.method == b.method && a.path == b.path && a.status == b.status && (a.ts - b.ts).abs() <= window
+        }
         _ => false,
     }
 }
@@ -259,6 +262,12 @@ mod tests {
         let mut b = half("b", SERVER, 8080, 60_000_000);
         assert!(same_exchange(&a, &b, Duration::seconds(60)));
         assert!(!same_exchange(&a, &b, Duration::seconds(59)));
+        let mut other_path = b.clone();
+        other_path.path = "/other".into();
+        assert!(!same_exchange(&a, &other_path, Duration::seconds(60)), "another request line");
+        let mut other_status = b.clone();
+        other_status.status = 503;
+        assert!(!same_exchange(&a, &other_status, Duration::seconds(60)), "another answer");
         b.exchange_id = Some(1);
         assert!(!same_exchange(&a, &b, Duration::seconds(60)));
         let (mut x, mut y) = (a.clone(), a);
