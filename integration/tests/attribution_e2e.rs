@@ -554,9 +554,12 @@ fn stored(server: &Server) -> Vec<TrafficLog> {
 
 /// A value from the agent's last `attribution counters` log line (`name=value`).
 fn counter(log: &str, name: &str) -> Option<u64> {
-    let line = log.lines().rev().find(|l| l.contains("attribution counters"))?;
+    // The last counters line that has it (the container counters are logged beside them).
     let prefix = format!("{name}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())?.parse().ok())
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("attribution counters"))
+        .find_map(|line| line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())?.parse().ok()))
 }
 
 /// `liteobs-client -pid N -o json`, as records.

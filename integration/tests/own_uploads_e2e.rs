@@ -117,9 +117,12 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str, log: &mut Vec<String>) {
 
 /// A value from the agent's last `attribution counters` log line (`name=value`).
 fn counter(log: &[String], name: &str) -> Option<u64> {
-    let line = log.iter().rev().find(|l| l.contains("attribution counters"))?;
+    // The last counters line that has it (the container counters are logged beside them).
     let prefix = format!("{name}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())?.parse().ok())
+    log.iter()
+        .rev()
+        .filter(|l| l.contains("attribution counters"))
+        .find_map(|line| line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str())?.parse().ok()))
 }
 
 #[test]
