@@ -119,6 +119,9 @@ pub struct HttpRig {
     pub stats: HttpStats,
     pub out: Vec<Exchange>,
     pub limits: HttpLimits,
+    /// The wire sequence number of each direction's next byte (`Dir::AtoB`, `Dir::BtoA`), as
+    /// the reassembler numbers what it hands on: however a stream is cut, its bytes keep theirs.
+    next_seq: [u32; 2],
 }
 
 impl HttpRig {
@@ -133,6 +136,7 @@ impl HttpRig {
             stats: HttpStats::default(),
             out: Vec::new(),
             limits,
+            next_seq: [0x1000_0000, 0x2000_0000],
         }
     }
 
@@ -149,7 +153,10 @@ impl HttpRig {
     }
 
     pub fn data(&mut self, dir: Dir, ts_us: i64, bytes: &[u8]) {
-        self.event(Event::Data { dir, ts_us, bytes });
+        let slot = &mut self.next_seq[usize::from(dir == Dir::BtoA)];
+        let seq = *slot;
+        *slot = seq.wrapping_add(bytes.len() as u32);
+        self.event(Event::Data { dir, ts_us, seq, bytes });
     }
 
     /// Ends both directions and the connection; everything charged must have been returned.
