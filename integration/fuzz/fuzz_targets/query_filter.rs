@@ -49,6 +49,12 @@ fn to_query(f: &Filter) -> Option<String> {
     if let Some(p) = &f.path_prefix {
         pairs.push(("path", p.clone()));
     }
+    if let Some(n) = &f.namespace {
+        pairs.push(("namespace", n.clone()));
+    }
+    if let Some(p) = &f.pod_prefix {
+        pairs.push(("pod", p.clone()));
+    }
     if let Some(t) = &f.since {
         pairs.push(("since", time(t)?));
     }
