@@ -6,8 +6,9 @@
 //! nearest row (smallest `ts` distance, then the lowest `seq`) for which
 //! [`liteobs_model::merge::same_exchange`] holds — a stored one, or one appended earlier in the
 //! same batch — through [`liteobs_model::merge::merge`]; a record without one, or without a
-//! match, is appended. A rewritten row keeps its `seq`: its place among rows of the same
-//! microsecond, and what a client paging by `seq` has already seen, do not move.
+//! match, is appended. The store writes a completed row again with the batch's rows (a new
+//! `seq`: `seq` orders writes, and the row was written now), so a batch stays a few
+//! statements and one append however many halves it completes.
 
 use std::collections::HashMap;
 
@@ -18,7 +19,7 @@ use liteobs_model::merge::{merge, same_exchange};
 /// What a batch does to the table.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
-    /// Stored rows, by `seq`, rewritten with the halves the batch brings.
+    /// Stored rows, by their `seq`, completed with the halves the batch brings.
     pub rewrite: Vec<(i64, TrafficLog)>,
     /// New rows, in batch order (some already merged with later records of the batch).
     pub append: Vec<TrafficLog>,
@@ -112,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_half_rewrites_the_stored_row_and_keeps_its_seq() {
+    fn a_second_half_completes_the_stored_row() {
         let mut first = rec(Some(7), 1_000, "a");
         first.src_pid = Some(1);
         let mut second = rec(Some(7), 1_500, "b");

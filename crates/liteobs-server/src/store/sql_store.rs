@@ -210,8 +210,8 @@ const IDS_PER_QUERY: usize = 500;
 impl<D: Driver> SqlStore<D> {
     /// Writes a batch's rows inside the batch transaction: as they are when merging is off or
     /// no record carries an `exchange_id`; otherwise after one candidate query per
-    /// [`IDS_PER_QUERY`] ids, the stored rows the batch completes are rewritten in place (same
-    /// `seq`) and the rest appended from `next_seq`. Answers (rows appended, records merged).
+    /// [`IDS_PER_QUERY`] ids, the stored rows the batch completes are deleted and appended again,
+    /// merged, with the new rows from `next_seq`. Answers (rows appended, records merged).
     fn write_rows(&self, conn: &D::Conn, batch: &[TrafficLog], next_seq: i64) -> Result<(usize, usize)> {
         let window = match self.merge_window {
             Some(w) if batch.iter().any(|r| r.exchange_id.is_some()) => w,
@@ -236,19 +236,25 @@ impl<D: Driver> SqlStore<D> {
             }
         }
         let plan = merge::plan(batch, stored, window);
-        if !plan.rewrite.is_empty() {
-            let seqs: Vec<Param> = plan.rewrite.iter().map(|(seq, _)| Param::Int(*seq)).collect();
-            for chunk in seqs.chunks(IDS_PER_QUERY) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                D::execute(conn, &format!("DELETE FROM traffic_logs WHERE seq IN ({marks})"), chunk)
-                    .map_err(backend)?;
-            }
-            for (seq, rec) in &plan.rewrite {
-                D::append(conn, *seq, std::slice::from_ref(rec)).map_err(backend)?;
-            }
+        // The completed rows are deleted (the `ts` range lets DuckDB's zone maps skip the rest
+        // of the table) and written again with the new ones, in one append: a merged row takes
+        // the next `seq`s, as a row written now.
+        let seqs: Vec<i64> = plan.rewrite.iter().map(|(seq, _)| *seq).collect();
+        for chunk in seqs.chunks(IDS_PER_QUERY) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut params = vec![Param::Int(lo.saturating_sub(w)), Param::Int(hi.saturating_add(w))];
+            params.extend(chunk.iter().map(|&s| Param::Int(s)));
+            D::execute(
+                conn,
+                &format!("DELETE FROM traffic_logs WHERE ts >= ? AND ts <= ? AND seq IN ({marks})"),
+                &params,
+            )
+            .map_err(backend)?;
         }
-        D::append(conn, next_seq, &plan.append).map_err(backend)?;
-        Ok((plan.append.len(), plan.merged))
+        let mut rows = plan.append;
+        rows.extend(plan.rewrite.into_iter().map(|(_, rec)| rec));
+        D::append(conn, next_seq, &rows).map_err(backend)?;
+        Ok((rows.len(), plan.merged))
     }
 }
 
