@@ -4,6 +4,8 @@
 //!   uploads, the server stores and the client prints. Field names are a stable wire contract.
 //! * [`batch`]: decoding an upload body (JSON array or NDJSON) into records, with errors that name
 //!   the record index and the field, so a bad batch is rejected whole and explained.
+//! * [`columns`]: the record's fields as columns, the one list every flat form follows (store
+//!   schema and rows, CSV, NDJSON).
 //! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
@@ -13,6 +15,7 @@
 //! This crate does no I/O; everything here is a pure function of its input.
 
 pub mod batch;
+pub mod columns;
 pub mod filter;
 pub mod merge;
 pub mod ndjson;

@@ -627,10 +627,30 @@ pub fn version_2_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
     raw(path, "SELECT src_namespace, dst_service_port, exchange_id FROM traffic_logs");
 }
 
+/// A migration that fails part-way leaves the file as it was: the columns it had added are
+/// rolled back with it, the version stays, and once the cause is gone the next open migrates
+/// it whole with the old rows intact. (The cause here: a column of the new version already
+/// there, as a hand edit would leave it, so the second `ADD COLUMN` of the step fails.)
+pub fn a_migration_that_fails_changes_nothing(backend: Backend, path: &Path, raw: RawExec) {
+    raw(path, V1_SCHEMA);
+    raw(path, V2_SCHEMA_EXTRA);
+    raw(path, "ALTER TABLE traffic_logs ADD COLUMN src_pod TEXT");
+    let err = open(backend, path, StoreOptions::default()).err().expect("the migration fails");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    // Still version 2 without the step's first column (`src_namespace`): the open below runs
+    // the whole step again, which fails if any of it had stayed.
+    raw(path, "ALTER TABLE traffic_logs DROP COLUMN src_pod");
+    let s = open(backend, path, StoreOptions::default()).expect("migrates once the cause is gone");
+    let old = all(s.as_ref());
+    assert_eq!(old.len(), 1);
+    assert_eq!((old[0].path.as_str(), old[0].src_pid), ("/v1", Some(1000)));
+}
+
 /// Versions this server does not know, and tables it did not create, are refused untouched.
 pub fn unknown_versions_and_foreign_tables_are_refused(backend: Backend, path: &Path, raw: RawExec) {
     drop(open(backend, path, StoreOptions::default()).expect("create"));
-    for version in ["0", "4", "x", ""] {
+    let newer = (super::sql::SCHEMA_VERSION + 1).to_string();
+    for version in ["0", newer.as_str(), "x", ""] {
         raw(path, &format!("UPDATE liteobs_meta SET value = '{version}' WHERE key = 'schema_version'"));
         let err = open(backend, path, StoreOptions::default()).err().expect("refused");
         assert!(
@@ -847,6 +867,12 @@ macro_rules! conformance_tests {
                 let dir = tempfile::tempdir().expect("tempdir");
                 c::version_1_file_is_migrated($backend, &path(&dir), $raw)
             }
+            #[test]
+            fn a_migration_that_fails_changes_nothing() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::a_migration_that_fails_changes_nothing($backend, &path(&dir), $raw)
+            }
+
             #[test]
             fn version_2_file_is_migrated() {
                 let dir = tempfile::tempdir().expect("tempdir");

@@ -97,15 +97,13 @@ fn init_schema<D: Driver>(conn: &D::Conn, path: &Path) -> Result<()> {
         if version == sql::SCHEMA_VERSION {
             return Ok(());
         }
-        let steps: Vec<&str> =
-            sql::MIGRATIONS.iter().filter(|(from, _)| *from >= version).map(|(_, ddl)| *ddl).collect();
-        if version > sql::SCHEMA_VERSION || steps.len() != (sql::SCHEMA_VERSION - version) as usize {
+        if version > sql::SCHEMA_VERSION || version == 0 {
             return Err(refuse(found));
         }
         tracing::info!(path = %path.display(), from = version, to = sql::SCHEMA_VERSION, "migrating the schema");
         return in_transaction::<D, ()>(conn, |c| {
-            for ddl in steps {
-                D::execute_batch(c, ddl).map_err(backend)?;
+            for to in version + 1..=sql::SCHEMA_VERSION {
+                D::execute_batch(c, &sql::migration_to(to)).map_err(backend)?;
             }
             D::execute_batch(c, &set_version).map_err(backend)
         })
