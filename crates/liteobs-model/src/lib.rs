@@ -10,6 +10,8 @@
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
 //! * [`merge`]: when two records are captures of one exchange, and the one record they make.
+//! * [`route`]: the path template of a request (`/item/{id}`), user route patterns, and the bound
+//!   on distinct routes per server.
 //! * [`server_url`]: the `-server` base URL the agent and the client both take, checked.
 //!
 //! This crate does no I/O; everything here is a pure function of its input.
@@ -20,6 +22,7 @@ pub mod filter;
 pub mod merge;
 pub mod ndjson;
 mod record;
+pub mod route;
 pub mod server_url;
 
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
