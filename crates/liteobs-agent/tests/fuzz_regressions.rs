@@ -48,4 +48,3 @@ fn a_head_with_control_bytes_in_a_value_is_the_same_whole_or_split() {
         assert_eq!(exchanges_of(&[a, b]), whole, "split at {split}");
     }
 }
-

@@ -12,6 +12,8 @@
 //! * [`merge`]: when two records are captures of one exchange, and the one record they make.
 //! * [`route`]: the path template of a request (`/item/{id}`), user route patterns, and the bound
 //!   on distinct routes per server.
+//! * [`stats`]: the `/stats` question (a filter, a grouping, a sort), its answer, and the
+//!   brute-force reference both stores are tested against.
 //! * [`server_url`]: the `-server` base URL the agent and the client both take, checked.
 //!
 //! This crate does no I/O; everything here is a pure function of its input.
@@ -24,6 +26,7 @@ pub mod ndjson;
 mod record;
 pub mod route;
 pub mod server_url;
+pub mod stats;
 
 pub use batch::{BatchError, decode_json_array, decode_ndjson};
 pub use filter::{Filter, FilterError, QueryResponse, StatusMatch};

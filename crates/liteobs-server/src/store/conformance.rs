@@ -627,6 +627,66 @@ pub fn version_2_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
     raw(path, "SELECT src_namespace, dst_service_port, exchange_id FROM traffic_logs");
 }
 
+/// `/stats` answers what the brute-force reference computes from the same records, for every
+/// grouping dimension alone and in combinations, every sort key, filters, the window's
+/// bounds, and a limit that cuts (ties ordered by count and then key).
+pub fn stats_match_the_reference(s: &dyn Store) {
+    use liteobs_model::stats::{Dimension, SortKey, StatsQuery, reference};
+    let records = corpus(3_000);
+    insert(s, &records);
+    let t = base_time();
+    let now = t + Duration::minutes(5);
+    let window =
+        Filter { since: Some(t), until: Some(t + Duration::seconds(4)), limit: 10_000, ..Filter::default() };
+    let groupings: Vec<Vec<Dimension>> = vec![
+        vec![],
+        vec![Dimension::Server],
+        vec![Dimension::Client],
+        vec![Dimension::Method],
+        vec![Dimension::Status],
+        vec![Dimension::Node],
+        vec![Dimension::Server, Dimension::Method],
+        vec![Dimension::Status, Dimension::Client],
+        Dimension::ALL.to_vec(),
+    ];
+    let mut queries = Vec::new();
+    for group_by in &groupings {
+        for sort in SortKey::ALL {
+            queries.push(StatsQuery { filter: window.clone(), group_by: group_by.clone(), sort });
+        }
+    }
+    let server_method = vec![Dimension::Server, Dimension::Method];
+    for filter in [
+        Filter { status: Some(StatusMatch::Class(5)), ..window.clone() },
+        Filter { namespace: Some("shop".into()), ..window.clone() },
+        Filter { path_prefix: Some("/api".into()), ..window.clone() },
+        Filter {
+            since: Some(t + Duration::milliseconds(700)),
+            until: Some(t + Duration::milliseconds(1_900)),
+            ..window.clone()
+        },
+        Filter { limit: 3, ..window.clone() },
+        Filter { limit: 1, ..window.clone() },
+        // No bounds: the default window before `now` holds the whole corpus.
+        Filter::default(),
+        // A window with nothing in it.
+        Filter { since: Some(t + Duration::hours(1)), until: Some(t + Duration::hours(2)), ..window.clone() },
+    ] {
+        for sort in [SortKey::Count, SortKey::P99Us, SortKey::Errors] {
+            queries.push(StatsQuery { filter: filter.clone(), group_by: server_method.clone(), sort });
+        }
+    }
+    for q in &queries {
+        let got = s.stats(q, now).expect("stats");
+        let want = reference(&records, q, now);
+        assert_eq!(got, want, "stats for {q:?}");
+    }
+    // The reference is not trivially empty: the checks above compared real groups.
+    let q = StatsQuery { filter: window, group_by: server_method, sort: SortKey::Count };
+    let answer = reference(&records, &q, now);
+    assert!(answer.groups.len() > 10 && answer.groups.iter().any(|g| g.p99_us.is_some() && g.errors > 0));
+}
+
 /// A migration that fails part-way leaves the file as it was: the columns it had added are
 /// rolled back with it, the version stays, and once the cause is gone the next open migrates
 /// it whole with the old rows intact. (The cause here: a column of the new version already
@@ -792,6 +852,10 @@ macro_rules! conformance_tests {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let store = crate::store::open($backend, &path(&dir), Default::default()).expect("open");
                 check(store.as_ref());
+            }
+            #[test]
+            fn stats_match_the_reference() {
+                with_store(c::stats_match_the_reference)
             }
             #[test]
             fn reopen_keeps_data_and_order() {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use duckdb::types::{Null, ToSqlOutput};
 use duckdb::{Connection, OptionalExt, appender_params_from_iter, params_from_iter};
 use liteobs_model::TrafficLog;
-use liteobs_model::columns::{Stored, Value};
+use liteobs_model::columns::{Cell, Stored, Value};
 
 use super::driver::{Driver, DynError};
 use super::sql::{self, Param, RawRow};
@@ -53,6 +53,8 @@ impl Driver for Duckdb {
 
     const AFTER_SCHEMA: &'static str = "";
 
+    const PERCENTILE_DISC: bool = true;
+
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
         let reader = writer.try_clone()?;
@@ -89,6 +91,28 @@ impl Driver for Duckdb {
             app.append_row(appender_params_from_iter(row))?;
         }
         Ok(app.flush()?)
+    }
+
+    fn select_cells(
+        conn: &Connection,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            ints.iter()
+                .enumerate()
+                .map(|(i, int)| {
+                    Ok(if *int {
+                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+                    } else {
+                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<duckdb::Result<Vec<Cell>>>()
+        })?;
+        Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
     }
 
     fn select(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError> {

@@ -116,10 +116,10 @@ fn micros_ceil(t: DateTime<Utc>) -> i64 {
     if t.timestamp_subsec_nanos().is_multiple_of(1_000) { floor } else { floor.saturating_add(1) }
 }
 
-/// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values.
-pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+/// `WHERE ...` for `filter` (empty when it selects everything), with `?` placeholders whose
+/// values are pushed onto `params`.
+pub fn where_clause<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> String {
     let mut conds: Vec<String> = Vec::new();
-    let mut params = Vec::new();
     if let Some(ip) = filter.ip {
         conds.push("(src_ip = ? OR dst_ip = ?)".into());
         params.push(Param::Text(ip.to_string()));
@@ -143,7 +143,7 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
     // An empty prefix selects every row; it gets no condition (SQLite's `substr` of an empty
     // BLOB is NULL, so the byte comparison would leave out the rows with an empty path).
     if let Some(p) = filter.path_prefix.as_deref().filter(|p| !p.is_empty()) {
-        conds.push(D::starts_with("path", p, &mut params));
+        conds.push(D::starts_with("path", p, params));
     }
     if filter.namespace.is_some() || filter.pod_prefix.is_some() {
         // As [`Filter::matches`]: one side satisfies both. A pod prefix needs a known pod, even
@@ -156,8 +156,9 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
             }
             match filter.pod_prefix.as_deref() {
                 Some("") => parts.push(format!("{pod_col} IS NOT NULL")),
-                Some(p) => parts
-                    .push(format!("({pod_col} IS NOT NULL AND {})", D::starts_with(pod_col, p, &mut params))),
+                Some(p) => {
+                    parts.push(format!("({pod_col} IS NOT NULL AND {})", D::starts_with(pod_col, p, params)))
+                }
                 None => {}
             }
             format!("({})", parts.join(" AND "))
@@ -174,8 +175,14 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
         conds.push("ts < ?".into());
         params.push(Param::Int(micros_ceil(t)));
     }
-    let where_clause =
-        if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+    if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) }
+}
+
+/// `SELECT ... WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their
+/// values.
+pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let where_clause = where_clause::<D>(filter, &mut params);
     params.push(Param::Int(filter.limit as i64));
     (
         format!(

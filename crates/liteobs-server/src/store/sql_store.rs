@@ -8,12 +8,15 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+use liteobs_model::stats::{StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
 use super::driver::{Driver, DynError};
 use super::merge;
 use super::sql::{self, Param, RawRow};
+use super::stats_sql;
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions};
 
 pub struct SqlStore<D: Driver> {
@@ -289,6 +292,20 @@ impl<D: Driver> Store for SqlStore<D> {
         let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
         let rows = D::select(&conn, &text, &params).map_err(backend)?;
         rows.into_iter().map(RawRow::into_record).collect()
+    }
+
+    fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse> {
+        let (since, until) = query.window(now);
+        let filter = query.bounded_filter(now);
+        let (text, params) = stats_sql::statement::<D>(query, &filter);
+        let ints = stats_sql::int_columns(&query.group_by);
+        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let rows = D::select_cells(&conn, &text, &params, &ints).map_err(backend)?;
+        drop(conn);
+        let mut groups = stats_sql::groups(query, rows, since, until)?;
+        let truncated = groups.len() > filter.limit;
+        groups.truncate(filter.limit);
+        Ok(StatsResponse { groups, since, until, truncated })
     }
 }
 

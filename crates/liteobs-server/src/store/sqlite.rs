@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use liteobs_model::TrafficLog;
-use liteobs_model::columns::{Stored, Value};
+use liteobs_model::columns::{Cell, Stored, Value};
 use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
@@ -64,6 +64,8 @@ impl Driver for Sqlite {
         CREATE INDEX IF NOT EXISTS liteobs_batches_batch_seq ON liteobs_batches (batch_seq);
     ";
 
+    const PERCENTILE_DISC: bool = false;
+
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
@@ -108,6 +110,28 @@ impl Driver for Sqlite {
             stmt.execute(params_from_iter(row))?;
         }
         Ok(())
+    }
+
+    fn select_cells(
+        conn: &Connection,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            ints.iter()
+                .enumerate()
+                .map(|(i, int)| {
+                    Ok(if *int {
+                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+                    } else {
+                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<Cell>>>()
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     fn select(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError> {
