@@ -9,6 +9,8 @@
 //! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
+//! * [`map`]: who calls whom (`/map`): nodes (pods, processes, addresses) and edges with their
+//!   figures, and the brute-force reference.
 //! * [`merge`]: when two records are captures of one exchange, and the one record they make.
 //! * [`route`]: the path template of a request (`/item/{id}`), user route patterns, and the bound
 //!   on distinct routes per server.
@@ -21,6 +23,7 @@
 pub mod batch;
 pub mod columns;
 pub mod filter;
+pub mod map;
 pub mod merge;
 pub mod ndjson;
 mod record;

@@ -226,6 +226,11 @@ pub struct Group {
     /// Body bytes, summed.
     pub req_bytes: u64,
     pub resp_bytes: u64,
+    /// The earliest and latest exchange of the group.
+    #[serde(serialize_with = "crate::record::ser_ts", deserialize_with = "crate::record::de_ts")]
+    pub first_seen: DateTime<Utc>,
+    #[serde(serialize_with = "crate::record::ser_ts", deserialize_with = "crate::record::de_ts")]
+    pub last_seen: DateTime<Utc>,
 }
 
 /// The answer to `GET /stats`.
@@ -286,11 +291,11 @@ pub fn key_of(r: &TrafficLog, group_by: &[Dimension]) -> GroupKey {
     key
 }
 
-/// Key order for ties: column by column in `group_by`'s order, null first, text by bytes,
+/// Key order for ties: column by column in the order given, null first, text by bytes,
 /// numbers by value (what both stores' `ORDER BY ... NULLS FIRST` does).
-pub fn compare_keys(a: &GroupKey, b: &GroupKey, group_by: &[Dimension]) -> Ordering {
+pub fn compare_keys(a: &GroupKey, b: &GroupKey, columns: &[&str]) -> Ordering {
     use serde_json::Value;
-    for column in group_by.iter().flat_map(|d| d.columns()) {
+    for column in columns {
         let order = match (a.get(*column), b.get(*column)) {
             (Some(Value::Null) | None, Some(Value::Null) | None) => Ordering::Equal,
             (Some(Value::Null) | None, _) => Ordering::Less,
@@ -310,16 +315,16 @@ pub fn compare_keys(a: &GroupKey, b: &GroupKey, group_by: &[Dimension]) -> Order
 }
 
 /// Orders groups as the answer does: the sort key descending (unknown last), then count
-/// descending, then key ascending.
-pub fn sort_groups(groups: &mut [Group], query: &StatsQuery) {
+/// descending, then the key's `columns` ascending.
+pub fn sort_groups(groups: &mut [Group], sort: SortKey, columns: &[&str]) {
     groups.sort_by(|a, b| {
-        let by_key = match (query.sort.of(a), query.sort.of(b)) {
+        let by_key = match (sort.of(a), sort.of(b)) {
             (Some(x), Some(y)) => y.cmp(&x),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
-        by_key.then(b.count.cmp(&a.count)).then_with(|| compare_keys(&a.key, &b.key, &query.group_by))
+        by_key.then(b.count.cmp(&a.count)).then_with(|| compare_keys(&a.key, &b.key, columns))
     });
 }
 
@@ -327,13 +332,30 @@ pub fn sort_groups(groups: &mut [Group], query: &StatsQuery) {
 pub fn reference(records: &[TrafficLog], query: &StatsQuery, now: DateTime<Utc>) -> StatsResponse {
     let (since, until) = query.window(now);
     let filter = query.bounded_filter(now);
+    let mut groups = grouped(records, &filter, since, until, |r| key_of(r, &query.group_by));
+    let columns: Vec<&str> = query.group_by.iter().flat_map(|d| d.columns().iter().copied()).collect();
+    sort_groups(&mut groups, query.sort, &columns);
+    let truncated = groups.len() > query.filter.limit;
+    groups.truncate(query.filter.limit);
+    StatsResponse { groups, since, until, truncated }
+}
+
+/// The groups of the records `filter` selects, by `key`, unsorted (for [`reference`] and the
+/// map's reference).
+pub fn grouped(
+    records: &[TrafficLog],
+    filter: &Filter,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    key: impl Fn(&TrafficLog) -> GroupKey,
+) -> Vec<Group> {
     let mut by_key: BTreeMap<String, (GroupKey, Vec<&TrafficLog>)> = BTreeMap::new();
     for r in records.iter().filter(|r| filter.matches(r)) {
-        let key = key_of(r, &query.group_by);
+        let key = key(r);
         let text = serde_json::to_string(&key).unwrap_or_default();
         by_key.entry(text).or_insert_with(|| (key, Vec::new())).1.push(r);
     }
-    let mut groups: Vec<Group> = by_key
+    by_key
         .into_values()
         .map(|(key, rs)| {
             let mut latencies: Vec<u64> = rs.iter().filter(|r| r.status != 0).map(|r| r.latency_us).collect();
@@ -353,13 +375,11 @@ pub fn reference(records: &[TrafficLog], query: &StatsQuery, now: DateTime<Utc>)
                 max_us: latencies.last().copied(),
                 req_bytes: rs.iter().map(|r| r.req_bytes).sum(),
                 resp_bytes: rs.iter().map(|r| r.resp_bytes).sum(),
+                first_seen: rs.iter().map(|r| r.ts).min().unwrap_or(since),
+                last_seen: rs.iter().map(|r| r.ts).max().unwrap_or(since),
             }
         })
-        .collect();
-    sort_groups(&mut groups, query);
-    let truncated = groups.len() > query.filter.limit;
-    groups.truncate(query.filter.limit);
-    StatsResponse { groups, since, until, truncated }
+        .collect()
 }
 
 #[cfg(test)]
