@@ -73,8 +73,9 @@ pub struct Cli {
     /// store for an https:// server.
     #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
-    /// Output format: table for people, json (a pretty JSON array of records; with `stats`,
-    /// the server's answer) or csv for programs.
+    /// Output format: table for people, json (a pretty JSON array of records; with `stats`
+    /// and `map`, the server's answer) or csv for programs; dot (Graphviz) or mermaid for a
+    /// picture of the map.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
     /// Give up on the server after this many seconds.
@@ -93,6 +94,9 @@ pub enum Command {
     /// over the exchanges the filters select in the window (-since, -until; by default the
     /// last 15 minutes).
     Stats(StatsArgs),
+    /// Who calls whom: edges between pods, processes and addresses, busiest first, with
+    /// their calls, errors and p95 (-o dot or -o mermaid draws them).
+    Map,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -113,6 +117,8 @@ pub enum Mode {
     Query,
     /// `GET /stats`: figures per group.
     Stats,
+    /// `GET /map`: edges and nodes.
+    Map,
 }
 
 impl Mode {
@@ -121,6 +127,7 @@ impl Mode {
         match self {
             Mode::Query => "/query",
             Mode::Stats => "/stats",
+            Mode::Map => "/map",
         }
     }
 }
@@ -206,7 +213,15 @@ impl Cli {
                 })?;
                 Mode::Stats
             }
+            Some(Command::Map) => {
+                Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now)
+                    .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
+                Mode::Map
+            }
         };
+        if mode != Mode::Map && matches!(self.output, OutputFormat::Dot | OutputFormat::Mermaid) {
+            return Err(bad("-o", "dot and mermaid draw the map: use them with `liteobs-client map`"));
+        }
 
         let server = check_server(&self.server)?;
         if let Some(token) = &self.token
@@ -377,6 +392,9 @@ mod tests {
             assert_eq!(config(args).unwrap_err().flag, flag, "{args:?}");
         }
         assert!(Cli::try_parse_args(["c", "-group-by", "server"]).is_err(), "-group-by belongs to stats");
+        assert_eq!(config(&["map", "-o", "dot", "-namespace", "shop"]).unwrap().mode, Mode::Map);
+        assert_eq!(config(&["-o", "mermaid"]).unwrap_err().flag, "-o", "pictures are of the map");
+        assert_eq!(config(&["map", "-pid", "x"]).unwrap_err().flag, "-pid");
     }
 
     #[test]

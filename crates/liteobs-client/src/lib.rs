@@ -2,7 +2,7 @@
 //! prints them as a table, JSON or CSV.
 //!
 //! The flow is flags → [`Config`] → `GET /query` → [`QueryResponse`] → text (or, for
-//! `liteobs-client stats`, `GET /stats` → its figures → text):
+//! `liteobs-client stats` and `map`, `GET /stats` or `/map` → figures or edges → text):
 //!
 //! * [`cli`]: the clap flags (Go-style `-pid 1234` accepted) and their validation into a
 //!   [`Config`]. A bad filter is rejected here, before any network traffic, with the same words
@@ -43,10 +43,18 @@ pub struct Outcome {
 /// Runs one query and renders the answer. Must be called inside an actix-rt system (awc's
 /// client is not `Send` and needs that runtime).
 pub async fn run(config: &Config, term: &Terminal) -> anyhow::Result<Outcome> {
-    if config.mode == cli::Mode::Stats {
-        let answer = query::fetch_stats(config).await?;
-        let output = render::render_stats(config.output, &answer).context("cannot format the answer")?;
-        return Ok(Outcome { output, unreadable: Vec::new(), received: answer.groups.len() });
+    match config.mode {
+        cli::Mode::Query => {}
+        cli::Mode::Stats => {
+            let answer = query::fetch_answer(config).await?;
+            let output = render::render_stats(config.output, &answer).context("cannot format the answer")?;
+            return Ok(Outcome { output, unreadable: Vec::new(), received: answer.groups.len() });
+        }
+        cli::Mode::Map => {
+            let answer = query::fetch_answer(config).await?;
+            let output = render::render_map(config.output, &answer).context("cannot format the answer")?;
+            return Ok(Outcome { output, unreadable: Vec::new(), received: answer.edges.len() });
+        }
     }
     let Answer { response, unreadable } = query::fetch(config).await?;
     let output = render::render(config.output, &response, term).context("cannot format the answer")?;

@@ -1,4 +1,5 @@
-//! The one HTTP call: `GET {server}/query` (or `/stats`) with the filter as query parameters.
+//! The one HTTP call: `GET {server}/query` (or `/stats`, `/map`) with the filter as query
+//! parameters.
 //!
 //! Failures are sorted by what the user should do about them: the server could not be reached
 //! (start it, fix `-server`), it did not answer in time (raise `-timeout`), TLS failed (fix
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 use actix_http::error::ParseError;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
-use liteobs_model::stats::StatsResponse;
 use liteobs_model::{QueryResponse, TrafficLog};
 use serde::Deserialize;
 
@@ -116,13 +116,13 @@ async fn exchange(config: &Config) -> Result<Answer, QueryError> {
     interpret(&config.server, status, &body)
 }
 
-/// Asks the server for `GET /stats`. Must run inside an actix-rt system; `config.timeout`
-/// bounds the whole exchange.
-pub async fn fetch_stats(config: &Config) -> Result<StatsResponse, QueryError> {
+/// Asks the server for `GET /stats` or `GET /map` (the config's mode) and reads its answer as
+/// a `T`. Must run inside an actix-rt system; `config.timeout` bounds the whole exchange.
+pub async fn fetch_answer<T: serde::de::DeserializeOwned>(config: &Config) -> Result<T, QueryError> {
     let timeout = || QueryError::Timeout { server: config.server.clone(), timeout: config.timeout };
     let asked = async {
         let (status, body) = get(config).await?;
-        interpret_stats(&config.server, status, &body)
+        interpret_answer(&config.server, config.mode.path(), status, &body)
     };
     match actix_rt::time::timeout(config.timeout, asked).await {
         Ok(Err(QueryError::Timeout { .. })) | Err(_) => Err(timeout()),
@@ -157,14 +157,19 @@ async fn get(config: &Config) -> Result<(u16, Vec<u8>), QueryError> {
     Ok((status.as_u16(), body.to_vec()))
 }
 
-/// The figures of a `/stats` answer, or the matching error (as [`interpret`]).
-pub fn interpret_stats(server: &str, status: u16, body: &[u8]) -> Result<StatsResponse, QueryError> {
+/// The answer of `path` (`/stats`, `/map`), or the matching error (as [`interpret`]).
+pub fn interpret_answer<T: serde::de::DeserializeOwned>(
+    server: &str,
+    path: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<T, QueryError> {
     if !(200..=299).contains(&status) {
         return Err(refusal(server, status, body));
     }
     serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
         server: server.to_owned(),
-        reason: format!("{status} but not a stats answer: {e}"),
+        reason: format!("{status} but not an answer of {path}: {e}"),
     })
 }
 

@@ -4,6 +4,7 @@
 //! * [`json`]: a pretty JSON array of the records.
 //! * [`csv`]: a header row of field names and one row per record.
 //! * [`stats`]: the `stats` command's figures per group, in each format.
+//! * [`map`]: the `map` command's edges and nodes: table, JSON, CSV, Graphviz, Mermaid.
 //! * [`cells`] and [`text`]: the human forms of single values and the terminal-safety rules
 //!   (escaped control characters, char-counted truncation) the table is built from.
 //!
@@ -13,6 +14,7 @@
 pub mod cells;
 pub mod csv;
 pub mod json;
+pub mod map;
 pub mod stats;
 pub mod table;
 pub mod text;
@@ -34,6 +36,10 @@ pub enum OutputFormat {
     Json,
     /// CSV with a header row of field names.
     Csv,
+    /// Graphviz (`map` only).
+    Dot,
+    /// A Mermaid flowchart (`map` only).
+    Mermaid,
 }
 
 /// Rendered text: `stdout` is the result; `note`, when set, is a warning for stderr.
@@ -55,7 +61,9 @@ pub enum RenderError {
 /// Renders `resp` in `format`; the table uses `term`'s width and colour permission.
 pub fn render(format: OutputFormat, resp: &QueryResponse, term: &Terminal) -> Result<Output, RenderError> {
     let stdout = match format {
-        OutputFormat::Table => table::render(resp, term.width, term.colour),
+        OutputFormat::Table | OutputFormat::Dot | OutputFormat::Mermaid => {
+            table::render(resp, term.width, term.colour)
+        }
         OutputFormat::Json => json::render(&resp.records)?,
         OutputFormat::Csv => csv::render(&resp.records)?,
     };
@@ -69,12 +77,29 @@ pub fn render_stats(
     resp: &liteobs_model::stats::StatsResponse,
 ) -> Result<Output, RenderError> {
     let stdout = match format {
-        OutputFormat::Table => stats::table(resp),
+        OutputFormat::Table | OutputFormat::Dot | OutputFormat::Mermaid => stats::table(resp),
         OutputFormat::Json => stats::json(resp)?,
         OutputFormat::Csv => stats::csv(resp)?,
     };
     let note = (format != OutputFormat::Table && resp.truncated)
         .then(|| format!("{} groups (more match — raise -limit)", resp.groups.len()));
+    Ok(Output { stdout, note })
+}
+
+/// Renders a `/map` answer in `format`.
+pub fn render_map(
+    format: OutputFormat,
+    resp: &liteobs_model::map::MapResponse,
+) -> Result<Output, RenderError> {
+    let stdout = match format {
+        OutputFormat::Table => map::table(resp),
+        OutputFormat::Json => map::json(resp)?,
+        OutputFormat::Csv => map::csv(resp)?,
+        OutputFormat::Dot => map::dot(resp),
+        OutputFormat::Mermaid => map::mermaid(resp),
+    };
+    let note = (format != OutputFormat::Table && resp.truncated)
+        .then(|| format!("{} edges (more match — raise -limit)", resp.edges.len()));
     Ok(Output { stdout, note })
 }
 
