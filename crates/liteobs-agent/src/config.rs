@@ -138,7 +138,7 @@ pub struct Config {
 
     /// Most records waiting for another capture at once; past it the oldest leaves unmerged
     /// (counted in merge_overflow).
-    #[arg(long, default_value_t = 65_536, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 32_768, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub merge_max_held: u32,
 
     /// Where process IDs come from: `ebpf` (kernel maps, then /proc for what they miss),

@@ -46,9 +46,11 @@ pub struct MergeConfig {
 
 impl Default for MergeConfig {
     fn default() -> MergeConfig {
-        // 65 536 records: twice the 32 000 exchanges a second of the replay benchmark's
-        // capture, about 40 MiB at most.
-        MergeConfig { hold_us: 1_000_000, max_held: 65_536 }
+        // 32 768 records: the replay benchmark (18 000 exchanges a second of capture) held
+        // 18 000 for 47 MiB more peak RSS (BENCHMARKS.md), so about 85 MiB at the cap; beyond
+        // 32 768 exchanges a second the oldest leave unmerged (counted) and the server merges
+        // them.
+        MergeConfig { hold_us: 1_000_000, max_held: 32_768 }
     }
 }
 
