@@ -250,8 +250,11 @@ fn tshark_exchanges(file: &Path) -> Result<Vec<Exchange>, String> {
             if method == "HEAD" || status == 204 || status == 304 {
                 resp_bytes = 0;
             }
-            let exchange_id =
-                req_seq.zip(resp_seq).map(|(req, resp)| liteobs_agent::pipeline::exchange_id(req, resp));
+            // Written out from the record's contract rather than the agent's function, so that
+            // the formula is checked too.
+            let exchange_id = req_seq
+                .zip(resp_seq)
+                .map(|(req, resp)| ((u64::from(req) << 32) | u64::from(resp.unwrap_or(0))) as i64);
             let x = Exchange { client_port, method, path, status, req_bytes, resp_bytes, exchange_id };
             let list = by_port.entry(client_port).or_default();
             // Seen before and after a DNAT: one exchange, as the agent merges it.
