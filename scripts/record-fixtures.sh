@@ -12,7 +12,9 @@
 # write). The raw-* fixtures come from fixtures/peers/raw_peer.py, a raw-socket client and server
 # in one process that send exact bytes: odd but real HTTP (refused upgrades, HTTP/0.9, request
 # lines and framing headers httparse refuses); `raw_peer.py --list` describes each.
-# Only loopback addresses are used.
+# Only loopback addresses are used, but for any-dnat-service: three network namespaces the script
+# creates (and deletes) play a client pod, a node that DNATs a Service address the way kube-proxy
+# does, and a server pod (iptables in the node's namespace only).
 #
 # The recordings are committed; after re-recording, review and accept the agent's snapshots:
 #     cargo insta test --release -p liteobs-agent --test fixtures   (or INSTA_UPDATE=always)
@@ -27,10 +29,15 @@ NGINX_PORT=18080
 PEER_PORT=18081
 PYSRV_PORT=18082
 RAW_PORT=18083
+# any-dnat-service: the server pod's port, and the Service address DNAT'd to it
+POD_PORT=18084
+SERVICE_IP=10.96.0.10
+SERVICE_PORT=18085
+NS=liteobs-fx-$$
 
 die() { echo "record-fixtures: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (tcpdump captures on lo)"
-for tool in tcpdump nginx curl; do
+for tool in tcpdump nginx curl ip iptables; do
     command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install tcpdump nginx-light curl)"
 done
 PY=$(command -v /usr/bin/python3 || command -v python3) || die "python3 is not installed"
@@ -42,6 +49,7 @@ cleanup() {
     if [ -f "$WORK/nginx.pid" ]; then kill -QUIT "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for ns in cli node srv; do ip netns del "$NS-$ns" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -109,12 +117,15 @@ wait_http "http://127.0.0.1:$PYSRV_PORT/hello.txt"
 
 # --- recording --------------------------------------------------------------------------------
 CAP_PID=
-# start_capture FILE FILTER [IFACE]: immediate mode and -U so that no packet waits in a kernel
-# block or a stdio buffer when tcpdump is stopped; -Z root keeps it writing as root.
+# start_capture FILE FILTER [IFACE [NETNS]]: immediate mode and -U so that no packet waits in a
+# kernel block or a stdio buffer when tcpdump is stopped; -Z root keeps it writing as root; a
+# 64 MiB ring (-B), since in immediate mode its slots are snap-length sized and the default
+# 2 MiB held eight packets (a burst of both veths' copies lost some).
 start_capture() {
-    local file=$1 filter=$2 iface=${3:-lo}
+    local file=$1 filter=$2 iface=${3:-lo} in=()
+    [ -z "${4:-}" ] || in=(ip netns exec "$4")
     : >"$WORK/cap.err"
-    tcpdump -i "$iface" -n -s 0 -U --immediate-mode -Z root -w "$file" "$filter" 2>"$WORK/cap.err" &
+    "${in[@]}" tcpdump -i "$iface" -n -s 0 -B 65536 -U --immediate-mode -Z root -w "$file" "$filter" 2>"$WORK/cap.err" &
     CAP_PID=$!
     for _ in $(seq 100); do
         grep -q "listening on" "$WORK/cap.err" && { sleep 0.2; return 0; }
@@ -127,6 +138,10 @@ stop_capture() {
     sleep 0.3
     kill -INT "$CAP_PID"
     wait "$CAP_PID" 2>/dev/null || true
+    if grep -Eq '^[1-9][0-9]* packets dropped by kernel' "$WORK/cap.err"; then
+        cat "$WORK/cap.err" >&2
+        die "tcpdump dropped packets; record again"
+    fi
 }
 
 # curl with every response body discarded (-o applies to one URL only; stdout covers the rest)
@@ -151,6 +166,7 @@ declare -A SCENARIOS=(
     [peer-no-response]="a request the server never answers (it closes the connection)"
     [pysrv-http10]="python3 http.server (HTTP/1.0, one connection per request): 200, 404, directory listing"
     [any-sll2]="nginx GETs captured on the 'any' pseudo-interface (Linux cooked v2 framing)"
+    [any-dnat-service]="a node's 'any' sees two GETs to a Service address before and after DNAT to the pod, and a GET to the pod itself on both veths"
 )
 while IFS=$'\t' read -r raw what; do
     SCENARIOS[raw-$raw]="$what"
@@ -223,6 +239,13 @@ record() {
         start_capture "$file" "tcp port $NGINX_PORT" any
         "${CURL[@]}" "$N/hello.txt" "$N/missing"
         ;;
+    any-dnat-service)
+        dnat_node
+        start_capture "$file" "tcp port $POD_PORT or tcp port $SERVICE_PORT" any "$NS-node"
+        ip netns exec "$NS-cli" curl -s --max-time 10 "http://$SERVICE_IP:$SERVICE_PORT/hello.txt" \
+            "http://$SERVICE_IP:$SERVICE_PORT/missing" >/dev/null
+        ip netns exec "$NS-cli" curl -s --max-time 10 "http://10.77.2.2:$POD_PORT/hello.txt" >/dev/null
+        ;;
     raw-*)
         start_capture "$file" "tcp port $RAW_PORT"
         "$PY" "$PEERS/raw_peer.py" $RAW_PORT "${name#raw-}"
@@ -232,6 +255,35 @@ record() {
     stop_capture
     printf '%-24s %4s packets %8s bytes  %s\n' "$name.pcap" \
         "$(tcpdump -r "$file" -n 2>/dev/null | wc -l)" "$(stat -c %s "$file")" "${SCENARIOS[$name]}"
+}
+
+# dnat_node: a client pod (10.77.1.2) and a server pod (10.77.2.2) in namespaces of their own,
+# each on a veth to a node namespace that routes between them and DNATs $SERVICE_IP:$SERVICE_PORT
+# to the server pod (kube-proxy's rule, in PREROUTING since the client is another namespace);
+# the server pod runs python3's http.server (HTTP/1.1, keep-alive) on $POD_PORT.
+dnat_node() {
+    local n
+    for n in cli node srv; do ip netns add "$NS-$n"; ip -n "$NS-$n" link set lo up; done
+    ip link add fxcli0 netns "$NS-cli" type veth peer name vcli netns "$NS-node"
+    ip link add fxsrv0 netns "$NS-srv" type veth peer name vsrv netns "$NS-node"
+    ip -n "$NS-cli" addr add 10.77.1.2/24 dev fxcli0
+    ip -n "$NS-srv" addr add 10.77.2.2/24 dev fxsrv0
+    ip -n "$NS-node" addr add 10.77.1.1/24 dev vcli
+    ip -n "$NS-node" addr add 10.77.2.1/24 dev vsrv
+    for n in cli:fxcli0 srv:fxsrv0 node:vcli node:vsrv; do ip -n "$NS-${n%%:*}" link set "${n#*:}" up; done
+    ip -n "$NS-cli" route add default via 10.77.1.1
+    ip -n "$NS-srv" route add default via 10.77.2.1
+    ip netns exec "$NS-node" sysctl -q -w net.ipv4.ip_forward=1
+    ip netns exec "$NS-node" iptables -t nat -A PREROUTING -d "$SERVICE_IP" -p tcp --dport "$SERVICE_PORT" \
+        -j DNAT --to-destination "10.77.2.2:$POD_PORT"
+    (cd "$WWW" && exec ip netns exec "$NS-srv" "$PY" -m http.server --protocol HTTP/1.1 --bind 10.77.2.2 $POD_PORT) \
+        >"$WORK/pod.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        ip netns exec "$NS-cli" curl -s -o /dev/null "http://$SERVICE_IP:$SERVICE_PORT/hello.txt" && return 0
+        sleep 0.05
+    done
+    die "the server pod did not answer through the Service address"
 }
 
 mkdir -p "$OUT"

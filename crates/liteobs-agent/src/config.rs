@@ -130,6 +130,17 @@ pub struct Config {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_total_buffer: Option<u64>,
 
+    /// How long a record waits for another capture of its exchange on this node (before and
+    /// after a Service's DNAT, seen with -iface any), to leave as one record with both
+    /// addresses; on the capture's clock (a replay's is the file's). 0 keeps every capture.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub merge_hold: Duration,
+
+    /// Most records waiting for another capture at once; past it the oldest leaves unmerged
+    /// (counted in merge_overflow).
+    #[arg(long, default_value_t = 32_768, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub merge_max_held: u32,
+
     /// Where process IDs come from: `ebpf` (kernel maps, then /proc for what they miss),
     /// `proc` (/proc only) or `off`. Without the privileges to load eBPF, the agent says why
     /// once and uses /proc.
@@ -194,6 +205,14 @@ impl Config {
                 ..d.runtime.clone()
             },
             ..d
+        }
+    }
+
+    /// The on-node merge's settings (`-merge-hold`, `-merge-max-held`).
+    pub fn merge_config(&self) -> crate::merge::MergeConfig {
+        crate::merge::MergeConfig {
+            hold_us: i64::try_from(self.merge_hold.as_micros()).unwrap_or(i64::MAX),
+            max_held: usize::try_from(self.merge_max_held).unwrap_or(usize::MAX),
         }
     }
 
@@ -359,6 +378,9 @@ mod tests {
         let c = parse(&["-spool-dir", "/var/lib/liteobs/spool", "-spool-max-bytes", "64MiB"]).unwrap();
         assert_eq!(c.spool_dir.as_deref(), Some(Path::new("/var/lib/liteobs/spool")));
         assert_eq!(c.spool_max_bytes, 64 << 20);
+        assert_eq!(c.merge_config(), crate::merge::MergeConfig::default());
+        let m = parse(&["-merge-hold", "0", "-merge-max-held", "10"]).unwrap().merge_config();
+        assert_eq!((m.hold_us, m.max_held), (0, 10));
         assert!(c.containers);
         assert_eq!(c.containerd_socket, Path::new("/run/containerd/containerd.sock"));
         let c = parse(&["-containers", "off", "-containerd-socket", "/run/k3s/containerd/containerd.sock"])
@@ -411,6 +433,8 @@ mod tests {
             &["-snaplen", "10"],
             &["-spool-max-bytes", "4KiB"],
             &["-containers", "maybe"],
+            &["-merge-hold", "a while"],
+            &["-merge-max-held", "0"],
         ] {
             let e = parse(args).unwrap_err().to_string();
             assert!(e.contains(&format!("--{}", &args[0][1..])), "{args:?}: {e}");

@@ -3,17 +3,18 @@
 //!
 //! * [`drive`] is the capture loop, synchronous and shared by every mode (and by the tests,
 //!   which replay fixtures through it): read a frame, push it through the pipeline, attribute
-//!   and emit the records it produced, expire idle flows, log counters, and on a stop drain
-//!   what the source already holds before finishing.
+//!   the records it produced, merge the captures of one exchange ([`crate::merge`]) and emit
+//!   them, expire idle flows, log counters, and on a stop drain what the source already holds
+//!   before finishing.
 //! * [`run`] is what `main` calls: it opens the source, starts [`drive`] on its own thread
 //!   (libpcap blocks), and on the calling thread runs an actix runtime for the reporter (awc
 //!   is single-threaded) and the SIGINT/SIGTERM handling. First signal: stop capturing, drain,
 //!   and deliver what is held until `-shutdown-timeout` passes. Second signal: give up on
 //!   delivery at once.
 //!
-//! Time: a replay runs on the file's clock (flows expire by packet timestamps, so a replay's
-//! records do not depend on how fast it runs); a live capture runs on the wall clock, so that
-//! flows expire even when no packet arrives.
+//! Time: a replay runs on the file's clock (flows expire and merged records leave by packet
+//! timestamps, so a replay's records do not depend on how fast it runs); a live capture runs on
+//! the wall clock, so that flows expire and held records leave even when no packet arrives.
 
 use std::fmt;
 use std::io::{self, IsTerminal};
@@ -33,6 +34,7 @@ use crate::capture::offline::OfflineSource;
 use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, SourceStats};
 use crate::config::{Config, resolve_node};
 use crate::container::ContainerIdentity;
+use crate::merge::{MergeConfig, MergeStats, NodeMerge};
 use crate::pidmap::{Mode, PidMap, PidMapConfig};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
 use crate::report::stdout::ThreadedWriter;
@@ -133,6 +135,8 @@ pub struct DriveOptions {
     pub stats_interval: Option<Duration>,
     /// Shows the file's progress; updated every few thousand packets.
     pub progress: Option<ProgressBar>,
+    /// The on-node merge's hold and cap.
+    pub merge: MergeConfig,
 }
 
 /// Every counter worth logging, at one instant.
@@ -141,6 +145,9 @@ pub struct Snapshot {
     /// The pipeline's counters (packets, bytes, exchanges, parse errors, gaps, ...).
     #[serde(flatten)]
     pub pipeline: Counters,
+    /// The on-node merge's (records merged, pushed out by its cap, held).
+    #[serde(flatten)]
+    pub merge: MergeStats,
     pub flows_open: usize,
     /// The kernel's (live capture only).
     pub kernel: Option<KernelStats>,
@@ -166,6 +173,9 @@ impl Snapshot {
             exchanges = p.exchanges,
             parse_errors = p.parse_errors,
             gaps = p.gaps,
+            merged_on_node = self.merge.merged_on_node,
+            merge_overflow = self.merge.merge_overflow,
+            merge_held = self.merge.merge_held,
             records_dropped = r.records_dropped,
             records_acked = r.records_acked,
             records_rejected = r.records_rejected,
@@ -186,6 +196,11 @@ impl fmt::Display for Snapshot {
             }
         }
         lines.push(("flows_open".into(), self.flows_open.to_string()));
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(self.merge) {
+            for (k, v) in map {
+                lines.push((k, v.to_string()));
+            }
+        }
         if let Some(k) = self.kernel {
             lines.push(("kernel_received".into(), k.received.to_string()));
             lines.push(("kernel_dropped".into(), k.dropped.to_string()));
@@ -266,13 +281,23 @@ pub fn drive(
 ) -> Result<DriveSummary, RunError> {
     let started = Instant::now();
     let mut out: Vec<TrafficLog> = Vec::with_capacity(256);
+    let mut merger = NodeMerge::new(opts.merge);
+    // `now_us` is the merge's clock, given only where it is read (see `merge_now`); without it
+    // `out` is empty and nothing is due.
     let emit = |out: &mut Vec<TrafficLog>,
                 sink: &mut RecordSink,
-                attributor: &mut dyn Attributor|
+                attributor: &mut dyn Attributor,
+                merger: &mut NodeMerge,
+                now_us: Option<i64>|
      -> Result<(), RunError> {
         if !out.is_empty() {
             // The agent's own uploads are dropped here (counted by the attributor).
             out.retain_mut(|r| attributor.attribute(r) != Origin::Agent);
+        }
+        if let Some(now_us) = now_us {
+            merger.push(now_us, out);
+        }
+        if !out.is_empty() {
             sink.emit(out)?;
         }
         Ok(())
@@ -288,10 +313,20 @@ pub fn drive(
     let mut next_tick = wall_started + TICK;
     let mut next_expire = wall_started;
     let mut next_stats = opts.stats_interval.map(|i| wall_started + i);
-    let snapshot = |source: &mut dyn PacketSource, pipeline: &Pipeline| {
+    // The merge's clock: the file's in a replay; live, the wall clock's monotonic instant (a
+    // wall clock stepped back must not hold records until it has caught up), read only when
+    // records arrive and on ticks.
+    let merge_now = |last_ts_us: i64| match &opts.clock {
+        Clock::Packets => last_ts_us,
+        Clock::Wall(wall) => {
+            i64::try_from(wall.now().saturating_duration_since(wall_started).as_micros()).unwrap_or(i64::MAX)
+        }
+    };
+    let snapshot = |source: &mut dyn PacketSource, pipeline: &Pipeline, merger: &NodeMerge| {
         let s: SourceStats = source.stats();
         Snapshot {
             pipeline: pipeline.counters().clone(),
+            merge: merger.stats(),
             flows_open: pipeline.open_flows(),
             kernel: s.kernel,
             unsupported_link: s.unsupported_link,
@@ -320,8 +355,13 @@ pub fn drive(
             Next::End => break,
         };
         // Records first: those the packet completed belong to the connection it may have
-        // replaced on the same 4-tuple.
-        emit(&mut out, sink, &mut *attributor)?;
+        // replaced on the same 4-tuple. On the file's clock held records may be due after any
+        // packet; live, the clock is read when records arrive and on ticks.
+        let now_us = match opts.clock {
+            Clock::Packets => Some(last_ts_us),
+            Clock::Wall(_) => (!out.is_empty()).then(|| merge_now(last_ts_us)),
+        };
+        emit(&mut out, sink, &mut *attributor, &mut merger, now_us)?;
         if !idle {
             for key in pipeline.opened() {
                 attributor.connection_opened(SocketAddr::from(key.a), SocketAddr::from(key.b));
@@ -334,7 +374,7 @@ pub fn drive(
                 if last_ts_us != i64::MIN && last_ts_us.saturating_sub(last_expire_us) >= EXPIRE_EVERY_US {
                     pipeline.expire(last_ts_us, &mut out);
                     last_expire_us = last_ts_us;
-                    emit(&mut out, sink, &mut *attributor)?;
+                    emit(&mut out, sink, &mut *attributor, &mut merger, Some(last_ts_us))?;
                 }
                 if let Some(pb) = &opts.progress
                     && packets.is_multiple_of(8192)
@@ -354,11 +394,11 @@ pub fn drive(
                     if now >= next_expire {
                         next_expire = now + Duration::from_micros(EXPIRE_EVERY_US.unsigned_abs());
                         pipeline.expire(wall.now_us(), &mut out);
-                        emit(&mut out, sink, &mut *attributor)?;
                     }
+                    emit(&mut out, sink, &mut *attributor, &mut merger, Some(merge_now(last_ts_us)))?;
                     sink.flush()?;
                     if let Some(at) = next_stats.filter(|at| now >= *at) {
-                        snapshot(source, pipeline).log("counters");
+                        snapshot(source, pipeline, &merger).log("counters");
                         attributor.log_stats();
                         next_stats = opts.stats_interval.map(|i| at.max(now - i) + i);
                     }
@@ -368,13 +408,18 @@ pub fn drive(
         }
     }
     pipeline.finish(&mut out);
-    emit(&mut out, sink, &mut *attributor)?;
+    emit(&mut out, sink, &mut *attributor, &mut merger, Some(merge_now(last_ts_us)))?;
+    // The capture ended: what is held leaves now.
+    merger.finish(&mut out);
+    if !out.is_empty() {
+        sink.emit(&mut out)?;
+    }
     sink.finish()?;
     attributor.log_stats();
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
     }
-    Ok(DriveSummary { snapshot: snapshot(source, pipeline), elapsed: started.elapsed() })
+    Ok(DriveSummary { snapshot: snapshot(source, pipeline, &merger), elapsed: started.elapsed() })
 }
 
 /// Replays a capture file through the same loop the binary uses and returns its records
@@ -383,7 +428,12 @@ pub fn replay_file(path: &Path, cfg: PipelineConfig) -> Result<(Vec<TrafficLog>,
     let mut source = OfflineSource::open(&path.to_string_lossy())?;
     let mut pipeline = Pipeline::new(cfg);
     let mut sink = RecordSink::Collect(Vec::new());
-    let opts = DriveOptions { clock: Clock::Packets, stats_interval: None, progress: None };
+    let opts = DriveOptions {
+        clock: Clock::Packets,
+        stats_interval: None,
+        progress: None,
+        merge: MergeConfig::default(),
+    };
     let summary = drive(
         &mut source,
         &mut pipeline,
@@ -521,6 +571,7 @@ pub fn run_with(
         clock: if replay { Clock::Packets } else { Clock::system() },
         stats_interval: (!replay).then_some(cfg.stats_interval),
         progress,
+        merge: cfg.merge_config(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -796,7 +847,12 @@ mod tests {
     }
 
     fn live(clock: &Arc<ManualClock>, stats_interval: Option<Duration>) -> DriveOptions {
-        DriveOptions { clock: Clock::Wall(clock.clone()), stats_interval, progress: None }
+        DriveOptions {
+            clock: Clock::Wall(clock.clone()),
+            stats_interval,
+            progress: None,
+            merge: MergeConfig::default(),
+        }
     }
 
     fn pipeline() -> Pipeline {
@@ -804,8 +860,9 @@ mod tests {
     }
 
     /// The case: a live connection whose request gets no answer, then no packet at
-    /// all. The wall clock must expire it (status 0) about when the idle timeout says, not
-    /// only when the capture stops.
+    /// all. The wall clock must expire it (status 0) about when the idle timeout says, and
+    /// let it out of the on-node merge's hold a second later (on a tick), not only when the
+    /// capture stops.
     #[test]
     fn a_quiet_live_source_expires_connections_on_the_wall_clock() {
         let clock = ManualClock::new(T0_US);
@@ -837,7 +894,11 @@ mod tests {
         )
         .unwrap();
         let at = seen_at.get().expect("the unanswered request was emitted only when the source ended");
-        assert!(at > Duration::from_secs(2) && at < Duration::from_millis(3_400), "expired after {at:?}");
+        let hold = Duration::from_micros(MergeConfig::default().hold_us.unsigned_abs());
+        assert!(
+            at > Duration::from_secs(2) + hold && at < Duration::from_millis(3_400) + hold,
+            "left after {at:?}"
+        );
         let records = queue.take_all();
         assert_eq!(records.len(), 1);
         assert_eq!((records[0].path.as_str(), records[0].status), ("/quiet", 0));
@@ -900,7 +961,12 @@ mod tests {
             on_idle: Box::new(|_| false),
         };
         let mut sink = RecordSink::Collect(Vec::new());
-        let opts = DriveOptions { clock: Clock::Packets, stats_interval: None, progress: None };
+        let opts = DriveOptions {
+            clock: Clock::Packets,
+            stats_interval: None,
+            progress: None,
+            merge: MergeConfig::default(),
+        };
         let summary = drive(
             &mut source,
             &mut pipeline(),
