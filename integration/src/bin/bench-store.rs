@@ -70,9 +70,13 @@ struct Config {
     /// Rows per upload body (the agent sends 1000; the server refuses bodies over 16 MiB).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Concurrent upload clients.
-    #[arg(long, default_value_t = 2)]
-    uploaders: usize,
+    /// Concurrent upload clients; a list (`2,4,8`) measures each, a new server and file each.
+    #[arg(long, value_delimiter = ',', default_values_t = [4])]
+    uploaders: Vec<usize>,
+    /// Give every record its own `exchange_id`, as the agent does: the server's merge then looks
+    /// up each batch's ids (none match); without it the merge is skipped.
+    #[arg(long)]
+    exchange_ids: bool,
     /// Backends to measure.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     backend: BackendChoice,
@@ -179,7 +183,10 @@ fn main() -> ExitCode {
 
 fn run(config: &Config) -> Result<()> {
     ensure!(config.rows > 0 && config.batch > 0, "--rows and --batch must be at least 1");
-    ensure!(config.uploaders > 0, "--uploaders must be at least 1");
+    ensure!(
+        !config.uploaders.is_empty() && config.uploaders.iter().all(|&u| u > 0),
+        "--uploaders must be at least 1"
+    );
     let backends = config.backends()?;
     let encodings = config.encodings();
     let server_bin = liteobs_integration::try_bin("liteobs-server")?;
@@ -187,7 +194,7 @@ fn run(config: &Config) -> Result<()> {
 
     let load_before = load_average();
     let started = Instant::now();
-    let workload = Workload::generate(config.rows, config.seed, config.queries);
+    let workload = Workload::generate(config.rows, config.seed, config.queries, config.exchange_ids);
     progress(format_args!("generated {} rows in {:.1} s", config.rows, started.elapsed().as_secs_f64()));
     let bodies = Bodies::encode(&workload.records, config.batch, &encodings)?;
     progress(format_args!(
@@ -208,14 +215,20 @@ fn run(config: &Config) -> Result<()> {
     let mut report = Report::default();
     for backend in backends {
         for &gzip in &encodings {
-            let dir =
-                scratch.path().join(format!("{}-{}", backend.name(), if gzip { "gzip" } else { "plain" }));
-            std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            // Queries run once, on the table of the first upload run.
-            let queries = gzip == encodings[0];
-            api_run(config, backend, gzip, &dir, &bodies, &workload, queries, &mut report)?;
-            // The files can be large (10 M rows); keep the disk for the next run.
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            for &uploaders in &config.uploaders {
+                let dir = scratch.path().join(format!(
+                    "{}-{}-{uploaders}",
+                    backend.name(),
+                    if gzip { "gzip" } else { "plain" }
+                ));
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                // Queries run once, on the table of the first upload run.
+                let queries = gzip == encodings[0] && uploaders == config.uploaders[0];
+                let run = ApiRun { backend, gzip, uploaders, queries };
+                api_run(config, run, &dir, &bodies, &workload, &mut report)?;
+                // The files can be large (10 M rows); keep the disk for the next run.
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
         }
         if let Some(csv) = &csv {
             reference_runs(config, backend, scratch.path(), csv, &workload.records, &mut report)?;
@@ -338,7 +351,7 @@ fn request_path(rng: &mut StdRng) -> String {
 }
 
 impl Workload {
-    fn generate(rows: usize, seed: u64, queries: usize) -> Workload {
+    fn generate(rows: usize, seed: u64, queries: usize, exchange_ids: bool) -> Workload {
         let mut rng = StdRng::seed_from_u64(seed);
         let pids = distinct(2 * PROCESSES - SHARED_PROCESSES, || rng.random_range(300..4_194_304u32));
         let clients: Vec<Process> = pids[..PROCESSES]
@@ -423,6 +436,13 @@ impl Workload {
             });
         }
 
+        // Unique, as the agent's are (from its sequence numbers); drawn after everything else,
+        // so that the rest of the workload is the same with and without.
+        if exchange_ids {
+            for (i, r) in records.iter_mut().enumerate() {
+                r.exchange_id = Some(((rng.random::<u32>() as i64) << 32) | i as i64);
+            }
+        }
         // Every 7th process of each side (coprime with the pool sizes, so they spread), first
         // half client side, second half server side.
         let spread = |n: usize, len: usize| (0..n).map(move |k| (k * 7) % len);
@@ -538,17 +558,22 @@ impl DecodeCost {
 // ------------------------------------------------------------------------------------------------
 // Through the API: the real server, POST /upload, GET /query
 
-/// Starts the server on a new file in `dir`, uploads every body, optionally runs the queries,
-/// stops the server and checks the row count in the file.
-#[allow(clippy::too_many_arguments)]
-fn api_run(
-    config: &Config,
+/// One server run: which backend, how the bodies go, and whether the queries run after.
+struct ApiRun {
     backend: Backend,
     gzip: bool,
+    uploaders: usize,
+    queries: bool,
+}
+
+/// Starts the server on a new file in `dir`, uploads every body, optionally runs the queries,
+/// stops the server and checks the row count in the file.
+fn api_run(
+    config: &Config,
+    ApiRun { backend, gzip, uploaders, queries }: ApiRun,
     dir: &Path,
     bodies: &Bodies,
     workload: &Workload,
-    queries: bool,
     report: &mut Report,
 ) -> Result<()> {
     let db = dir.join(backend.file_name());
@@ -560,28 +585,24 @@ fn api_run(
         backend.name(),
         config.rows,
         config.batch,
-        config.uploaders
+        uploaders
     ));
     let upload = upload_all(
         &server.url,
         if gzip { &bodies.gzip } else { &bodies.plain },
         &bodies.rows,
         gzip,
-        config.uploaders,
+        uploaders,
     )
     .with_context(|| format!("{}: uploading", backend.name()))?;
     report.ingest.push(Ingest {
         backend,
-        path: format!(
-            "POST /upload, NDJSON{}, {} uploaders",
-            if gzip { "+gzip" } else { "" },
-            config.uploaders
-        ),
+        path: format!("POST /upload, NDJSON{}, {uploaders} uploaders", if gzip { "+gzip" } else { "" },),
         rows: config.rows,
         secs: upload.wall.as_secs_f64(),
     });
     report.notes.push(format!(
-        "{} /upload ({encoding}): batch round trip p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        "{} /upload ({encoding}, {uploaders} uploaders): batch round trip p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
         backend.name(),
         ms(percentile(&upload.round_trips, 0.50)),
         ms(percentile(&upload.round_trips, 0.95)),
@@ -621,7 +642,7 @@ fn api_run(
         config.rows
     );
     report.notes.push(format!(
-        "{} file after {} rows via /upload ({encoding}): {:.0} MiB",
+        "{} file after {} rows via /upload ({encoding}, {uploaders} uploaders): {:.0} MiB",
         backend.name(),
         config.rows,
         db_size(&db) as f64 / (1 << 20) as f64
@@ -1038,6 +1059,14 @@ fn reference_runs(
             measure("per-batch", format!("in-process Appender, 1 transaction per {batch} rows"), &|db| {
                 duckdb_ref::append(db, records, batch)
             })?;
+            measure("arrow-one-tx", "in-process Appender, Arrow columns, 1 transaction".into(), &|db| {
+                duckdb_ref::append_arrow(db, records, records.len())
+            })?;
+            measure(
+                "arrow-per-batch",
+                format!("in-process Appender, Arrow columns, 1 transaction per {batch} rows"),
+                &|db| duckdb_ref::append_arrow(db, records, batch),
+            )?;
             measure("copy-csv", "in-process `COPY FROM` CSV file".into(), &|db| {
                 duckdb_ref::copy_csv(db, csv)
             })?;
@@ -1229,25 +1258,83 @@ mod duckdb_ref {
                         r.dst_service_ip.map(|ip| ip.to_string()),
                         r.dst_service_port,
                         r.exchange_id,
-                        r.src_namespace,
-                        r.src_pod,
-                        r.src_container,
-                        r.src_container_id,
-                        r.src_node,
-                        r.dst_namespace,
-                        r.dst_pod,
-                        r.dst_container,
-                        r.dst_container_id,
-                        r.dst_node,
-                        r.dst_service_ip.map(|ip| ip.to_string()),
-                        r.dst_service_port,
-                        r.exchange_id,
                     ])?;
                     seq += 1;
                 }
                 app.flush()?;
             }
             tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The server's columnar load: each `tx_rows` rows as one Arrow record batch (the server's
+    /// types: BIGINT as Int64, INTEGER as Int32, TEXT as Utf8), one transaction each.
+    pub fn append_arrow(db: &Path, records: &[TrafficLog], tx_rows: usize) -> Result<()> {
+        use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+        use duckdb::arrow::datatypes::{Field, Schema};
+        use duckdb::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+
+        let mut conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+        let mut seq = 1i64;
+        for chunk in records.chunks(tx_rows) {
+            let i64s = |f: &dyn Fn(&TrafficLog) -> Option<i64>| -> ArrayRef {
+                Arc::new(chunk.iter().map(f).collect::<Int64Array>())
+            };
+            let i32s = |f: &dyn Fn(&TrafficLog) -> Option<i32>| -> ArrayRef {
+                Arc::new(chunk.iter().map(f).collect::<Int32Array>())
+            };
+            let texts = |f: &dyn Fn(&TrafficLog) -> Option<String>| -> ArrayRef {
+                Arc::new(chunk.iter().map(f).collect::<StringArray>())
+            };
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(seq..seq + chunk.len() as i64)),
+                i64s(&|r| Some(r.ts_micros())),
+                texts(&|r| Some(r.src_ip.to_string())),
+                i32s(&|r| Some(r.src_port.into())),
+                texts(&|r| Some(r.dst_ip.to_string())),
+                i32s(&|r| Some(r.dst_port.into())),
+                texts(&|r| Some(r.method.clone())),
+                texts(&|r| Some(r.path.clone())),
+                texts(&|r| r.host.clone()),
+                i32s(&|r| Some(r.status.into())),
+                i64s(&|r| Some(i64_of(r.latency_us))),
+                i64s(&|r| Some(i64_of(r.req_bytes))),
+                i64s(&|r| Some(i64_of(r.resp_bytes))),
+                i64s(&|r| r.src_pid.map(i64::from)),
+                texts(&|r| r.src_comm.clone()),
+                i64s(&|r| r.dst_pid.map(i64::from)),
+                texts(&|r| r.dst_comm.clone()),
+                texts(&|r| Some(r.node.clone())),
+                texts(&|r| r.src_namespace.clone()),
+                texts(&|r| r.src_pod.clone()),
+                texts(&|r| r.src_container.clone()),
+                texts(&|r| r.src_container_id.clone()),
+                texts(&|r| r.src_node.clone()),
+                texts(&|r| r.dst_namespace.clone()),
+                texts(&|r| r.dst_pod.clone()),
+                texts(&|r| r.dst_container.clone()),
+                texts(&|r| r.dst_container_id.clone()),
+                texts(&|r| r.dst_node.clone()),
+                texts(&|r| r.dst_service_ip.map(|ip| ip.to_string())),
+                i32s(&|r| r.dst_service_port.map(i32::from)),
+                i64s(&|r| r.exchange_id),
+            ];
+            let fields: Vec<Field> = COLUMNS
+                .iter()
+                .zip(&columns)
+                .map(|(name, c)| Field::new(*name, c.data_type().clone(), true))
+                .collect();
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+            let tx = conn.transaction()?;
+            {
+                let mut app = tx.appender("traffic_logs")?;
+                app.append_record_batch(batch)?;
+                app.flush()?;
+            }
+            tx.commit()?;
+            seq += chunk.len() as i64;
         }
         Ok(())
     }
@@ -1394,9 +1481,10 @@ impl Report {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         println!();
         println!(
-            "bench-store: {} rows, batches of {}, {} uploaders, seed {}; {cores} cores, kernel {}; \
+            "bench-store: {} rows{}, batches of {}, uploaders {:?}, seed {}; {cores} cores, kernel {}; \
              load average {} at start, {} at end",
             thousands(config.rows as u64),
+            if config.exchange_ids { " with exchange ids" } else { "" },
             config.batch,
             config.uploaders,
             config.seed,

@@ -1,19 +1,20 @@
 //! DuckDB driver (duckdb crate, bundled DuckDB): columnar, built for scans and aggregates; the
 //! primitives [`super::sql_store`] builds on.
 //!
-//! Batches go in through DuckDB's Appender inside the batch's transaction, so a batch is all or
-//! nothing. No secondary indexes: DuckDB's per-row-group min/max (zone maps) and vectorised scans
+//! Batches go in through DuckDB's Appender, as Arrow columns, inside the batch's transaction, so
+//! a batch is all or nothing. No secondary indexes: DuckDB's per-row-group min/max (zone maps) and vectorised scans
 //! answer by-PID and by-IP filters, and ART indexes would slow the bulk load that dominates. (The
 //! small `liteobs_batches` table has its primary key's index.) The reader connection is a clone
 //! of the writer's database instance: DuckDB lets one process at a time open a file for writing.
 
 use std::path::Path;
 
-use duckdb::{Connection, OptionalExt, params, params_from_iter};
+use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
 
 use super::driver::{Driver, DynError};
-use super::sql::{self, Param, RawRow, i64_of};
+use super::duckdb_columns;
+use super::sql::{self, Param, RawRow};
 
 /// The DuckDB engine.
 pub struct Duckdb;
@@ -64,43 +65,14 @@ impl Driver for Duckdb {
         Ok(conn.prepare_cached(sql)?.query_row(params_from_iter(params), |r| r.get(0)).optional()?)
     }
 
+    /// One Arrow record batch per call ([`duckdb_columns`]): the appender takes it a vector
+    /// (2048 rows) at a time, several times faster than binding 31 values per row.
     fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
-        let mut app = conn.appender("traffic_logs")?;
-        for (seq, r) in (first_seq..).zip(records) {
-            app.append_row(params![
-                seq,
-                r.ts_micros(),
-                r.src_ip.to_string(),
-                r.src_port,
-                r.dst_ip.to_string(),
-                r.dst_port,
-                r.method,
-                r.path,
-                r.host,
-                r.status,
-                i64_of(r.latency_us),
-                i64_of(r.req_bytes),
-                i64_of(r.resp_bytes),
-                r.src_pid,
-                r.src_comm,
-                r.dst_pid,
-                r.dst_comm,
-                r.node,
-                r.src_namespace,
-                r.src_pod,
-                r.src_container,
-                r.src_container_id,
-                r.src_node,
-                r.dst_namespace,
-                r.dst_pod,
-                r.dst_container,
-                r.dst_container_id,
-                r.dst_node,
-                r.dst_service_ip.map(|ip| ip.to_string()),
-                r.dst_service_port,
-                r.exchange_id,
-            ])?;
+        if records.is_empty() {
+            return Ok(());
         }
+        let mut app = conn.appender("traffic_logs")?;
+        app.append_record_batch(duckdb_columns::record_batch(first_seq, records)?)?;
         Ok(app.flush()?)
     }
 
