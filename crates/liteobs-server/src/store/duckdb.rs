@@ -11,6 +11,7 @@ use std::path::Path;
 
 use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
+use liteobs_model::columns::Cell;
 
 use super::driver::{Driver, DynError};
 use super::duckdb_columns;
@@ -35,6 +36,8 @@ impl Driver for Duckdb {
     const BEGIN: &'static str = "BEGIN TRANSACTION";
 
     const AFTER_SCHEMA: &'static str = "";
+
+    const PERCENTILE_DISC: bool = true;
 
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
@@ -74,6 +77,28 @@ impl Driver for Duckdb {
         let mut app = conn.appender("traffic_logs")?;
         app.append_record_batch(duckdb_columns::record_batch(first_seq, records)?)?;
         Ok(app.flush()?)
+    }
+
+    fn select_cells(
+        conn: &Connection,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            ints.iter()
+                .enumerate()
+                .map(|(i, int)| {
+                    Ok(if *int {
+                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+                    } else {
+                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<duckdb::Result<Vec<Cell>>>()
+        })?;
+        Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
     }
 
     fn select(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError> {
