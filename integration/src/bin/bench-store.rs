@@ -72,9 +72,13 @@ struct Config {
     /// Rows per upload body (the agent sends 1000; the server refuses bodies over 16 MiB).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Concurrent upload clients.
-    #[arg(long, default_value_t = 2)]
-    uploaders: usize,
+    /// Concurrent upload clients; a list (`2,4,8`) measures each, a new server and file each.
+    #[arg(long, value_delimiter = ',', default_values_t = [4])]
+    uploaders: Vec<usize>,
+    /// Give every record its own `exchange_id`, as the agent does: the server's merge then looks
+    /// up each batch's ids (none match); without it the merge is skipped.
+    #[arg(long)]
+    exchange_ids: bool,
     /// Backends to measure.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     backend: BackendChoice,
@@ -181,7 +185,10 @@ fn main() -> ExitCode {
 
 fn run(config: &Config) -> Result<()> {
     ensure!(config.rows > 0 && config.batch > 0, "--rows and --batch must be at least 1");
-    ensure!(config.uploaders > 0, "--uploaders must be at least 1");
+    ensure!(
+        !config.uploaders.is_empty() && config.uploaders.iter().all(|&u| u > 0),
+        "--uploaders must be at least 1"
+    );
     let backends = config.backends()?;
     let encodings = config.encodings();
     let server_bin = liteobs_integration::try_bin("liteobs-server")?;
@@ -189,7 +196,7 @@ fn run(config: &Config) -> Result<()> {
 
     let load_before = load_average();
     let started = Instant::now();
-    let workload = Workload::generate(config.rows, config.seed, config.queries);
+    let workload = Workload::generate(config.rows, config.seed, config.queries, config.exchange_ids);
     progress(format_args!("generated {} rows in {:.1} s", config.rows, started.elapsed().as_secs_f64()));
     let bodies = Bodies::encode(&workload.records, config.batch, &encodings)?;
     progress(format_args!(
@@ -210,14 +217,20 @@ fn run(config: &Config) -> Result<()> {
     let mut report = Report::default();
     for backend in backends {
         for &gzip in &encodings {
-            let dir =
-                scratch.path().join(format!("{}-{}", backend.name(), if gzip { "gzip" } else { "plain" }));
-            std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            // Queries run once, on the table of the first upload run.
-            let queries = gzip == encodings[0];
-            api_run(config, backend, gzip, &dir, &bodies, &workload, queries, &mut report)?;
-            // The files can be large (10 M rows); keep the disk for the next run.
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            for &uploaders in &config.uploaders {
+                let dir = scratch.path().join(format!(
+                    "{}-{}-{uploaders}",
+                    backend.name(),
+                    if gzip { "gzip" } else { "plain" }
+                ));
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                // Queries run once, on the table of the first upload run.
+                let queries = gzip == encodings[0] && uploaders == config.uploaders[0];
+                let run = ApiRun { backend, gzip, uploaders, queries };
+                api_run(config, run, &dir, &bodies, &workload, &mut report)?;
+                // The files can be large (10 M rows); keep the disk for the next run.
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
         }
         if let Some(csv) = &csv {
             reference_runs(config, backend, scratch.path(), csv, &workload.records, &mut report)?;
@@ -340,7 +353,7 @@ fn request_path(rng: &mut StdRng) -> String {
 }
 
 impl Workload {
-    fn generate(rows: usize, seed: u64, queries: usize) -> Workload {
+    fn generate(rows: usize, seed: u64, queries: usize, exchange_ids: bool) -> Workload {
         let mut rng = StdRng::seed_from_u64(seed);
         let pids = distinct(2 * PROCESSES - SHARED_PROCESSES, || rng.random_range(300..4_194_304u32));
         let clients: Vec<Process> = pids[..PROCESSES]
@@ -425,6 +438,13 @@ impl Workload {
             });
         }
 
+        // Unique, as the agent's are (from its sequence numbers); drawn after everything else,
+        // so that the rest of the workload is the same with and without.
+        if exchange_ids {
+            for (i, r) in records.iter_mut().enumerate() {
+                r.exchange_id = Some(((rng.random::<u32>() as i64) << 32) | i as i64);
+            }
+        }
         // Every 7th process of each side (coprime with the pool sizes, so they spread), first
         // half client side, second half server side.
         let spread = |n: usize, len: usize| (0..n).map(move |k| (k * 7) % len);
@@ -540,17 +560,22 @@ impl DecodeCost {
 // ------------------------------------------------------------------------------------------------
 // Through the API: the real server, POST /upload, GET /query
 
-/// Starts the server on a new file in `dir`, uploads every body, optionally runs the queries,
-/// stops the server and checks the row count in the file.
-#[allow(clippy::too_many_arguments)]
-fn api_run(
-    config: &Config,
+/// One server run: which backend, how the bodies go, and whether the queries run after.
+struct ApiRun {
     backend: Backend,
     gzip: bool,
+    uploaders: usize,
+    queries: bool,
+}
+
+/// Starts the server on a new file in `dir`, uploads every body, optionally runs the queries,
+/// stops the server and checks the row count in the file.
+fn api_run(
+    config: &Config,
+    ApiRun { backend, gzip, uploaders, queries }: ApiRun,
     dir: &Path,
     bodies: &Bodies,
     workload: &Workload,
-    queries: bool,
     report: &mut Report,
 ) -> Result<()> {
     let db = dir.join(backend.file_name());
@@ -562,28 +587,24 @@ fn api_run(
         backend.name(),
         config.rows,
         config.batch,
-        config.uploaders
+        uploaders
     ));
     let upload = upload_all(
         &server.url,
         if gzip { &bodies.gzip } else { &bodies.plain },
         &bodies.rows,
         gzip,
-        config.uploaders,
+        uploaders,
     )
     .with_context(|| format!("{}: uploading", backend.name()))?;
     report.ingest.push(Ingest {
         backend,
-        path: format!(
-            "POST /upload, NDJSON{}, {} uploaders",
-            if gzip { "+gzip" } else { "" },
-            config.uploaders
-        ),
+        path: format!("POST /upload, NDJSON{}, {uploaders} uploaders", if gzip { "+gzip" } else { "" },),
         rows: config.rows,
         secs: upload.wall.as_secs_f64(),
     });
     report.notes.push(format!(
-        "{} /upload ({encoding}): batch round trip p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        "{} /upload ({encoding}, {uploaders} uploaders): batch round trip p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
         backend.name(),
         ms(percentile(&upload.round_trips, 0.50)),
         ms(percentile(&upload.round_trips, 0.95)),
@@ -623,7 +644,7 @@ fn api_run(
         config.rows
     );
     report.notes.push(format!(
-        "{} file after {} rows via /upload ({encoding}): {:.0} MiB",
+        "{} file after {} rows via /upload ({encoding}, {uploaders} uploaders): {:.0} MiB",
         backend.name(),
         config.rows,
         db_size(&db) as f64 / (1 << 20) as f64
@@ -995,6 +1016,14 @@ fn reference_runs(
             measure("per-batch", format!("in-process Appender, 1 transaction per {batch} rows"), &|db| {
                 duckdb_ref::append(db, records, batch)
             })?;
+            measure("arrow-one-tx", "in-process Appender, Arrow columns, 1 transaction".into(), &|db| {
+                duckdb_ref::append_arrow(db, records, records.len())
+            })?;
+            measure(
+                "arrow-per-batch",
+                format!("in-process Appender, Arrow columns, 1 transaction per {batch} rows"),
+                &|db| duckdb_ref::append_arrow(db, records, batch),
+            )?;
             measure("copy-csv", "in-process `COPY FROM` CSV file".into(), &|db| {
                 duckdb_ref::copy_csv(db, csv)
             })?;
@@ -1143,6 +1172,50 @@ mod duckdb_ref {
         Ok(())
     }
 
+    /// The server's columnar load: each `tx_rows` rows as one Arrow record batch in the
+    /// table's types (INTEGER as Int32, BIGINT as Int64, TEXT as Utf8), one transaction each.
+    pub fn append_arrow(db: &Path, records: &[TrafficLog], tx_rows: usize) -> Result<()> {
+        use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+        use duckdb::arrow::datatypes::{Field, Schema};
+        use duckdb::arrow::record_batch::RecordBatch;
+        use liteobs_model::columns::{self, Kind};
+        use std::sync::Arc;
+
+        let mut conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+        let mut seq = 1i64;
+        for chunk in records.chunks(tx_rows) {
+            let mut arrays: Vec<ArrayRef> =
+                vec![Arc::new(Int64Array::from_iter_values(seq..seq + chunk.len() as i64))];
+            for c in columns::in_order_added() {
+                let values = chunk.iter().map(|r| c.get(r));
+                arrays.push(match c.kind {
+                    Kind::U16 => Arc::new(
+                        values
+                            .map(|v| v.as_int().and_then(|n| i32::try_from(n).ok()))
+                            .collect::<Int32Array>(),
+                    ),
+                    Kind::Ip | Kind::Text => Arc::new(values.map(|v| v.as_text()).collect::<StringArray>()),
+                    _ => Arc::new(values.map(|v| v.as_int()).collect::<Int64Array>()),
+                });
+            }
+            let fields: Vec<Field> = COLUMNS
+                .iter()
+                .zip(&arrays)
+                .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+                .collect();
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+            let tx = conn.transaction()?;
+            {
+                let mut app = tx.appender("traffic_logs")?;
+                app.append_record_batch(batch)?;
+                app.flush()?;
+            }
+            tx.commit()?;
+            seq += chunk.len() as i64;
+        }
+        Ok(())
+    }
+
     /// DuckDB's own CSV reader, the fastest load path of a DuckDB built without extensions.
     pub fn copy_csv(db: &Path, csv: &Path) -> Result<()> {
         let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
@@ -1285,9 +1358,10 @@ impl Report {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         println!();
         println!(
-            "bench-store: {} rows, batches of {}, {} uploaders, seed {}; {cores} cores, kernel {}; \
+            "bench-store: {} rows{}, batches of {}, uploaders {:?}, seed {}; {cores} cores, kernel {}; \
              load average {} at start, {} at end",
             thousands(config.rows as u64),
+            if config.exchange_ids { " with exchange ids" } else { "" },
             config.batch,
             config.uploaders,
             config.seed,

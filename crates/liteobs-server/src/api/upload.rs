@@ -1,5 +1,6 @@
 //! `POST /upload`: body (capped, on a deadline, paid for from the memory budget) → gzip undone →
-//! records decoded whole (all-or-nothing) → one store insert → `{"accepted": N}` after commit.
+//! records decoded whole (all-or-nothing) → one store insert (committed together with the
+//! uploads in flight beside it) → `{"accepted": N}` after commit.
 
 use std::time::Instant;
 
@@ -123,7 +124,7 @@ pub async fn upload(
     let store = state.store.clone();
     let sent = records.len();
     let stored_id = id.clone();
-    let receipt = web::block(move || store.insert(&records, stored_id.as_ref()))
+    let receipt = web::block(move || store.insert_owned(records, stored_id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     drop(reservation);

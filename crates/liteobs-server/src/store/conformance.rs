@@ -870,6 +870,111 @@ pub fn a_repeated_batch_merges_nothing_twice(backend: Backend, path: &Path) {
     assert_eq!(rows[0], liteobs_model::merge::merge(a, b));
 }
 
+/// A store whose clock holds the first group's writer for a moment, so that the uploads
+/// started beside it are all queued when it takes them: grouping without a race.
+fn slow_first_commit(backend: Backend, path: &Path) -> Box<dyn Store> {
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let clock: super::Clock = Arc::new(move || {
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        Utc::now()
+    });
+    open(backend, path, StoreOptions { clock, ..StoreOptions::default() }).expect("open")
+}
+
+/// Runs `inserts` at once, one thread each, and answers their results in order.
+fn at_once(s: &dyn Store, inserts: Vec<(Vec<TrafficLog>, Option<BatchId>)>) -> Vec<super::Result<Receipt>> {
+    let start = std::sync::Barrier::new(inserts.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = inserts
+            .into_iter()
+            .map(|(batch, id)| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    s.insert_owned(batch, id)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("insert thread")).collect()
+    })
+}
+
+/// Concurrent uploads share a transaction (group commit), and each is answered with its own
+/// receipt after that commit.
+pub fn concurrent_inserts_share_commits(backend: Backend, path: &Path) {
+    let s = slow_first_commit(backend, path);
+    let records = corpus(80);
+    let inserts =
+        records.chunks(10).enumerate().map(|(i, c)| (c.to_vec(), Some(id(&format!("g-{i}"))))).collect();
+    for r in at_once(s.as_ref(), inserts) {
+        assert_eq!(r.expect("insert"), Receipt { accepted: 10, duplicate: false, merged: 0 });
+    }
+    let stats = s.write_stats();
+    assert_eq!(stats.batches, 8);
+    assert!(
+        stats.transactions < stats.batches,
+        "8 concurrent uploads took {} transactions",
+        stats.transactions
+    );
+    let mut got = all(s.as_ref());
+    got.sort_by_key(|r| (r.ts, r.src_port));
+    let mut want = records;
+    want.sort_by_key(|r| (r.ts, r.src_port));
+    assert_eq!(got, want, "every batch stored once, whole");
+}
+
+/// Replaces `traffic_logs` (empty) by the same table refusing the path `/poison`: a batch
+/// holding it fails in the engine itself, as a real constraint or I/O error would.
+fn poison_path(backend: Backend, path: &Path, raw: RawExec) {
+    drop(open(backend, path, StoreOptions::default()).expect("create"));
+    let table = super::sql::create_table();
+    let end = table.rfind(')').expect("table body");
+    raw(path, &format!("DROP TABLE traffic_logs; {}, CHECK (path <> '/poison'))", &table[..end]));
+}
+
+/// One batch that the engine refuses, committed in a group with others: it alone fails; the
+/// others are committed and answered as if each had had its own transaction.
+pub fn a_failing_batch_fails_alone_in_its_group(backend: Backend, path: &Path, raw: RawExec) {
+    poison_path(backend, path, raw);
+    let s = slow_first_commit(backend, path);
+    let good = corpus(60);
+    let mut bad = corpus(5);
+    bad[3].path = "/poison".into();
+    let mut inserts: Vec<_> =
+        good.chunks(10).enumerate().map(|(i, c)| (c.to_vec(), Some(id(&format!("ok-{i}"))))).collect();
+    inserts.insert(3, (bad, Some(id("bad"))));
+    let results = at_once(s.as_ref(), inserts);
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (3, r) => assert!(r.is_err(), "the poisoned batch is refused: {r:?}"),
+            (_, r) => assert_eq!(
+                r.as_ref().expect("a good batch"),
+                &Receipt { accepted: 10, duplicate: false, merged: 0 }
+            ),
+        }
+    }
+    assert_eq!(all(s.as_ref()).len(), 60, "the good batches, whole; nothing of the bad one");
+    // The refused batch's id was not remembered: its repeat without the poison is stored.
+    let retry = s.insert(&corpus(2), Some(&id("bad"))).expect("retry");
+    assert!(!retry.duplicate);
+}
+
+/// One id uploaded several times at once (an agent's retry racing its first attempt): in one
+/// group, the first is stored and every other is its duplicate, with the first's count.
+pub fn one_id_twice_in_a_group_is_a_duplicate(backend: Backend, path: &Path) {
+    let s = slow_first_commit(backend, path);
+    let batch = corpus(20);
+    let inserts = (0..6).map(|_| (batch.clone(), Some(id("same")))).collect();
+    let results: Vec<Receipt> =
+        at_once(s.as_ref(), inserts).into_iter().map(|r| r.expect("insert")).collect();
+    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1, "{results:?}");
+    assert!(results.iter().all(|r| r.accepted == 20), "{results:?}");
+    assert_eq!(all(s.as_ref()).len(), 20);
+    assert!(s.write_stats().transactions < 6, "{:?}", s.write_stats());
+}
+
 /// Stamps out one `#[test]` per conformance check for `$backend`, each on a fresh file.
 macro_rules! conformance_tests {
     ($backend:expr, $raw:path) => {
@@ -986,6 +1091,21 @@ macro_rules! conformance_tests {
             fn a_repeated_batch_merges_nothing_twice() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 c::a_repeated_batch_merges_nothing_twice($backend, &path(&dir))
+            }
+            #[test]
+            fn concurrent_inserts_share_commits() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::concurrent_inserts_share_commits($backend, &path(&dir))
+            }
+            #[test]
+            fn a_failing_batch_fails_alone_in_its_group() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::a_failing_batch_fails_alone_in_its_group($backend, &path(&dir), $raw)
+            }
+            #[test]
+            fn one_id_twice_in_a_group_is_a_duplicate() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::one_id_twice_in_a_group_is_a_duplicate($backend, &path(&dir))
             }
             #[test]
             fn unknown_versions_and_foreign_tables_are_refused() {

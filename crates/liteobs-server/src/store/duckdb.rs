@@ -1,22 +1,20 @@
 //! DuckDB driver (duckdb crate, bundled DuckDB): columnar, built for scans and aggregates; the
 //! primitives [`super::sql_store`] builds on.
 //!
-//! Batches go in through DuckDB's Appender inside the batch's transaction, so a batch is all or
-//! nothing. No secondary indexes: DuckDB's per-row-group min/max (zone maps) and vectorised scans
+//! Batches go in through DuckDB's Appender, as Arrow columns, inside the batch's transaction, so
+//! a batch is all or nothing. No secondary indexes: DuckDB's per-row-group min/max (zone maps) and vectorised scans
 //! answer by-PID and by-IP filters, and ART indexes would slow the bulk load that dominates. (The
 //! small `liteobs_batches` table has its primary key's index.) The reader connection is a clone
 //! of the writer's database instance: DuckDB lets one process at a time open a file for writing.
 
 use std::path::Path;
 
-use std::borrow::Cow;
-
-use duckdb::types::{Null, ToSqlOutput};
-use duckdb::{Connection, OptionalExt, appender_params_from_iter, params_from_iter};
+use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
-use liteobs_model::columns::{Cell, Stored, Value};
+use liteobs_model::columns::Cell;
 
 use super::driver::{Driver, DynError};
+use super::duckdb_columns;
 use super::sql::{self, Param, RawRow};
 
 /// The DuckDB engine.
@@ -29,20 +27,6 @@ impl duckdb::ToSql for Param {
             Param::Text(s) => s.to_sql(),
             Param::Blob(b) => b.to_sql(),
         }
-    }
-}
-
-/// A column's value bound as its stored type (see [`liteobs_model::columns::Kind`]).
-struct Bind<'a>(Value<'a>);
-
-impl duckdb::ToSql for Bind<'_> {
-    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
-        Ok(match self.0.stored() {
-            Stored::Int(n) => ToSqlOutput::from(n),
-            Stored::Text(Cow::Borrowed(s)) => ToSqlOutput::from(s),
-            Stored::Text(Cow::Owned(s)) => ToSqlOutput::from(s),
-            Stored::Null => ToSqlOutput::from(Null),
-        })
     }
 }
 
@@ -84,12 +68,14 @@ impl Driver for Duckdb {
         Ok(conn.prepare_cached(sql)?.query_row(params_from_iter(params), |r| r.get(0)).optional()?)
     }
 
+    /// One Arrow record batch per call ([`duckdb_columns`]): the appender takes it a vector
+    /// (2048 rows) at a time, several times faster than binding 31 values per row.
     fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
-        let mut app = conn.appender("traffic_logs")?;
-        for (seq, r) in (first_seq..).zip(records) {
-            let row = std::iter::once(Value::Int(seq)).chain(sql::values(r)).map(Bind);
-            app.append_row(appender_params_from_iter(row))?;
+        if records.is_empty() {
+            return Ok(());
         }
+        let mut app = conn.appender("traffic_logs")?;
+        app.append_record_batch(duckdb_columns::record_batch(first_seq, records)?)?;
         Ok(app.flush()?)
     }
 

@@ -24,6 +24,8 @@ pub(crate) mod conformance;
 mod driver;
 #[cfg(feature = "duckdb")]
 mod duckdb;
+#[cfg(feature = "duckdb")]
+mod duckdb_columns;
 pub mod merge;
 mod sql;
 mod sql_store;
@@ -70,6 +72,16 @@ pub struct Receipt {
     pub merged: usize,
 }
 
+/// Counters of a store's writer since it was opened: with group commit, `batches /
+/// transactions` is how many uploads shared a commit on average.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Write transactions committed by inserts.
+    pub transactions: u64,
+    /// Batches those transactions committed (duplicates included).
+    pub batches: u64,
+}
+
 /// `-merge-window`'s default. The halves of an exchange carry the request time each node's
 /// clock gave it: they differ by the clocks' skew (milliseconds between NTP-synchronised
 /// nodes) and the network's latency. A minute covers a badly synchronised node and still
@@ -108,6 +120,18 @@ pub trait Store: Send + Sync {
     /// whose id is already remembered is not inserted again: the receipt says `duplicate` and
     /// carries the first commit's count. Two calls with one id never both insert.
     fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> Result<Receipt>;
+
+    /// [`Store::insert`] of a batch the caller gives away: the same contract (answered after
+    /// the commit), without a copy where the store hands the batch to whichever thread writes
+    /// it (the SQL stores commit concurrent uploads together).
+    fn insert_owned(&self, batch: Vec<TrafficLog>, id: Option<BatchId>) -> Result<Receipt> {
+        self.insert(&batch, id.as_ref())
+    }
+
+    /// What the writer has done since open; zero for a store that does not count.
+    fn write_stats(&self) -> WriteStats {
+        WriteStats::default()
+    }
 
     /// Records matching `filter`, newest first (`ts` descending, then most recently inserted
     /// first), at most `filter.limit` of them.
