@@ -13,6 +13,7 @@ use duckdb::{Connection, OptionalExt, params, params_from_iter};
 use liteobs_model::TrafficLog;
 
 use super::driver::{Driver, DynError};
+use super::query_plan::QueryPlan;
 use super::sql::{self, Param, RawRow, i64_of};
 
 /// The DuckDB engine.
@@ -32,6 +33,10 @@ impl Driver for Duckdb {
     type Conn = Connection;
 
     const BEGIN: &'static str = "BEGIN TRANSACTION";
+
+    const BEGIN_READ: &'static str = "BEGIN TRANSACTION";
+
+    const QUERY_PLAN: QueryPlan = QueryPlan::TimeWindows;
 
     const AFTER_SCHEMA: &'static str = "";
 
