@@ -60,6 +60,9 @@ use liteobs_model::{QueryResponse, TrafficLog};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "bench-store/queries.rs"]
+mod queries;
+
 // ------------------------------------------------------------------------------------------------
 // Flags
 
@@ -94,6 +97,10 @@ struct Config {
     /// Print each engine's plan (with timings where it has them) of one by-PID query to stderr.
     #[arg(long)]
     explain: bool,
+    /// Query mode instead of ingest: fill (or reuse) a file of each of these row counts under
+    /// `--dir` and time each kind of query on it (see `bench-store/queries.rs`).
+    #[arg(long, value_delimiter = ',')]
+    query_rows: Vec<usize>,
     /// Seed of the generated workload.
     #[arg(long, default_value_t = 20261125)]
     seed: u64,
@@ -184,6 +191,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> Result<()> {
+    if !config.query_rows.is_empty() {
+        return queries::run(config);
+    }
     ensure!(config.rows > 0 && config.batch > 0, "--rows and --batch must be at least 1");
     ensure!(
         !config.uploaders.is_empty() && config.uploaders.iter().all(|&u| u > 0),

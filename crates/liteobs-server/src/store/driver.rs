@@ -10,6 +10,7 @@ use std::path::Path;
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::Cell;
 
+use super::query_plan::QueryPlan;
 use super::sql::{Param, RawRow};
 
 /// An engine error, kept as its source.
@@ -24,6 +25,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Starts a write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so
     /// that the batch-id check and the insert it guards cannot interleave with another writer.
     const BEGIN: &'static str;
+
+    /// Starts a read transaction: the windows of one query see one snapshot.
+    const BEGIN_READ: &'static str;
+
+    /// The plan that answers filters fastest on this engine (measured: BENCHMARKS.md).
+    const QUERY_PLAN: QueryPlan;
 
     /// Statements run on every open once the schema is in place (indexes), idempotent.
     const AFTER_SCHEMA: &'static str;

@@ -15,6 +15,7 @@ use liteobs_model::columns::Cell;
 
 use super::driver::{Driver, DynError};
 use super::duckdb_columns;
+use super::query_plan::QueryPlan;
 use super::sql::{self, Param, RawRow};
 
 /// The DuckDB engine.
@@ -34,6 +35,10 @@ impl Driver for Duckdb {
     type Conn = Connection;
 
     const BEGIN: &'static str = "BEGIN TRANSACTION";
+
+    const BEGIN_READ: &'static str = "BEGIN TRANSACTION";
+
+    const QUERY_PLAN: QueryPlan = QueryPlan::TimeWindows;
 
     const AFTER_SCHEMA: &'static str = "";
 

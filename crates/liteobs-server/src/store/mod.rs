@@ -27,12 +27,14 @@ mod duckdb;
 #[cfg(feature = "duckdb")]
 mod duckdb_columns;
 pub mod merge;
+pub mod query_plan;
 mod sql;
 mod sql_store;
 mod sqlite;
 mod stats_sql;
 
 pub use batch_id::{BatchId, BatchIdError, Retention};
+pub use query_plan::{QueryPlan, QueryTuning};
 
 /// A storage failure. The message names the database file where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +106,18 @@ pub struct StoreOptions {
     /// default of these options: tests that store one corpus twice mean two rows) keeps every
     /// record as its own row.
     pub merge_window: Option<chrono::Duration>,
+    /// How queries are planned ([`query_plan`]); the default is the engine's best.
+    pub query: QueryTuning,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { retention: Retention::DEFAULT, clock: Arc::new(Utc::now), merge_window: None }
+        StoreOptions {
+            retention: Retention::DEFAULT,
+            clock: Arc::new(Utc::now),
+            merge_window: None,
+            query: QueryTuning::default(),
+        }
     }
 }
 

@@ -116,19 +116,44 @@ fn micros_ceil(t: DateTime<Utc>) -> i64 {
     if t.timestamp_subsec_nanos().is_multiple_of(1_000) { floor } else { floor.saturating_add(1) }
 }
 
-/// `WHERE ...` for `filter` (empty when it selects everything), with `?` placeholders whose
-/// values are pushed onto `params`.
-pub fn where_clause<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> String {
-    let mut conds: Vec<String> = Vec::new();
-    if let Some(ip) = filter.ip {
-        conds.push("(src_ip = ? OR dst_ip = ?)".into());
-        params.push(Param::Text(ip.to_string()));
-        params.push(Param::Text(ip.to_string()));
+/// The key a by-side statement ([`select_by_side`]) splits on: one column per side, each with
+/// its own index in SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SideKey {
+    Pid,
+    Ip,
+}
+
+impl SideKey {
+    fn columns(self) -> [&'static str; 2] {
+        match self {
+            SideKey::Pid => ["src_pid", "dst_pid"],
+            SideKey::Ip => ["src_ip", "dst_ip"],
+        }
     }
-    if let Some(pid) = filter.pid {
-        conds.push("(src_pid = ? OR dst_pid = ?)".into());
-        params.push(Param::Int(pid.into()));
-        params.push(Param::Int(pid.into()));
+
+    fn param(self, filter: &Filter) -> Option<Param> {
+        match self {
+            SideKey::Pid => filter.pid.map(|p| Param::Int(p.into())),
+            SideKey::Ip => filter.ip.map(|ip| Param::Text(ip.to_string())),
+        }
+    }
+}
+
+/// The conditions of `filter` (without its limit), `?` placeholders pushed to `params` in
+/// order. `skip` leaves out one either-side condition, which the caller writes itself.
+fn conditions<D: Driver>(filter: &Filter, skip: Option<SideKey>, params: &mut Vec<Param>) -> Vec<String> {
+    let mut conds: Vec<String> = Vec::new();
+    for key in [SideKey::Ip, SideKey::Pid] {
+        if skip == Some(key) {
+            continue;
+        }
+        if let Some(value) = key.param(filter) {
+            let [src, dst] = key.columns();
+            conds.push(format!("({src} = ? OR {dst} = ?)"));
+            params.push(value.clone());
+            params.push(value);
+        }
     }
     if let Some(m) = &filter.method {
         conds.push("method = ?".into());
@@ -175,22 +200,89 @@ pub fn where_clause<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> Stri
         conds.push("ts < ?".into());
         params.push(Param::Int(micros_ceil(t)));
     }
+    conds
+}
+
+fn where_clause(conds: &[String]) -> String {
     if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) }
 }
 
-/// `SELECT ... WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their
-/// values.
+/// `WHERE ...` for `filter` (empty when it selects everything), with `?` placeholders whose
+/// values are pushed onto `params`: the condition `/stats` and `/map` group under.
+pub fn filter_where<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> String {
+    where_clause(&conditions::<D>(filter, None, params))
+}
+
+/// `filter`'s `since` and `until` in stored microseconds (`ts >= since`, `ts < until`).
+pub fn time_bounds(filter: &Filter) -> (Option<i64>, Option<i64>) {
+    (filter.since.map(micros_ceil), filter.until.map(micros_ceil))
+}
+
+/// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values: the
+/// one statement that answers any filter.
 pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+    select_window::<D>(filter, TimeWindow::ALL, filter.limit)
+}
+
+/// A half-open slice `lo <= ts < hi` of the table (µs; `None`: unbounded on that side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+}
+
+impl TimeWindow {
+    pub const ALL: TimeWindow = TimeWindow { lo: None, hi: None };
+}
+
+/// As [`select`], restricted to `window` and at most `limit` rows. The bounds are written as
+/// literals, not parameters: DuckDB skips row groups by their `ts` min/max only for a constant
+/// comparison it sees when planning.
+pub fn select_window<D: Driver>(filter: &Filter, window: TimeWindow, limit: usize) -> (String, Vec<Param>) {
     let mut params = Vec::new();
-    let where_clause = where_clause::<D>(filter, &mut params);
-    params.push(Param::Int(filter.limit as i64));
-    (
+    let mut conds = conditions::<D>(filter, None, &mut params);
+    if let Some(lo) = window.lo {
+        conds.push(format!("ts >= {lo}"));
+    }
+    if let Some(hi) = window.hi {
+        conds.push(format!("ts < {hi}"));
+    }
+    params.push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let where_clause = where_clause(&conds);
+    (format!("SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?", column_list()), params)
+}
+
+/// For a filter on a PID or an address (either side), one statement per side, each newest
+/// first and limited, then merged: `src = k` and `dst = k AND src IS DISTINCT FROM k` (so a row with
+/// both sides equal comes once). Each side is a walk of its `(key, ts, seq)` index, newest
+/// first, that stops after `limit` matches, where the either-side `OR` makes SQLite collect
+/// every match of both indexes and sort them. `None` for other filters.
+pub fn select_by_side<D: Driver>(filter: &Filter) -> Option<(String, Vec<Param>)> {
+    let key = [SideKey::Pid, SideKey::Ip].into_iter().find(|k| k.param(filter).is_some())?;
+    let value = key.param(filter)?;
+    let [src, dst] = key.columns();
+    let limit = Param::Int(i64::try_from(filter.limit).unwrap_or(i64::MAX));
+    let mut params = Vec::new();
+    let mut branch = |side: &[(&str, &str)]| {
+        let mut conds: Vec<String> = side
+            .iter()
+            .map(|(col, op)| {
+                params.push(value.clone());
+                format!("{col} {op} ?")
+            })
+            .collect();
+        conds.extend(conditions::<D>(filter, Some(key), &mut params));
+        params.push(limit.clone());
         format!(
-            "SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?",
-            column_list()
-        ),
-        params,
-    )
+            "SELECT {cols} FROM (SELECT {cols} FROM traffic_logs{} ORDER BY ts DESC, seq DESC LIMIT ?)",
+            where_clause(&conds),
+            cols = column_list()
+        )
+    };
+    let first = branch(&[(src, "=")]);
+    let second = branch(&[(dst, "="), (src, "IS DISTINCT FROM")]);
+    params.push(limit);
+    Some((format!("{first} UNION ALL {second} ORDER BY ts DESC, seq DESC LIMIT ?"), params))
 }
 
 /// One stored row as read back, before validation: `seq` and one cell per column of

@@ -19,6 +19,7 @@ use liteobs_model::{Filter, TrafficLog};
 use super::batch_id::{BatchId, Retention};
 use super::driver::{Driver, DynError};
 use super::merge;
+use super::query_plan::{QueryPlan, TsHints, Windows};
 use super::sql::{self, Param, RawRow};
 use super::stats_sql;
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions, WriteStats};
@@ -33,6 +34,10 @@ pub struct SqlStore<D: Driver> {
     /// Uploads waiting for the writer ([`Store::insert_owned`]).
     pending: Mutex<VecDeque<Pending>>,
     stats: Counters,
+    plan: QueryPlan,
+    window_rows: u64,
+    /// Sizes [`QueryPlan::TimeWindows`]' windows (read only for that plan).
+    hints: Mutex<TsHints>,
     driver: PhantomData<D>,
 }
 
@@ -96,6 +101,17 @@ impl<D: Driver> SqlStore<D> {
         };
         let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
         let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        let plan = options.query.plan.unwrap_or(D::QUERY_PLAN);
+        let hints = if plan == QueryPlan::TimeWindows {
+            let int = |sql: &str| D::query_int(&writer, sql, &[]).map_err(open_err);
+            TsHints {
+                rows: u64::try_from(int("SELECT count(*) FROM traffic_logs")?.unwrap_or(0)).unwrap_or(0),
+                oldest: int("SELECT min(ts) FROM traffic_logs HAVING count(*) > 0")?,
+                newest: int("SELECT max(ts) FROM traffic_logs HAVING count(*) > 0")?,
+            }
+        } else {
+            TsHints::default()
+        };
         Ok(SqlStore {
             path: path.to_owned(),
             writer: Mutex::new(Writer { conn: writer, next_seq, next_batch_seq }),
@@ -105,6 +121,9 @@ impl<D: Driver> SqlStore<D> {
             merge_window: options.merge_window,
             pending: Mutex::new(VecDeque::new()),
             stats: Counters::default(),
+            plan,
+            window_rows: options.query.window_rows,
+            hints: Mutex::new(hints),
             driver: PhantomData,
         })
     }
@@ -358,6 +377,7 @@ impl<D: Driver> SqlStore<D> {
                 (w.next_seq, w.next_batch_seq) = next;
                 self.stats.transaction(group.len());
                 for (p, receipt) in group.into_iter().zip(receipts) {
+                    self.saw(&p.batch, &receipt);
                     // An upload whose handler is gone (client hung up) has no one to tell.
                     let _ = p.reply.send(Ok(receipt));
                 }
@@ -377,9 +397,23 @@ impl<D: Driver> SqlStore<D> {
                         self.stats.transaction(1);
                         written.receipt
                     });
+                    if let Ok(receipt) = &answer {
+                        self.saw(&p.batch, receipt);
+                    }
                     let _ = p.reply.send(answer);
                 }
             }
+        }
+    }
+
+    /// Tells the query plan's hints what a committed batch added (rows and their `ts` range).
+    fn saw(&self, batch: &[TrafficLog], receipt: &Receipt) {
+        if receipt.duplicate {
+            return;
+        }
+        let ts = batch.iter().map(TrafficLog::ts_micros);
+        if let (Some(lo), Some(hi), Ok(mut hints)) = (ts.clone().min(), ts.max(), self.hints.lock()) {
+            hints.saw(receipt.accepted.saturating_sub(receipt.merged) as u64, lo, hi);
         }
     }
 
@@ -440,9 +474,15 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>> {
-        let (text, params) = sql::select::<D>(filter);
         let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
-        let rows = D::select(&conn, &text, &params).map_err(backend)?;
+        let rows = match self.plan {
+            QueryPlan::SideIndexes => {
+                let (text, params) =
+                    sql::select_by_side::<D>(filter).unwrap_or_else(|| sql::select::<D>(filter));
+                D::select(&conn, &text, &params).map_err(backend)?
+            }
+            QueryPlan::TimeWindows => self.query_windows(&conn, filter)?,
+        };
         rows.into_iter().map(RawRow::into_record).collect()
     }
 
@@ -482,6 +522,31 @@ impl<D: Driver> SqlStore<D> {
         let rows = D::select_cells(&conn, &text, &params, &ints).map_err(backend)?;
         drop(conn);
         stats_sql::groups(keys, rows, since, until)
+    }
+}
+
+impl<D: Driver> SqlStore<D> {
+    /// [`QueryPlan::TimeWindows`]: the windows newest first, each asked for the matches still
+    /// missing, in one read transaction.
+    fn query_windows(&self, conn: &D::Conn, filter: &Filter) -> Result<Vec<RawRow>> {
+        let hints = *self.hints.lock().map_err(|_| StoreError::Backend("hints lock poisoned".into()))?;
+        let (since, until) = sql::time_bounds(filter);
+        let mut windows = Windows::new(since, until, hints, self.window_rows);
+        let mut rows = Vec::new();
+        D::execute_batch(conn, D::BEGIN_READ).map_err(backend)?;
+        let mut ask = || -> Result<()> {
+            while let Some(window) = windows.next(rows.len(), filter.limit) {
+                let (text, params) = sql::select_window::<D>(filter, window, filter.limit - rows.len());
+                rows.extend(D::select(conn, &text, &params).map_err(backend)?);
+            }
+            Ok(())
+        };
+        let asked = ask();
+        // A read transaction commits nothing; ending it is what matters.
+        let ended =
+            D::execute_batch(conn, if asked.is_ok() { "COMMIT" } else { "ROLLBACK" }).map_err(backend);
+        asked.and(ended)?;
+        Ok(rows)
     }
 }
 

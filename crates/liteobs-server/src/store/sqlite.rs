@@ -18,6 +18,7 @@ use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::driver::{Driver, DynError};
+use super::query_plan::QueryPlan;
 use super::sql::{self, Param, RawRow};
 
 /// The SQLite engine.
@@ -51,6 +52,11 @@ impl Driver for Sqlite {
     type Conn = Connection;
 
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// Deferred: the snapshot starts at the first read and takes no write lock.
+    const BEGIN_READ: &'static str = "BEGIN";
+
+    const QUERY_PLAN: QueryPlan = QueryPlan::SideIndexes;
 
     const AFTER_SCHEMA: &'static str = "
         CREATE INDEX IF NOT EXISTS traffic_logs_ts ON traffic_logs (ts, seq);

@@ -82,7 +82,7 @@ pub fn int_columns(keys: &[Key]) -> Vec<bool> {
 /// set; its `limit` + 1 groups are asked for, so that the answer can say it was cut.
 pub fn statement<D: Driver>(keys: &[Key], sort: SortKey, filter: &Filter) -> (String, Vec<Param>) {
     let mut params = Vec::new();
-    let where_clause = sql::where_clause::<D>(filter, &mut params);
+    let where_clause = sql::filter_where::<D>(filter, &mut params);
     let aliases: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
     let group_by = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", aliases.join(", ")) };
     let key_list: String = aliases.iter().map(|k| format!("{k}, ")).collect();
