@@ -23,11 +23,13 @@ mod driver;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 pub mod merge;
+pub mod retention;
 mod sql;
 mod sql_store;
 mod sqlite;
 
 pub use batch_id::{BatchId, BatchIdError, Retention};
+pub use retention::{PassReport, RowRetention};
 
 /// A storage failure. The message names the database file where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,14 @@ pub enum StoreError {
     SchemaVersion { path: PathBuf, found: String, expected: u32 },
     #[error("{path} already has a `traffic_logs` table that LiteObs did not create; refusing to use it")]
     ForeignSchema { path: PathBuf },
+    /// The file system is full: nothing of the failed call was committed. Uploads are answered
+    /// 503 with `Retry-After`; the retention pass and a freed disk end it.
+    #[error("the disk holding the database is full; retry later ({0})")]
+    DiskFull(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The engine gave up on its instance after a failed write and opening the file again has
+    /// not worked yet (it is tried again on the next call).
+    #[error("the database is being reopened after a failed write; retry later ({0})")]
+    Reopening(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored row is not a valid record: {0}")]
@@ -89,11 +99,19 @@ pub struct StoreOptions {
     /// default of these options: tests that store one corpus twice mean two rows) keeps every
     /// record as its own row.
     pub merge_window: Option<chrono::Duration>,
+    /// Which rows [`Store::enforce_retention`] deletes (`-retention`, `-max-db-size`); off by
+    /// default here, so that a test's records of any age stay.
+    pub rows: RowRetention,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { retention: Retention::DEFAULT, clock: Arc::new(Utc::now), merge_window: None }
+        StoreOptions {
+            retention: Retention::DEFAULT,
+            clock: Arc::new(Utc::now),
+            merge_window: None,
+            rows: RowRetention::OFF,
+        }
     }
 }
 
@@ -109,6 +127,13 @@ pub trait Store: Send + Sync {
     /// Records matching `filter`, newest first (`ts` descending, then most recently inserted
     /// first), at most `filter.limit` of them.
     fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>>;
+
+    /// Runs one pass of row retention now: deletes what [`StoreOptions::rows`] no longer keeps,
+    /// oldest first, in short transactions between batches, and gives the space back
+    /// ([`retention`]). A store without retention keeps everything.
+    fn enforce_retention(&self) -> Result<PassReport> {
+        Ok(PassReport::default())
+    }
 
     /// Exchanges where either side has address `ip`.
     fn query_by_ip(&self, ip: IpAddr, limit: usize) -> Result<Vec<TrafficLog>> {

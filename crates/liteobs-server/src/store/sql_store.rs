@@ -1,6 +1,7 @@
 //! The one [`Store`] implementation, over any [`Driver`]: opening (schema creation, migration,
 //! version check), the writer with its counters, the batch transaction with its batch-id check
-//! and pruning, and queries on a reader connection.
+//! and pruning, queries on a reader connection, and opening the file again when the engine
+//! gives up on its instance (DuckDB after a failed write on a full disk).
 //!
 //! Not for engine specifics: those are the driver's primitives (`sqlite.rs`, `duckdb.rs`).
 
@@ -11,8 +12,9 @@ use std::sync::Mutex;
 use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
-use super::driver::{Driver, DynError};
+use super::driver::{Driver, DynError, Failure};
 use super::merge;
+use super::retention::{self, PassReport, RowRetention};
 use super::sql::{self, Param, RawRow};
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions};
 
@@ -23,6 +25,7 @@ pub struct SqlStore<D: Driver> {
     retention: Retention,
     clock: Clock,
     merge_window: Option<chrono::Duration>,
+    rows: RowRetention,
     driver: PhantomData<D>,
 }
 
@@ -60,20 +63,78 @@ impl<D: Driver> SqlStore<D> {
         let (writer, reader) = D::open(path).map_err(open_err)?;
         init_schema::<D>(&writer, path)?;
         D::execute_batch(&writer, D::AFTER_SCHEMA).map_err(open_err)?;
-        let next = |sql: &str| -> Result<i64> {
-            Ok(D::query_int(&writer, sql, &[]).map_err(open_err)?.unwrap_or(1))
-        };
-        let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
-        let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        let writer = Writer::restore::<D>(writer).map_err(open_err)?;
         Ok(SqlStore {
             path: path.to_owned(),
-            writer: Mutex::new(Writer { conn: writer, next_seq, next_batch_seq }),
+            writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             retention: options.retention,
             clock: options.clock,
             merge_window: options.merge_window,
+            rows: options.rows,
             driver: PhantomData,
         })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer connection between two batches: the hook of the background
+    /// retention pass ([`retention`]), which keeps each call to one short transaction.
+    pub(super) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&D::Conn) -> std::result::Result<T, DynError>,
+    ) -> Result<T> {
+        let mut w = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+        f(&w.conn).map_err(|e| self.after_failure(&mut w, StoreError::Backend(e)))
+    }
+
+    /// Names a full disk as such, and opens the file again when the engine gave up on its
+    /// instance: the call failed and nothing of it was committed, but the next one succeeds.
+    fn after_failure(&self, w: &mut Writer<D::Conn>, e: StoreError) -> StoreError {
+        let StoreError::Backend(source) = e else { return e };
+        match D::failure(&source) {
+            Failure::Other => StoreError::Backend(source),
+            Failure::DiskFull => {
+                // DuckDB invalidates its instance on the failed write itself; the error said
+                // "disk full", the next call would say "invalidated".
+                if let Err(probe) = D::query_int(&w.conn, "SELECT 1", &[])
+                    && D::failure(&probe) == Failure::Invalidated
+                    && let Err(again) = self.reopen(w)
+                {
+                    tracing::warn!(error = %again, "reopening the database failed; trying again on the next call");
+                }
+                StoreError::DiskFull(source)
+            }
+            Failure::Invalidated => match self.reopen(w) {
+                Ok(()) => StoreError::Reopening(source),
+                Err(again) => StoreError::Reopening(Box::new(again)),
+            },
+        }
+    }
+
+    /// Replaces both connections with new ones on the same file and reads the counters from
+    /// it again (what was committed is there; what failed left nothing).
+    fn reopen(&self, w: &mut Writer<D::Conn>) -> Result<()> {
+        let mut reader =
+            self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let open_err = |e: DynError| StoreError::Open { path: self.path.clone(), source: e };
+        let (writer, new_reader) = D::open(&self.path).map_err(open_err)?;
+        *w = Writer::restore::<D>(writer).map_err(open_err)?;
+        *reader = new_reader;
+        tracing::warn!(path = %self.path.display(), "the database was opened again after the engine gave up on it");
+        Ok(())
+    }
+}
+
+impl<C> Writer<C> {
+    /// The writer over `conn` with its counters read from the file.
+    fn restore<D: Driver<Conn = C>>(conn: C) -> std::result::Result<Self, DynError> {
+        let next = |sql: &str| D::query_int(&conn, sql, &[]).map(|n| n.unwrap_or(1));
+        let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
+        let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        Ok(Writer { conn, next_seq, next_batch_seq })
     }
 }
 
@@ -261,7 +322,46 @@ impl<D: Driver> SqlStore<D> {
 impl<D: Driver> Store for SqlStore<D> {
     fn insert(&self, batch: &[TrafficLog], id: Option<&BatchId>) -> Result<Receipt> {
         let mut guard = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
-        let w = &mut *guard;
+        self.insert_locked(&mut guard, batch, id).map_err(|e| self.after_failure(&mut guard, e))
+    }
+
+    fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>> {
+        let (text, params) = sql::select::<D>(filter);
+        let rows = {
+            let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+            D::select(&conn, &text, &params)
+        };
+        let rows = match rows {
+            Err(e) if D::failure(&e) == Failure::Invalidated => {
+                // Writer before reader, as everywhere; then the query once more on the new one.
+                let mut w =
+                    self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+                self.reopen(&mut w).map_err(|again| StoreError::Reopening(Box::new(again)))?;
+                drop(w);
+                let conn =
+                    self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+                D::select(&conn, &text, &params).map_err(backend)?
+            }
+            other => other.map_err(backend)?,
+        };
+        rows.into_iter().map(RawRow::into_record).collect()
+    }
+
+    fn enforce_retention(&self) -> Result<PassReport> {
+        if self.rows.is_off() {
+            return Ok(PassReport::default());
+        }
+        retention::pass(self, self.rows, (self.clock)())
+    }
+}
+
+impl<D: Driver> SqlStore<D> {
+    fn insert_locked(
+        &self,
+        w: &mut Writer<D::Conn>,
+        batch: &[TrafficLog],
+        id: Option<&BatchId>,
+    ) -> Result<Receipt> {
         let (next_seq, next_batch_seq) = (w.next_seq, w.next_batch_seq);
         let now = (self.clock)().timestamp_micros();
         let (receipt, appended) = in_transaction::<D, (Receipt, usize)>(&w.conn, |conn| {
@@ -284,13 +384,6 @@ impl<D: Driver> Store for SqlStore<D> {
             }
         }
         Ok(receipt)
-    }
-
-    fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>> {
-        let (text, params) = sql::select::<D>(filter);
-        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
-        let rows = D::select(&conn, &text, &params).map_err(backend)?;
-        rows.into_iter().map(RawRow::into_record).collect()
     }
 }
 
