@@ -165,6 +165,9 @@ pub enum Helper {
     GetCurrentComm = 16,
     /// `u64 bpf_get_current_task(void)`: the current `struct task_struct *`, as a number.
     GetCurrentTask = 35,
+    /// `u64 bpf_get_current_cgroup_id(void)`: the current task's cgroup v2 id (tracing
+    /// programs, Linux 4.18).
+    GetCurrentCgroupId = 80,
     /// `long bpf_probe_read_user(dst, size, unsafe_user_ptr)`.
     ProbeReadUser = 112,
     /// `long bpf_probe_read_kernel(dst, size, unsafe_ptr)`: zeroes `dst` on a fault.

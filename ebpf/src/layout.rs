@@ -113,6 +113,13 @@ impl ByteOrder {
         }
     }
 
+    fn u64_bytes(self, v: u64) -> [u8; 8] {
+        match self {
+            ByteOrder::Little => v.to_le_bytes(),
+            ByteOrder::Big => v.to_be_bytes(),
+        }
+    }
+
     /// Decodes a u64 counter or `skaddr`.
     pub fn u64_from(self, b: [u8; 8]) -> u64 {
         match self {
@@ -245,28 +252,42 @@ impl Endpoint {
     }
 }
 
-/// Value of [`SOCK_OWNER`], [`FLOW_OWNER`] and [`LISTEN_OWNER`]: a process.
+/// Value of [`SOCK_OWNER`], [`FLOW_OWNER`] and [`LISTEN_OWNER`]: a process, and the cgroup it
+/// was in when it connected, listened, accepted or served.
 ///
-/// | offset | size | field  | byte order |
-/// |-------:|-----:|--------|------------|
-/// | 0      | 4    | `tgid` | host; the process ID as `ps` shows it |
-/// | 4      | 16   | `comm` | bytes; the process's name (thread-group leader's comm), NUL padded (not necessarily NUL terminated) |
+/// | offset | size | field       | byte order |
+/// |-------:|-----:|-------------|------------|
+/// | 0      | 4    | `tgid`      | host; the process ID as `ps` shows it |
+/// | 4      | 16   | `comm`      | bytes; the process's name (thread-group leader's comm), NUL padded (not necessarily NUL terminated) |
+/// | 20     | 4    | `pad`       | always 0 |
+/// | 24     | 8    | `cgroup_id` | host; `bpf_get_current_cgroup_id()`: the id of the task's cgroup in the cgroup v2 (unified) hierarchy, which is the inode number of that cgroup's directory in a cgroup2 mount; 0 when unknown (an entry the agent wrote from a /proc scan) |
+///
+/// The cgroup is read in the process's own context, so it stays known after the process
+/// exits: the agent names the container of a connection whose client (curl) is gone by the
+/// time the exchange is attributed (see the agent's `container::cgroup_dirs`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
     pub tgid: u32,
     pub comm: [u8; 16],
+    pub pad: u32,
+    pub cgroup_id: u64,
 }
 
 impl Owner {
-    pub const SIZE: usize = 20;
+    pub const SIZE: usize = 32;
 
-    /// An owner with `comm` truncated to 15 bytes, as the kernel does.
+    /// An owner with `comm` truncated to 15 bytes, as the kernel does, and no cgroup.
     pub fn new(tgid: u32, comm: &str) -> Owner {
         let mut c = [0u8; 16];
         let n = comm.len().min(15);
         c[..n].copy_from_slice(&comm.as_bytes()[..n]);
-        Owner { tgid, comm: c }
+        Owner { tgid, comm: c, pad: 0, cgroup_id: 0 }
+    }
+
+    /// The same owner in cgroup `id`.
+    pub fn with_cgroup(self, id: u64) -> Owner {
+        Owner { cgroup_id: id, ..self }
     }
 
     /// The name up to the first NUL, with invalid UTF-8 replaced.
@@ -275,15 +296,27 @@ impl Owner {
         String::from_utf8_lossy(&self.comm[..end]).into_owned()
     }
 
+    /// The cgroup, `None` when the entry does not carry one (0).
+    pub fn cgroup(&self) -> Option<u64> {
+        (self.cgroup_id != 0).then_some(self.cgroup_id)
+    }
+
     pub fn encode(&self, order: ByteOrder) -> [u8; Owner::SIZE] {
         let mut b = [0u8; Owner::SIZE];
         b[0..4].copy_from_slice(&order.u32_bytes(self.tgid));
         b[4..20].copy_from_slice(&self.comm);
+        b[20..24].copy_from_slice(&order.u32_bytes(self.pad));
+        b[24..32].copy_from_slice(&order.u64_bytes(self.cgroup_id));
         b
     }
 
     pub fn decode(b: &[u8; Owner::SIZE], order: ByteOrder) -> Owner {
-        Owner { tgid: order.u32_from(take(b, 0)), comm: take(b, 4) }
+        Owner {
+            tgid: order.u32_from(take(b, 0)),
+            comm: take(b, 4),
+            pad: order.u32_from(take(b, 20)),
+            cgroup_id: order.u64_from(take(b, 24)),
+        }
     }
 }
 
@@ -383,6 +416,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Endpoint, port) == 16);
     assert!(size_of::<Owner>() == Owner::SIZE);
     assert!(std::mem::offset_of!(Owner, comm) == 4);
+    assert!(std::mem::offset_of!(Owner, pad) == 20);
+    assert!(std::mem::offset_of!(Owner, cgroup_id) == 24);
 };
 
 #[cfg(test)]
@@ -443,13 +478,18 @@ mod tests {
         assert_eq!(e.encode(ByteOrder::Little)[16..18], [0xbb, 0x01]);
         assert_eq!(e.encode(ByteOrder::Big)[16..18], [0x01, 0xbb]);
 
-        let o = Owner::new(0x0102_0304, "a-very-long-process-name");
+        let o = Owner::new(0x0102_0304, "a-very-long-process-name").with_cgroup(0x1122_3344_5566_7788);
         assert_eq!(o.comm_str(), "a-very-long-pro");
+        assert_eq!(o.cgroup(), Some(0x1122_3344_5566_7788));
+        assert_eq!(Owner::new(1, "x").cgroup(), None, "0 is no cgroup");
         let le = o.encode(ByteOrder::Little);
         let be = o.encode(ByteOrder::Big);
         assert_eq!(le[0..4], [4, 3, 2, 1]);
         assert_eq!(be[0..4], [1, 2, 3, 4]);
         assert_eq!(le[4..20], be[4..20]);
+        assert_eq!(le[20..24], [0; 4]);
+        assert_eq!(le[24..32], [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(be[24..32], [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
         assert_eq!(Owner::decode(&le, ByteOrder::Little), o);
         assert_eq!(Owner::decode(&be, ByteOrder::Big), o);
     }
@@ -461,9 +501,9 @@ mod tests {
         // SAFETY: FlowKey is repr(C), 36 bytes with no padding, all fields plain integers.
         let raw: [u8; 36] = unsafe { std::mem::transmute(k) };
         assert_eq!(raw, k.encode(ByteOrder::NATIVE));
-        let o = Owner::new(42, "nginx");
-        // SAFETY: Owner is repr(C), 20 bytes with no padding.
-        let raw: [u8; 20] = unsafe { std::mem::transmute(o) };
+        let o = Owner::new(42, "nginx").with_cgroup(9876);
+        // SAFETY: Owner is repr(C), 32 bytes with no implicit padding (`pad` is a field).
+        let raw: [u8; 32] = unsafe { std::mem::transmute(o) };
         assert_eq!(raw, o.encode(ByteOrder::NATIVE));
     }
 

@@ -65,7 +65,7 @@ impl MapSizes {
 }
 
 impl Default for MapSizes {
-    /// 65 536 connections: about 3.6 MiB of `flow_owner` (36 + 20 bytes per entry plus the
+    /// 65 536 connections: about 4.5 MiB of `flow_owner` (36 + 32 bytes per entry plus the
     /// kernel's per-element overhead), ample for a busy node.
     fn default() -> MapSizes {
         MapSizes::for_flows(65_536)

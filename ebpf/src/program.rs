@@ -28,8 +28,11 @@
 //!   accepted with a NULL address (libuv, Go, many Rust servers) or handed to another process
 //!   (Node's `cluster`, fd passing).
 //!
-//! Every "current" owner is {tgid, the process's name}: the thread group leader's `comm` read
-//! through BTF offsets (see [`current_owner`]), the thread's name only without them.
+//! Every "current" owner is {tgid, the process's name, its cgroup v2 id}: the thread group
+//! leader's `comm` read through BTF offsets (see [`current_owner`]), the thread's name only
+//! without them; the cgroup from `bpf_get_current_cgroup_id` (helper 80, tracing programs since
+//! 4.18). Recorded at connect, accept and serve time, it outlives the process: the agent maps
+//! it to the container through the cgroup2 hierarchy once a short-lived client is gone.
 //!
 //! Established tuples are *not* deleted when the connection closes: the agent attributes an
 //! exchange after capturing and parsing it, which for a short-lived connection is after the
@@ -152,18 +155,18 @@ const FLOW: i16 = -40;
 const FLOW_DADDR: i16 = FLOW + 16;
 const FLOW_SPORT: i16 = FLOW + 32;
 const FLOW_DPORT: i16 = FLOW + 34;
-/// Owner, 20 bytes: tgid at -64, comm at -60.
-const OWNER: i16 = -64;
-/// Endpoint, 20 bytes: addr at -88, port at -72, pad at -70.
-const EP: i16 = -88;
+/// Owner, 32 bytes: tgid at -72, comm at -68, pad at -52, cgroup_id at -48.
+const OWNER: i16 = -72;
+/// Endpoint, 20 bytes: addr at -96, port at -80, pad at -78.
+const EP: i16 = -96;
 const EP_PORT: i16 = EP + 16;
 const EP_PAD: i16 = EP + 18;
 /// skaddr (u64).
-const SKADDR: i16 = -96;
+const SKADDR: i16 = -104;
 /// Scratch key: u32 array index, or u16 port.
-const SCRATCH: i16 = -104;
+const SCRATCH: i16 = -112;
 /// The group leader's `task_struct *` (u64), read by [`current_owner`].
-const TASK: i16 = -112;
+const TASK: i16 = -120;
 
 /// Signed 16-bit view of a record offset. [`crate::format`] rejects fields past
 /// [`crate::format::MAX_RECORD`] (8192), so the conversion cannot fail for parsed layouts; a
@@ -223,7 +226,9 @@ fn prologue(a: &mut Asm, exit: Label) {
 }
 
 /// Writes the current process as an Owner at `stack[at]`: tgid (upper half of pid_tgid,
-/// the PID as `ps` shows it, never the thread ID) and the process's name,
+/// the PID as `ps` shows it, never the thread ID), its cgroup v2 id
+/// (`bpf_get_current_cgroup_id`, read here, in the process's own context, so that its
+/// container is still known once it has exited), and the process's name,
 /// `current->group_leader->comm` (what `/proc/<pid>/comm` shows), read with
 /// `probe_read_kernel` at the BTF offsets `task`. Without offsets, or when a read faults, the
 /// current thread's name instead, counted in [`Stat::ThreadComms`] (needs [`STATS_PTR`]).
@@ -232,6 +237,9 @@ fn current_owner(a: &mut Asm, at: i16, task: Option<TaskOffsets>, leader: i16) {
     a.call(Helper::GetCurrentPidTgid);
     a.alu_imm(Alu::Rsh, Reg::R0, 32); // tgid = pid_tgid >> 32
     a.stx(Size::W, FP, at, Reg::R0);
+    a.st_imm(Size::W, FP, at + 20, 0); // pad
+    a.call(Helper::GetCurrentCgroupId);
+    a.stx(Size::DW, FP, at + 24, Reg::R0);
     let thread_name = a.label();
     let done = a.label();
     // Offsets come from BTF, far below i32::MAX for any real task_struct; a larger one
@@ -506,10 +514,10 @@ const A_PTR: i16 = -16;
 const A_SA: i16 = -32;
 /// Endpoint, 20 bytes: addr at -56, port at -40, pad at -38.
 const A_EP: i16 = -56;
-/// Owner, 20 bytes: tgid at -80, comm at -76.
-const A_OWNER: i16 = -80;
+/// Owner, 32 bytes: tgid at -88, comm at -84, pad at -68, cgroup_id at -64.
+const A_OWNER: i16 = -88;
 /// The group leader's `task_struct *` (u64), for [`current_owner`].
-const A_TASK: i16 = -88;
+const A_TASK: i16 = -96;
 
 /// `sys_enter_accept4` / `sys_enter_accept`: `accept_args[pid_tgid] = upeer_sockaddr`.
 pub fn accept_enter(f: &AcceptFields) -> Result<Program, AsmError> {
@@ -600,12 +608,12 @@ pub fn accept_exit(f: &AcceptFields, task: Option<TaskOffsets>) -> Result<Progra
 // Stack frame of the socket I/O programs.
 /// The socket's `struct sock *` (u64), the passive_sk key.
 const IO_SK: i16 = -8;
-/// Owner, 20 bytes: tgid at -32, comm at -28.
-const IO_OWNER: i16 = -32;
+/// Owner, 32 bytes: tgid at -40, comm at -36, pad at -20, cgroup_id at -16.
+const IO_OWNER: i16 = -40;
 /// The group leader's `task_struct *` (u64), for [`current_owner`].
-const IO_TASK: i16 = -40;
+const IO_TASK: i16 = -48;
 /// u32 key 0 of the stats array.
-const IO_SCRATCH: i16 = -48;
+const IO_SCRATCH: i16 = -56;
 
 /// `sock/sock_recv_length` (`send = false`) and `sock/sock_send_length` (`send = true`), in
 /// the task doing the I/O, after every `sock_recvmsg`/`sock_sendmsg` of every socket on the

@@ -148,6 +148,8 @@ struct Task {
     tid: u32,
     comm: String,
     process: String,
+    /// What `bpf_get_current_cgroup_id` answers while this task is current.
+    cgroup: u64,
 }
 
 /// The stubbed kernel of one test (helpers are plain functions, so it lives in a thread local;
@@ -229,6 +231,10 @@ fn helper_comm(buf: u64, size: u64, _: u64, _: u64, _: u64) -> u64 {
         unsafe { std::ptr::copy_nonoverlapping(comm.as_ptr(), buf as *mut u8, size) };
         0
     })
+}
+
+fn helper_cgroup_id(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    with_kernel(|k| k.current.cgroup)
 }
 
 fn helper_current_task(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
@@ -330,7 +336,9 @@ struct Sim {
     map_defs: Vec<MapDef>,
 }
 
-const SOFTIRQ: Task = Task { tgid: 0, tid: 0, comm: String::new(), process: String::new() };
+/// In softirq, "current" is whatever task was interrupted: its cgroup is junk the program must
+/// never record.
+const SOFTIRQ: Task = Task { tgid: 0, tid: 0, comm: String::new(), process: String::new(), cgroup: 0xbad };
 
 impl Sim {
     fn new() -> Sim {
@@ -370,6 +378,7 @@ impl Sim {
             (14, helper_pid_tgid),
             (16, helper_comm),
             (35, helper_current_task),
+            (80, helper_cgroup_id),
             (112, helper_probe_read_user),
             (113, helper_probe_read_kernel),
         ] {
@@ -545,7 +554,12 @@ impl Sim {
 
 /// A thread of process `tgid` named like the process.
 fn task(tgid: u32, comm: &str) -> Task {
-    Task { tgid, tid: tgid + 7, comm: comm.into(), process: comm.into() }
+    Task { tgid, tid: tgid + 7, comm: comm.into(), process: comm.into(), cgroup: cgroup_of(tgid) }
+}
+
+/// The cgroup (v2 id) [`task`] puts process `tgid` in: one of its own.
+fn cgroup_of(tgid: u32) -> u64 {
+    0x7_0000_0000 + u64::from(tgid)
 }
 
 fn v4(a: [u8; 4], port: u16) -> SocketAddr {
@@ -581,8 +595,36 @@ fn connect_records_the_connecting_process_under_the_ipv4_mapped_tuple() {
     assert_eq!(key, &want, "flow key bytes");
     let owner = Owner::decode(&value[..].try_into().expect("owner"), ORDER);
     assert_eq!((owner.tgid, owner.comm_str().as_str()), (4242, "curl"));
+    assert_eq!(owner.cgroup(), Some(cgroup_of(4242)), "the connecting process's cgroup, not softirq's");
+    assert_eq!(value[20..24], [0; 4], "padding is zero");
     assert!(sim.entries(SOCK_OWNER).is_empty(), "the socket entry is forgotten once the tuple is known");
     assert_eq!((sim.stat(Stat::Connects), sim.stat(Stat::ActiveFlows)), (1, 1));
+}
+
+/// A short-lived client (curl) exits before the agent attributes its exchange: the cgroup it
+/// connected from is in the owner, read at connect time in its own context; the passive side
+/// gets the cgroup of the listener first, then of the acceptor, then of the process that served.
+#[test]
+fn owners_carry_the_cgroup_of_the_process_at_connect_accept_and_serve_time() {
+    let sim = Sim::new();
+    let (client, server) = (v4([10, 244, 1, 50], 41000), v4([10, 244, 2, 10], 8080));
+    let curl = Task { cgroup: 0x4242, ..task(4242, "curl") };
+    sim.state(&curl, 0x100, CLOSE, SYN_SENT, v4([0, 0, 0, 0], 0), server);
+    sim.state(&SOFTIRQ, 0x100, SYN_SENT, ESTABLISHED, client, server);
+    assert_eq!(sim.flow_owner(client, server).and_then(|o| o.cgroup()), Some(0x4242));
+
+    let master = Task { cgroup: 0x10, ..task(100, "nginx") };
+    let worker = Task { cgroup: 0x11, ..task(101, "nginx") };
+    let server_end = || sim.flow_owner(server, client).and_then(|o| o.cgroup());
+    sim.state(&master, 0x200, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));
+    sim.state(&SOFTIRQ, 0x300, SYN_RECV, ESTABLISHED, server, client);
+    assert_eq!(server_end(), Some(0x10), "the listener's cgroup with the listener's guess");
+    sim.accept4(&master, Some(client), 9);
+    assert_eq!(server_end(), Some(0x10));
+    sim.recv(&worker, 0x300, 78);
+    assert_eq!(server_end(), Some(0x11), "the serving process's cgroup");
+    // The client has exited (nothing in the program depends on it); its entry is unchanged.
+    assert_eq!(sim.flow_owner(client, server).and_then(|o| o.cgroup()), Some(0x4242));
 }
 
 #[test]
@@ -783,7 +825,7 @@ fn non_tcp_and_other_families_are_ignored() {
 #[test]
 fn owners_are_the_thread_group_never_the_thread() {
     let sim = Sim::new();
-    let t = Task { tgid: 500, tid: 512, comm: "worker-3".into(), process: "server".into() };
+    let t = Task { tgid: 500, tid: 512, comm: "worker-3".into(), process: "server".into(), cgroup: 5 };
     sim.state(&t, 1, CLOSE, SYN_SENT, v4([0, 0, 0, 0], 0), v4([127, 0, 0, 1], 80));
     sim.state(&SOFTIRQ, 1, SYN_SENT, ESTABLISHED, v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80));
     let o = sim.flow_owner(v4([127, 0, 0, 1], 40001), v4([127, 0, 0, 1], 80)).expect("owner");
@@ -902,7 +944,7 @@ fn close_forgets_the_passive_socket_but_keeps_the_owner_for_late_lookups() {
 fn owners_are_named_by_the_process_not_the_thread() {
     // The thread that listens, connects, accepts or serves renamed itself; the record names
     // the process (its leader's comm, /proc/<pid>/comm).
-    let t = Task { tgid: 500, tid: 512, comm: "acceptor-3".into(), process: "myserver".into() };
+    let t = Task { tgid: 500, tid: 512, comm: "acceptor-3".into(), process: "myserver".into(), cgroup: 5 };
     let (local, peer) = (v4([127, 0, 0, 1], 8080), v4([127, 0, 0, 1], 45000));
     let sim = Sim::new();
     sim.state(&t, 10, CLOSE, LISTEN, v4([0, 0, 0, 0], 8080), v4([0, 0, 0, 0], 0));

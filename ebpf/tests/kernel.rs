@@ -46,6 +46,23 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
 }
 
+/// The inode number of this process's cgroup directory in the cgroup2 mount (`0::` line of
+/// /proc/self/cgroup, under the mount /proc/self/mountinfo lists as `cgroup2`).
+fn own_cgroup_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4).map(str::to_owned))?
+        })
+        .expect("a cgroup2 mount");
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+    std::fs::metadata(Path::new(&mount).join(path.trim_start_matches('/'))).unwrap().ino()
+}
+
 #[test]
 fn loads_through_the_verifier_attaches_and_records_both_ends() {
     if !privileged("loads_through_the_verifier_attaches_and_records_both_ends") {
@@ -86,7 +103,7 @@ fn loads_through_the_verifier_attaches_and_records_both_ends() {
     client.read_exact(&mut buf).unwrap();
     assert_eq!(acceptor.join().unwrap(), client_addr);
 
-    let flows: HashMap<&MapData, [u8; 36], [u8; 20]> =
+    let flows: HashMap<&MapData, [u8; FlowKey::SIZE], [u8; Owner::SIZE]> =
         HashMap::try_from(ebpf.map(layout::FLOW_OWNER).unwrap()).unwrap();
     let owner = |local: SocketAddr, remote: SocketAddr| -> Option<Owner> {
         let key = FlowKey::new(local, remote).encode(ByteOrder::NATIVE);
@@ -111,6 +128,10 @@ fn loads_through_the_verifier_attaches_and_records_both_ends() {
     let thread = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     assert_ne!(process, thread, "the harness did not name the thread; the check proves nothing");
     assert_eq!(client_owner.comm_str(), process.trim_end());
+    // The cgroup is this process's in the unified hierarchy: its directory's inode number.
+    let cgroup = own_cgroup_inode();
+    assert_eq!(client_owner.cgroup(), Some(cgroup), "bpf_get_current_cgroup_id at connect");
+    assert_eq!(server_owner.cgroup(), Some(cgroup));
     assert_eq!(server_owner.comm_str(), process.trim_end());
 
     let stats: Array<&MapData, [u8; Stat::COUNT * 8]> =

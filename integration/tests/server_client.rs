@@ -272,3 +272,37 @@ fn pod_and_namespace_filters_through_the_real_server() {
         assert_eq!(query_json(&server, &full), want, "{args:?}");
     }
 }
+
+/// `liteobs-client stats` against the real server, each backend: the figures per server and
+/// method are what the brute-force reference computes from the uploaded records, in JSON, and
+/// the table names the groups.
+#[test]
+fn stats_through_the_real_server_and_client() {
+    use liteobs_model::stats::{StatsQuery, StatsResponse, reference};
+    for backend in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(backend, &dir.path().join(format!("stats.{backend}")), Some(TOKEN), None);
+        let records = sample();
+        assert_eq!(upload(&server, &records), (200, json!({ "accepted": 60 })), "{backend}");
+        let window = ["-since", "2026-11-25T10:00:00Z", "-until", "2026-11-25T10:01:00Z"];
+        let mut args = vec!["-server", &server.url, "-token", TOKEN, "stats", "-group-by", "server,method"];
+        args.extend(window);
+        let (code, table, err) = client(&args);
+        assert_eq!(code, 0, "{backend}: {err}");
+        assert!(table.starts_with("SERVER") && table.contains("127.0.0.9:8080 nginx"), "{backend}:\n{table}");
+        args.extend(["-o", "json", "-sort", "p99_us"]);
+        let (code, out, err) = client(&args);
+        assert_eq!(code, 0, "{backend}: {err}");
+        let got: StatsResponse = serde_json::from_str(&out).expect("stats JSON");
+        let params =
+            [("group_by", "server,method"), ("sort", "p99_us"), ("since", window[1]), ("until", window[3])];
+        let query = StatsQuery::from_params(params, chrono::Utc::now()).expect("query");
+        let want = reference(&records, &query, chrono::Utc::now());
+        assert_eq!(got, want, "{backend}");
+        assert_eq!(got.groups.len(), 4, "two servers by two methods");
+        let (code, _, err) =
+            client(&["-server", &server.url, "-token", TOKEN, "stats", "-group-by", "route"]);
+        assert_eq!(code, 2, "{backend}: a bad grouping is refused before the call: {err}");
+        assert!(err.contains("-group-by"), "{err}");
+    }
+}

@@ -16,11 +16,35 @@ use liteobs_model::TrafficLog;
 use crate::container::{ContainerIdentity, ContainerOf};
 pub use crate::pidmap::Origin;
 
+/// What an attributor tells beside the record it filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribution {
+    pub origin: Origin,
+    /// The cgroup v2 id of the client's process when it connected, if the attributor filled
+    /// in `src_pid` and knew it (eBPF).
+    pub src_cgroup: Option<u64>,
+    /// The same for the server's process (`dst_pid`) when it listened, accepted or served.
+    pub dst_cgroup: Option<u64>,
+}
+
+impl Attribution {
+    /// Someone's traffic, no cgroup known.
+    pub fn observed() -> Attribution {
+        Attribution { origin: Origin::Observed, src_cgroup: None, dst_cgroup: None }
+    }
+}
+
 /// Fills in process information on a record, as far as it can.
 pub trait Attributor {
     /// Fills in what it knows; [`Origin::Agent`] means the record is the agent's own traffic
     /// (its uploads) and must not be reported.
     fn attribute(&mut self, rec: &mut TrafficLog) -> Origin;
+
+    /// [`Attributor::attribute`], and the cgroups of the processes it filled in, for the
+    /// container of a process that has exited ([`PodAttribution`]). Without cgroups by default.
+    fn attribute_ends(&mut self, rec: &mut TrafficLog) -> Attribution {
+        Attribution { origin: self.attribute(rec), ..Attribution::observed() }
+    }
 
     /// The capture saw a new TCP connection between `a` and `b` (either may be the client).
     /// What was known about an earlier connection on the same 4-tuple must not be reused for
@@ -39,6 +63,10 @@ pub trait Attributor {
 impl Attributor for crate::pidmap::PidMap {
     fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
         self.fill(rec)
+    }
+
+    fn attribute_ends(&mut self, rec: &mut TrafficLog) -> Attribution {
+        self.fill_ends(rec)
     }
 
     fn refresh(&mut self) {
@@ -84,7 +112,9 @@ impl Attributor for NoAttribution {
 }
 
 /// Adds pods to what an inner attributor found: for each side whose PID is known, its
-/// `*_container_id`, and from the runtime's labels `*_namespace`, `*_pod`, `*_container`;
+/// `*_container_id` (from the cgroup the inner attributor says the process was in, else from
+/// the live process's `/proc/<pid>/cgroup`), and from the runtime's labels `*_namespace`,
+/// `*_pod`, `*_container`;
 /// and `*_node` (the agent's node, the record's `node`) on every side whose process is known.
 /// A host process gets a node and no pod fields.
 pub struct PodAttribution<A> {
@@ -101,6 +131,7 @@ impl<A: Attributor> PodAttribution<A> {
 /// The fields of one side of a record.
 struct SideFields<'a> {
     pid: Option<u32>,
+    cgroup: Option<u64>,
     node: &'a mut Option<String>,
     container_id: &'a mut Option<String>,
     namespace: &'a mut Option<String>,
@@ -117,7 +148,7 @@ impl SideFields<'_> {
         if self.container_id.is_some() {
             return;
         }
-        let Some(ContainerOf { container_id, pod }) = containers.of_pid(pid) else { return };
+        let Some(ContainerOf { container_id, pod }) = containers.of_process(pid, self.cgroup) else { return };
         *self.container_id = Some(container_id);
         if let Some(p) = pod {
             *self.namespace = Some(p.namespace.clone());
@@ -129,13 +160,14 @@ impl SideFields<'_> {
 
 impl<A: Attributor> Attributor for PodAttribution<A> {
     fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
-        let origin = self.inner.attribute(rec);
+        let Attribution { origin, src_cgroup, dst_cgroup } = self.inner.attribute_ends(rec);
         if origin == Origin::Agent || (rec.src_pid.is_none() && rec.dst_pid.is_none()) {
             return origin;
         }
         let node = rec.node.clone();
         SideFields {
             pid: rec.src_pid,
+            cgroup: src_cgroup,
             node: &mut rec.src_node,
             container_id: &mut rec.src_container_id,
             namespace: &mut rec.src_namespace,
@@ -145,6 +177,7 @@ impl<A: Attributor> Attributor for PodAttribution<A> {
         .fill(&node, &mut self.containers);
         SideFields {
             pid: rec.dst_pid,
+            cgroup: dst_cgroup,
             node: &mut rec.dst_node,
             container_id: &mut rec.dst_container_id,
             namespace: &mut rec.dst_namespace,
@@ -161,16 +194,22 @@ impl<A: Attributor> Attributor for PodAttribution<A> {
 
     fn refresh(&mut self) {
         self.inner.refresh();
+        self.containers.refresh();
     }
 
     fn log_stats(&mut self) {
         self.inner.log_stats();
-        let (p, r) = self.containers.counters();
+        let (p, g, r) = self.containers.counters();
         tracing::info!(
             process_lookups = p.lookups,
             process_cache_hits = p.cache_hits,
             cgroup_reads = p.cgroup_reads,
             in_container = p.in_container,
+            cgroup_lookups = g.lookups,
+            cgroup_containers = g.containers,
+            cgroup_unknown = g.unknown,
+            cgroup_walks = g.walks,
+            cgroup_dirs = g.entries,
             runtime_hits = r.hits,
             runtime_misses = r.misses,
             runtime_pending = r.pending,
@@ -185,6 +224,10 @@ impl<A: Attributor> Attributor for PodAttribution<A> {
 impl<A: Attributor + ?Sized> Attributor for Box<A> {
     fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
         (**self).attribute(rec)
+    }
+
+    fn attribute_ends(&mut self, rec: &mut TrafficLog) -> Attribution {
+        (**self).attribute_ends(rec)
     }
 
     fn refresh(&mut self) {
@@ -216,6 +259,74 @@ mod tests {
             rec.dst_pid = self.1;
             Origin::Observed
         }
+    }
+
+    /// Stands in for eBPF: names the two ends' processes and the cgroups they connected and
+    /// served from.
+    struct WithCgroups(u32, Option<u64>, u32, Option<u64>);
+
+    impl Attributor for WithCgroups {
+        fn attribute(&mut self, rec: &mut TrafficLog) -> Origin {
+            self.attribute_ends(rec).origin
+        }
+
+        fn attribute_ends(&mut self, rec: &mut TrafficLog) -> Attribution {
+            rec.src_pid = Some(self.0);
+            rec.dst_pid = Some(self.2);
+            Attribution { origin: Origin::Observed, src_cgroup: self.1, dst_cgroup: self.3 }
+        }
+    }
+
+    /// curl connected from its container's cgroup and exited before its exchange was
+    /// attributed: no /proc entry, but the cgroup id names the container.
+    #[test]
+    fn an_exited_process_gets_its_container_from_the_cgroup_it_connected_from() {
+        use std::os::unix::fs::MetadataExt;
+        const ID: &str = "69ee6124b333a405752f6bc5f3bd97db60fe3828992235f1d27f34e5c8aa0095";
+        let cgroups = tempfile::tempdir().unwrap();
+        let dir =
+            cgroups.path().join(format!("kubepods/besteffort/pod1b4846b8-45c5-f6c0-6ec5-cea9d94d8c0f/{ID}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = cgroups.path().join("system.slice");
+        std::fs::create_dir_all(&host).unwrap();
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let gone = tempfile::tempdir().unwrap();
+        let start = |proc_root: std::path::PathBuf| {
+            ContainerIdentity::start(ContainersConfig {
+                proc_root,
+                runtime: RuntimeConfig { socket: gone.path().join("gone.sock"), ..RuntimeConfig::default() },
+                cgroup_dirs: Some(crate::container::CgroupDirsConfig {
+                    mount: Some(cgroups.path().to_path_buf()),
+                    ..crate::container::CgroupDirsConfig::default()
+                }),
+                ..ContainersConfig::default()
+            })
+        };
+        let rec =
+            || crate::testing::record("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+
+        // Client 4242 has exited (an empty proc root); server 4343 is in a host cgroup.
+        let mut a = PodAttribution::new(
+            WithCgroups(4242, Some(ino(&dir)), 4343, Some(ino(&host))),
+            start(gone.path().to_path_buf()),
+        );
+        let mut r = rec();
+        a.attribute(&mut r);
+        assert_eq!(r.src_container_id.as_deref(), Some(ID));
+        assert_eq!(r.dst_container_id, None, "a host cgroup is no container");
+
+        // An id no walk knows, or none: the live process's /proc/<pid>/cgroup answers
+        // (fixtures/cgroup/proc: 103 is in a container, 114 is a host process).
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cgroup/proc");
+        let mut a = PodAttribution::new(WithCgroups(103, Some(u64::MAX), 114, None), start(fixtures));
+        let mut r = rec();
+        a.attribute(&mut r);
+        assert_eq!(
+            r.src_container_id.as_deref(),
+            Some("1f2e3d4c5b6a79880716253443526170a9b8c7d6e5f4031221304f5e6d7c8b9a")
+        );
+        assert_eq!(r.dst_container_id, None);
     }
 
     #[test]

@@ -21,8 +21,10 @@ fn exchanges_of(pieces: &[&[u8]]) -> Vec<Exchange> {
         };
         conn.on_event(ev, &mut cx);
     };
+    let mut seq = 0u32;
     for bytes in pieces {
-        on(Event::Data { dir: Dir::AtoB, ts_us: 0, seq: 0, bytes });
+        on(Event::Data { dir: Dir::AtoB, ts_us: 0, seq, bytes });
+        seq = seq.wrapping_add(bytes.len() as u32);
     }
     on(Event::End { dir: Dir::AtoB });
     on(Event::End { dir: Dir::BtoA });
@@ -32,16 +34,15 @@ fn exchanges_of(pieces: &[&[u8]]) -> Vec<Exchange> {
 }
 
 /// http_stream, "same streams, other segmentation, other exchanges" (minimized from a fuzz
-/// input of 73 bytes). A head that turns out malformed (a control byte in a header value) is
-/// dropped one byte at a time when it came in one segment, so the parser resynchronises on the
-/// request line that follows inside it; when the same head came in two segments, the whole
-/// buffered head is dropped up to its blank line, and that request with it.
+/// input of 73 bytes). When found, a head with control bytes in a header value was dropped one
+/// byte at a time when it came in one segment (the parser resynchronised on the `GET /b` inside
+/// the value) but whole, with `/b`, when it came in two. The lenient head parser now keeps such
+/// a value, so the head is `GET /a` with that Host however it is split; this pins that.
 #[test]
-#[ignore = "fails until http.rs drops a buffered malformed head the way it drops one parsed in place (reported to the coordinator)"]
-fn malformed_head_is_dropped_the_same_way_whole_or_split() {
+fn a_head_with_control_bytes_in_a_value_is_the_same_whole_or_split() {
     let stream: &[u8] = b"GET /a HTTP/1.1\r\nHost: \x01\x00GET /b HTTP/1.1\r\nX: y\r\n\r\n";
     let whole = exchanges_of(&[stream]);
-    assert_eq!(whole.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/b"], "{whole:?}");
+    assert_eq!(whole.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/a"], "{whole:?}");
     for split in 1..stream.len() {
         let (a, b) = stream.split_at(split);
         assert_eq!(exchanges_of(&[a, b]), whole, "split at {split}");

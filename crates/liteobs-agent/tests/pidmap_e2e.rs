@@ -659,7 +659,7 @@ fn seeded_listeners_give_the_passive_side_of_new_connections() {
     let seeded = liteobs_agent::pidmap::Listener {
         addr: la.ip(),
         port: la.port(),
-        owner: liteobs_agent::pidmap::ProcessInfo { pid: 4242, comm: "seeded-server".into() },
+        owner: liteobs_agent::pidmap::ProcessInfo::new(4242, "seeded-server"),
     };
     use liteobs_agent::pidmap::OwnerLookup;
     assert_eq!(owners.seed_listeners(std::slice::from_ref(&seeded)), 1);
@@ -679,4 +679,94 @@ fn seeded_listeners_give_the_passive_side_of_new_connections() {
     };
     let server = server.expect("server side recorded from the seeded listener");
     assert_eq!((server.tgid, server.comm_str().as_str()), (4242, "seeded-server"));
+}
+
+/// A cgroup directory this test makes under the cgroup2 hierarchy, named as a container's
+/// (`/liteobs-test-<pid>/<64 hex digits>`), removed on drop (after its processes exited).
+struct TestCgroup {
+    parent: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    id: String,
+}
+
+impl TestCgroup {
+    fn new(mount: &Path) -> TestCgroup {
+        let parent = mount.join(format!("liteobs-test-{}", std::process::id()));
+        let id = format!("{:016x}", 0x11ee_cafe_u64 + u64::from(std::process::id())).repeat(4);
+        let dir = parent.join(&id);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("making {}: {e}", dir.display()));
+        TestCgroup { parent, dir, id }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+        let _ = std::fs::remove_dir(&self.parent);
+    }
+}
+
+/// A client in a cgroup of its own (a container's, as far as its path tells) connects and
+/// exits before its connection is attributed, as curl does: its /proc entry is gone, but the
+/// owner eBPF recorded carries the cgroup id it connected from (the inode of the cgroup's
+/// directory), and the walk of the cgroup2 hierarchy maps that id to the cgroup's path, so
+/// the container is still named.
+#[test]
+fn an_exited_client_keeps_the_cgroup_it_connected_from() {
+    use std::os::unix::fs::MetadataExt;
+
+    use liteobs_agent::container::cgroup_dirs::{
+        CgroupDirs, CgroupDirsConfig, CgroupLookup, cgroup2_mount, walk,
+    };
+    use liteobs_agent::container::{ContainerIdentity, ContainersConfig, RuntimeConfig};
+
+    if !can_run("an_exited_client_keeps_the_cgroup_it_connected_from", &["python3"]) {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = cgroup2_mount(&mountinfo) else {
+        assert!(!required(), "no cgroup2 mount on this machine, and LITEOBS_REQUIRE_PRIVILEGED=1");
+        eprintln!("SKIPPED an_exited_client_keeps_the_cgroup_it_connected_from: no cgroup2 mount");
+        return;
+    };
+    let cg = TestCgroup::new(&mount);
+    let cg_inode = std::fs::metadata(&cg.dir).unwrap().ino();
+    let mut map = pidmap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    // The shell moves itself into the cgroup, then becomes the client: one connection, its
+    // local port on stdout, exit.
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {})); print(s.getsockname()[1])\"",
+        cg.dir.display(),
+        server.port()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().expect("run the client");
+    assert!(out.status.success(), "client: {}", String::from_utf8_lossy(&out.stderr));
+    let port: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("client port");
+    let client = SocketAddr::from(([127, 0, 0, 1], port));
+    let _ = listener.accept();
+
+    let owner = map.owner_at(client, server, Instant::now()).expect("the client's socket is in flow_owner");
+    assert!(!Path::new(&format!("/proc/{}", owner.pid)).exists(), "the client has exited");
+    assert_eq!(owner.comm, "python3");
+    assert_eq!(owner.cgroup, Some(cg_inode), "the cgroup id recorded at connect is the directory's inode");
+
+    // The user-space side: the id → the cgroup's path (a walk) → the container its path names.
+    let rel = format!("/liteobs-test-{}/{}", std::process::id(), cg.id);
+    assert!(walk(&mount, 1_000_000).iter().any(|d| d.id == cg_inode && d.path == rel), "walk finds {rel}");
+    let mut dirs =
+        CgroupDirs::new(CgroupDirsConfig { mount: Some(mount.clone()), ..CgroupDirsConfig::default() });
+    match dirs.lookup(cg_inode, Instant::now()) {
+        CgroupLookup::Container(c) => assert_eq!(c.container_id, cg.id),
+        other => panic!("cgroup {cg_inode} ({rel}): {other:?}"),
+    }
+    let gone = tempfile::tempdir().unwrap();
+    let mut containers = ContainerIdentity::start(ContainersConfig {
+        runtime: RuntimeConfig { socket: gone.path().join("no.sock"), ..RuntimeConfig::default() },
+        ..ContainersConfig::default()
+    });
+    assert_eq!(containers.of_pid(owner.pid), None, "/proc can no longer tell");
+    let of = containers.of_process(owner.pid, owner.cgroup).expect("the container, by the cgroup id");
+    assert_eq!(of.container_id, cg.id);
 }

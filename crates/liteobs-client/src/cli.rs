@@ -13,6 +13,7 @@ use std::time::Duration;
 use awc::http::header::HeaderValue;
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use liteobs_model::stats::StatsQuery;
 use liteobs_model::{Filter, ServerUrl};
 
 use crate::render::OutputFormat;
@@ -20,7 +21,8 @@ use crate::render::OutputFormat;
 /// Where the client looks when neither `-server` nor `LITEOBS_SERVER` says.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
-/// Query a LiteObs server and print the HTTP exchanges it stored, newest first.
+/// Query a LiteObs server and print the HTTP exchanges it stored, newest first (or, with
+/// `stats`, the figures per server, route and more).
 #[derive(Debug, Parser)]
 #[command(
     name = "liteobs-client",
@@ -31,54 +33,96 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 )]
 pub struct Cli {
     /// Exchanges where either side has this IPv4 or IPv6 address.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     pub ip: Option<String>,
     /// Exchanges where either side's process has this PID.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub pid: Option<String>,
     /// Request method, e.g. GET (any case).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub method: Option<String>,
     /// Status code (404) or class (5xx); 0 selects exchanges that got no response.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub status: Option<String>,
     /// Request-target prefix, e.g. /api/v1.
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", global = true)]
     pub path: Option<String>,
     /// Exchanges where either side's pod is in this Kubernetes namespace (exact).
-    #[arg(long, value_name = "NS")]
+    #[arg(long, value_name = "NS", global = true)]
     pub namespace: Option<String>,
     /// Exchanges where either side's pod name starts with this, e.g. checkout- (with
     /// -namespace, both hold for the same side).
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", global = true)]
     pub pod: Option<String>,
     /// Only exchanges at or after this time: RFC 3339 or an age like 15m, 2h, 7d.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", global = true)]
     pub since: Option<String>,
     /// Only exchanges before this time: RFC 3339 or an age like 15m, 2h, 7d.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", global = true)]
     pub until: Option<String>,
-    /// At most this many rows, 1 to 10000 (the server's default is 100).
-    #[arg(long, value_name = "N")]
+    /// At most this many rows (with `stats`: groups), 1 to 10000 (the server's default is 100).
+    #[arg(long, value_name = "N", global = true)]
     pub limit: Option<String>,
     /// Base URL of the LiteObs server (http:// or https://).
-    #[arg(long, value_name = "URL", env = "LITEOBS_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(long, value_name = "URL", env = "LITEOBS_SERVER", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
     /// Bearer token the server expects.
-    #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// PEM file of the CA(s) that sign the server's certificate, trusted instead of the system
     /// store for an https:// server.
-    #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE")]
+    #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
-    /// Output format: table for people, json (a pretty JSON array of records) or csv for
-    /// programs.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format: table for people, json (a pretty JSON array of records; with `stats`,
+    /// the server's answer) or csv for programs.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
     /// Give up on the server after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Without a command: the exchanges themselves, newest first.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to ask the server, besides the exchanges themselves.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Rate, errors and latency (p50/p95/p99, max) per server, client, method, status or node,
+    /// over the exchanges the filters select in the window (-since, -until; by default the
+    /// last 15 minutes).
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatsArgs {
+    /// Group by these, a comma list of server, client, method, status, node.
+    #[arg(long = "group-by", value_name = "LIST", default_value = "server")]
+    pub group_by: String,
+    /// Largest first by: count (or rate), errors, no_response, p50_us, p95_us, p99_us,
+    /// max_us, req_bytes, resp_bytes.
+    #[arg(long, value_name = "KEY", default_value = "count")]
+    pub sort: String,
+}
+
+/// Which answer a [`Config`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `GET /query`: exchanges.
+    Query,
+    /// `GET /stats`: figures per group.
+    Stats,
+}
+
+impl Mode {
+    /// The server's path for it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Mode::Query => "/query",
+            Mode::Stats => "/stats",
+        }
+    }
 }
 
 /// Everything [`crate::run`] needs, validated.
@@ -90,6 +134,7 @@ pub struct Config {
     pub token: Option<String>,
     /// Trust anchors for https (None: the system store); read when the query is sent.
     pub ca_file: Option<PathBuf>,
+    pub mode: Mode,
     /// Query parameters exactly as typed, in a fixed order; only flags that were given.
     pub params: Vec<(&'static str, String)>,
     pub output: OutputFormat,
@@ -131,7 +176,7 @@ impl Cli {
     /// Validates the flags. `now` anchors relative times, only for the local check: the server
     /// resolves `15m` against its own clock.
     pub fn into_config(self, now: DateTime<Utc>) -> Result<Config, ConfigError> {
-        let params: Vec<(&'static str, String)> = [
+        let mut params: Vec<(&'static str, String)> = [
             ("ip", self.ip),
             ("pid", self.pid),
             ("method", self.method),
@@ -146,8 +191,22 @@ impl Cli {
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
         .collect();
-        Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now)
-            .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
+        let mode = match self.command {
+            None => {
+                Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now)
+                    .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
+                Mode::Query
+            }
+            Some(Command::Stats(args)) => {
+                params.push(("group_by", args.group_by));
+                params.push(("sort", args.sort));
+                StatsQuery::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now).map_err(|e| {
+                    let flag = if e.param == "group_by" { "group-by" } else { e.param.as_str() };
+                    bad(&format!("-{flag}"), e.reason.clone())
+                })?;
+                Mode::Stats
+            }
+        };
 
         let server = check_server(&self.server)?;
         if let Some(token) = &self.token
@@ -159,6 +218,7 @@ impl Cli {
             server,
             token: self.token,
             ca_file: self.ca_file,
+            mode,
             params,
             output: self.output,
             timeout: Duration::from_secs(self.timeout),
@@ -289,6 +349,34 @@ mod tests {
         assert_eq!(config(&["-server", "http://h/liteobs/"]).unwrap().server, "http://h/liteobs");
         assert_eq!(config(&["-server", "http://[::1]:8080"]).unwrap().server, "http://[::1]:8080");
         assert_eq!(config(&["-server", "https://h:8443/"]).unwrap().server, "https://h:8443");
+    }
+
+    #[test]
+    fn stats_takes_the_filters_before_or_after_it_and_checks_its_own() {
+        let after =
+            config(&["stats", "-group-by", "server,method", "-status", "5xx", "-sort", "p95_us"]).unwrap();
+        let before = config(&["-status", "5xx", "stats", "-group-by=server,method", "-sort=p95_us"]).unwrap();
+        assert_eq!(after, before);
+        assert_eq!(after.mode, Mode::Stats);
+        assert_eq!(
+            after.params,
+            [
+                ("status", "5xx".to_owned()),
+                ("group_by", "server,method".to_owned()),
+                ("sort", "p95_us".to_owned())
+            ]
+        );
+        let plain = config(&["stats"]).unwrap();
+        assert_eq!(plain.params, [("group_by", "server".to_owned()), ("sort", "count".to_owned())]);
+        assert_eq!(config(&["-pid", "7"]).unwrap().mode, Mode::Query, "no command: a query, as before");
+        for (args, flag) in [
+            (&["stats", "-group-by", "pod"][..], "-group-by"),
+            (&["stats", "-sort", "fastest"], "-sort"),
+            (&["stats", "-status", "5x"], "-status"),
+        ] {
+            assert_eq!(config(args).unwrap_err().flag, flag, "{args:?}");
+        }
+        assert!(Cli::try_parse_args(["c", "-group-by", "server"]).is_err(), "-group-by belongs to stats");
     }
 
     #[test]

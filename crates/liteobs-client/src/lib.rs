@@ -1,7 +1,8 @@
 //! The LiteObs command-line client: asks a LiteObs server which HTTP exchanges it stored and
 //! prints them as a table, JSON or CSV.
 //!
-//! The flow is flags → [`Config`] → `GET /query` → [`QueryResponse`] → text:
+//! The flow is flags → [`Config`] → `GET /query` → [`QueryResponse`] → text (or, for
+//! `liteobs-client stats`, `GET /stats` → its figures → text):
 //!
 //! * [`cli`]: the clap flags (Go-style `-pid 1234` accepted) and their validation into a
 //!   [`Config`]. A bad filter is rejected here, before any network traffic, with the same words
@@ -42,6 +43,11 @@ pub struct Outcome {
 /// Runs one query and renders the answer. Must be called inside an actix-rt system (awc's
 /// client is not `Send` and needs that runtime).
 pub async fn run(config: &Config, term: &Terminal) -> anyhow::Result<Outcome> {
+    if config.mode == cli::Mode::Stats {
+        let answer = query::fetch_stats(config).await?;
+        let output = render::render_stats(config.output, &answer).context("cannot format the answer")?;
+        return Ok(Outcome { output, unreadable: Vec::new(), received: answer.groups.len() });
+    }
     let Answer { response, unreadable } = query::fetch(config).await?;
     let output = render::render(config.output, &response, term).context("cannot format the answer")?;
     let received = response.records.len() + unreadable.len();

@@ -1,4 +1,4 @@
-//! The one HTTP call: `GET {server}/query` with the filter as query parameters.
+//! The one HTTP call: `GET {server}/query` (or `/stats`) with the filter as query parameters.
 //!
 //! Failures are sorted by what the user should do about them: the server could not be reached
 //! (start it, fix `-server`), it did not answer in time (raise `-timeout`), TLS failed (fix
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_http::error::ParseError;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
+use liteobs_model::stats::StatsResponse;
 use liteobs_model::{QueryResponse, TrafficLog};
 use serde::Deserialize;
 
@@ -111,6 +112,26 @@ pub async fn fetch(config: &Config) -> Result<Answer, QueryError> {
 }
 
 async fn exchange(config: &Config) -> Result<Answer, QueryError> {
+    let (status, body) = get(config).await?;
+    interpret(&config.server, status, &body)
+}
+
+/// Asks the server for `GET /stats`. Must run inside an actix-rt system; `config.timeout`
+/// bounds the whole exchange.
+pub async fn fetch_stats(config: &Config) -> Result<StatsResponse, QueryError> {
+    let timeout = || QueryError::Timeout { server: config.server.clone(), timeout: config.timeout };
+    let asked = async {
+        let (status, body) = get(config).await?;
+        interpret_stats(&config.server, status, &body)
+    };
+    match actix_rt::time::timeout(config.timeout, asked).await {
+        Ok(Err(QueryError::Timeout { .. })) | Err(_) => Err(timeout()),
+        Ok(result) => result,
+    }
+}
+
+/// `GET {server}{mode's path}` with the parameters; the status and the body (capped).
+async fn get(config: &Config) -> Result<(u16, Vec<u8>), QueryError> {
     let server = &config.server;
     let mut connector = awc::Connector::new().timeout(config.timeout);
     if server.starts_with("https://") {
@@ -118,7 +139,7 @@ async fn exchange(config: &Config) -> Result<Answer, QueryError> {
     }
     let client = awc::Client::builder().connector(connector).timeout(config.timeout).finish();
     let mut request = client
-        .get(format!("{server}/query"))
+        .get(format!("{server}{}", config.mode.path()))
         .query(&config.params)
         .map_err(|e| QueryError::Encode(e.to_string()))?;
     if let Some(token) = &config.token {
@@ -133,38 +154,51 @@ async fn exchange(config: &Config) -> Result<Answer, QueryError> {
         },
         other => QueryError::Transport { server: server.clone(), reason: other.to_string() },
     })?;
-    interpret(server, status.as_u16(), &body)
+    Ok((status.as_u16(), body.to_vec()))
+}
+
+/// The figures of a `/stats` answer, or the matching error (as [`interpret`]).
+pub fn interpret_stats(server: &str, status: u16, body: &[u8]) -> Result<StatsResponse, QueryError> {
+    if !(200..=299).contains(&status) {
+        return Err(refusal(server, status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
+        server: server.to_owned(),
+        reason: format!("{status} but not a stats answer: {e}"),
+    })
 }
 
 /// Turns a status and body into records or the matching error; pure, so it is tested on bytes.
 pub fn interpret(server: &str, status: u16, body: &[u8]) -> Result<Answer, QueryError> {
+    if !(200..=299).contains(&status) {
+        return Err(refusal(server, status, body));
+    }
+    let raw: RawAnswer = serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
+        server: server.to_owned(),
+        reason: format!("{status} but not a query result: {e}"),
+    })?;
+    let (records, unreadable) = read_records(raw.records);
+    Ok(Answer { response: QueryResponse { records, limit: raw.limit, truncated: raw.truncated }, unreadable })
+}
+
+/// The error an answer that is not a success stands for.
+fn refusal(server: &str, status: u16, body: &[u8]) -> QueryError {
     match status {
-        200..=299 => {
-            let raw: RawAnswer = serde_json::from_slice(body).map_err(|e| QueryError::BadAnswer {
-                server: server.to_owned(),
-                reason: format!("{status} but not a query result: {e}"),
-            })?;
-            let (records, unreadable) = read_records(raw.records);
-            Ok(Answer {
-                response: QueryResponse { records, limit: raw.limit, truncated: raw.truncated },
-                unreadable,
-            })
-        }
-        401 | 403 => Err(QueryError::Unauthorized {
+        401 | 403 => QueryError::Unauthorized {
             server: server.to_owned(),
             status,
             message: error_message(status, body),
-        }),
-        400..=499 => Err(QueryError::Rejected { status, message: error_message(status, body) }),
-        500..=599 => Err(QueryError::ServerError {
+        },
+        400..=499 => QueryError::Rejected { status, message: error_message(status, body) },
+        500..=599 => QueryError::ServerError {
             server: server.to_owned(),
             status,
             message: error_message(status, body),
-        }),
-        _ => Err(QueryError::BadAnswer {
+        },
+        _ => QueryError::BadAnswer {
             server: server.to_owned(),
             reason: format!("status {status}: {}", error_message(status, body)),
-        }),
+        },
     }
 }
 

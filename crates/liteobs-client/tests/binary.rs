@@ -114,8 +114,10 @@ fn flag_and_server_mistakes_are_named_as_typed() {
         ),
         (&["-bogus=1"], "error: unexpected argument '-bogus' found (every flag is listed by -help)"),
         (&["--bogus"], "error: unexpected argument '--bogus' found"),
-        (&["-"], "error: unexpected argument '-' found"),
-        (&["--", "-pid"], "error: unexpected argument '-pid' found"),
+        // A word that is no flag stands where a command (`stats`) may.
+        (&["-"], "error: unrecognized subcommand '-'"),
+        (&["--", "-pid"], "error: unrecognized subcommand '-pid'"),
+        (&["stat"], "error: unrecognized subcommand 'stat'"),
         (&["-pid"], "error: a value is required for '--pid <PID>' but none was supplied"),
         (&["-server", "http://"], r#"error: -server: "http://": no host; write http://HOST[:PORT]"#),
         (

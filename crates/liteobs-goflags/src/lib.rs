@@ -46,7 +46,15 @@ fn longs(cmd: &Command) -> (Vec<Long>, Vec<char>) {
         Long { name: "version".to_owned(), needs_value: false },
     ];
     let mut shorts = Vec::new();
-    for arg in cmd.get_arguments() {
+    // A subcommand's flags count too (`liteobs-client stats -group-by server`): the words are
+    // rewritten the same way wherever they stand, and clap judges where each belongs.
+    let mut commands = vec![cmd.clone()];
+    let mut all = Vec::new();
+    while let Some(c) = commands.pop() {
+        commands.extend(c.get_subcommands().cloned());
+        all.push(c);
+    }
+    for arg in all.iter().flat_map(|c| c.get_arguments()) {
         let needs_value =
             arg.get_action().takes_values() && arg.get_num_args().is_some_and(|n| n.min_values() >= 1);
         for name in arg.get_long().into_iter().chain(arg.get_all_aliases().into_iter().flatten()) {

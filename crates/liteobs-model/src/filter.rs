@@ -107,7 +107,7 @@ pub struct FilterError {
     pub reason: String,
 }
 
-fn bad(param: &str, reason: impl Into<String>) -> FilterError {
+pub(crate) fn bad(param: &str, reason: impl Into<String>) -> FilterError {
     FilterError { param: param.to_owned(), reason: reason.into() }
 }
 

@@ -8,8 +8,8 @@
 //! copying strings that need no escaping in one go and formatting the date and time of day
 //! only when the second changes.
 //!
-//! Field order and omission rules follow the `Serialize` derive of [`TrafficLog`]; a change
-//! there must be made here too (the equality tests fail otherwise).
+//! Field order and omission rules follow the `Serialize` derive of [`TrafficLog`] because the
+//! writer walks [`columns::visit`], which is in the struct's order (its tests hold it to that).
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::TrafficLog;
+use crate::columns::{self, Value};
 
 /// Writes records as NDJSON lines, remembering the last timestamp's second between records.
 #[derive(Debug, Default)]
@@ -31,57 +32,46 @@ impl NdjsonEncoder {
         NdjsonEncoder::default()
     }
 
-    /// Appends `r` as one compact JSON object and a newline.
+    /// Appends `r` as one compact JSON object and a newline: every column of [`columns::COLUMNS`] in
+    /// order (the struct's, so serde's), an unknown optional one left out as serde's
+    /// `skip_serializing_if` does.
     pub fn encode(&mut self, r: &TrafficLog, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"ts\":\"");
-        self.timestamp(&r.ts, out);
-        out.extend_from_slice(b"\",\"src_ip\":\"");
-        ip(r.src_ip, out);
-        out.extend_from_slice(b"\",\"src_port\":");
-        int(r.src_port, out);
-        out.extend_from_slice(b",\"dst_ip\":\"");
-        ip(r.dst_ip, out);
-        out.extend_from_slice(b"\",\"dst_port\":");
-        int(r.dst_port, out);
-        out.extend_from_slice(b",\"method\":");
-        string(&r.method, out);
-        out.extend_from_slice(b",\"path\":");
-        string(&r.path, out);
-        if let Some(host) = &r.host {
-            out.extend_from_slice(b",\"host\":");
-            string(host, out);
+        let mut first = true;
+        columns::visit(
+            r,
+            #[inline(always)]
+            |key, value| {
+                if value == Value::Null {
+                    return;
+                }
+                if first {
+                    out.push(b'{');
+                    out.extend_from_slice(&key.as_bytes()[1..]);
+                    first = false;
+                } else {
+                    out.extend_from_slice(key.as_bytes());
+                }
+                match value {
+                    Value::Null => {}
+                    Value::Time(ts) => {
+                        out.push(b'"');
+                        self.timestamp(&ts, out);
+                        out.push(b'"');
+                    }
+                    Value::Ip(addr) => {
+                        out.push(b'"');
+                        ip(addr, out);
+                        out.push(b'"');
+                    }
+                    Value::UInt(n) => int(n, out),
+                    Value::Int(n) => int(n, out),
+                    Value::Text(s) => string(s, out),
+                }
+            },
+        );
+        if first {
+            out.push(b'{');
         }
-        out.extend_from_slice(b",\"status\":");
-        int(r.status, out);
-        out.extend_from_slice(b",\"latency_us\":");
-        int(r.latency_us, out);
-        out.extend_from_slice(b",\"req_bytes\":");
-        int(r.req_bytes, out);
-        out.extend_from_slice(b",\"resp_bytes\":");
-        int(r.resp_bytes, out);
-        opt_int(b",\"src_pid\":", r.src_pid, out);
-        opt_string(b",\"src_comm\":", &r.src_comm, out);
-        opt_string(b",\"src_namespace\":", &r.src_namespace, out);
-        opt_string(b",\"src_pod\":", &r.src_pod, out);
-        opt_string(b",\"src_container\":", &r.src_container, out);
-        opt_string(b",\"src_container_id\":", &r.src_container_id, out);
-        opt_string(b",\"src_node\":", &r.src_node, out);
-        opt_int(b",\"dst_pid\":", r.dst_pid, out);
-        opt_string(b",\"dst_comm\":", &r.dst_comm, out);
-        opt_string(b",\"dst_namespace\":", &r.dst_namespace, out);
-        opt_string(b",\"dst_pod\":", &r.dst_pod, out);
-        opt_string(b",\"dst_container\":", &r.dst_container, out);
-        opt_string(b",\"dst_container_id\":", &r.dst_container_id, out);
-        opt_string(b",\"dst_node\":", &r.dst_node, out);
-        if let Some(addr) = r.dst_service_ip {
-            out.extend_from_slice(b",\"dst_service_ip\":\"");
-            ip(addr, out);
-            out.push(b'"');
-        }
-        opt_int(b",\"dst_service_port\":", r.dst_service_port, out);
-        out.extend_from_slice(b",\"node\":");
-        string(&r.node, out);
-        opt_int(b",\"exchange_id\":", r.exchange_id, out);
         out.extend_from_slice(b"}\n");
     }
 
@@ -111,22 +101,6 @@ impl NdjsonEncoder {
 
 fn int(n: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// `key` (`,"name":`) and the value, when there is one.
-fn opt_int(key: &[u8], n: Option<impl itoa::Integer>, out: &mut Vec<u8>) {
-    if let Some(n) = n {
-        out.extend_from_slice(key);
-        int(n, out);
-    }
-}
-
-/// `key` (`,"name":`) and the string, when there is one.
-fn opt_string(key: &[u8], s: &Option<String>, out: &mut Vec<u8>) {
-    if let Some(s) = s {
-        out.extend_from_slice(key);
-        string(s, out);
-    }
 }
 
 fn ip(addr: IpAddr, out: &mut Vec<u8>) {

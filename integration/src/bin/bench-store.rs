@@ -45,6 +45,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,7 @@ use clap::{Parser, ValueEnum};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use liteobs_integration::{Server, http};
+use liteobs_model::columns::{self, Stored};
 use liteobs_model::{QueryResponse, TrafficLog};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -844,45 +846,29 @@ fn time_queries(
 // ------------------------------------------------------------------------------------------------
 // The engine's floor: the same rows in-process, into the server's own (empty) schema
 
-/// Table columns in the order the server creates them (crates/liteobs-server/src/store/sql.rs);
+/// Table columns in the order the server creates them: `seq`, then the record's columns in
+/// the order they were added (liteobs_model::columns, which the server's schema follows);
 /// checked against the file the server creates, so a schema change fails loudly here.
-const COLUMNS: [&str; 31] = [
-    "seq",
-    "ts",
-    "src_ip",
-    "src_port",
-    "dst_ip",
-    "dst_port",
-    "method",
-    "path",
-    "host",
-    "status",
-    "latency_us",
-    "req_bytes",
-    "resp_bytes",
-    "src_pid",
-    "src_comm",
-    "dst_pid",
-    "dst_comm",
-    "node",
-    "src_namespace",
-    "src_pod",
-    "src_container",
-    "src_container_id",
-    "src_node",
-    "dst_namespace",
-    "dst_pod",
-    "dst_container",
-    "dst_container_id",
-    "dst_node",
-    "dst_service_ip",
-    "dst_service_port",
-    "exchange_id",
-];
+static COLUMNS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| std::iter::once("seq").chain(columns::in_order_added().map(|c| c.name)).collect());
 
-/// SQL BIGINT is signed; the server saturates the same way.
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// A row's values as the server binds them: `seq`, then each column's stored form.
+fn stored_row(seq: i64, r: &TrafficLog) -> impl Iterator<Item = Stored<'_>> {
+    std::iter::once(Stored::Int(seq)).chain(columns::in_order_added().map(move |c| c.get(r).stored()))
+}
+
+/// A stored value bound by rusqlite or duckdb.
+struct Bind<'a>(Stored<'a>);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{Null, ToSqlOutput};
+        Ok(match &self.0 {
+            Stored::Int(n) => ToSqlOutput::from(*n),
+            Stored::Text(s) => ToSqlOutput::from(s.as_ref()),
+            Stored::Null => ToSqlOutput::from(Null),
+        })
+    }
 }
 
 /// Writes the rows as CSV in [`COLUMNS`] order (unknown values as empty fields), for the
@@ -892,41 +878,12 @@ fn write_csv(dir: &Path, records: &[TrafficLog]) -> Result<PathBuf> {
     let t = Instant::now();
     let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
-    let opt = |v: Option<String>| v.unwrap_or_default();
     for (seq, r) in (1i64..).zip(records) {
-        w.write_record([
-            seq.to_string(),
-            r.ts_micros().to_string(),
-            r.src_ip.to_string(),
-            r.src_port.to_string(),
-            r.dst_ip.to_string(),
-            r.dst_port.to_string(),
-            r.method.clone(),
-            r.path.clone(),
-            opt(r.host.clone()),
-            r.status.to_string(),
-            i64_of(r.latency_us).to_string(),
-            i64_of(r.req_bytes).to_string(),
-            i64_of(r.resp_bytes).to_string(),
-            opt(r.src_pid.map(|p| p.to_string())),
-            opt(r.src_comm.clone()),
-            opt(r.dst_pid.map(|p| p.to_string())),
-            opt(r.dst_comm.clone()),
-            r.node.clone(),
-            opt(r.src_namespace.clone()),
-            opt(r.src_pod.clone()),
-            opt(r.src_container.clone()),
-            opt(r.src_container_id.clone()),
-            opt(r.src_node.clone()),
-            opt(r.dst_namespace.clone()),
-            opt(r.dst_pod.clone()),
-            opt(r.dst_container.clone()),
-            opt(r.dst_container_id.clone()),
-            opt(r.dst_node.clone()),
-            opt(r.dst_service_ip.map(|v| v.to_string())),
-            opt(r.dst_service_port.map(|v| v.to_string())),
-            opt(r.exchange_id.map(|v| v.to_string())),
-        ])
+        w.write_record(stored_row(seq, r).map(|v| match v {
+            Stored::Int(n) => n.to_string(),
+            Stored::Text(s) => s.into_owned(),
+            Stored::Null => String::new(),
+        }))
         .with_context(|| format!("writing {}", path.display()))?;
     }
     w.flush().with_context(|| format!("writing {}", path.display()))?;
@@ -1054,7 +1011,7 @@ fn check_sqlite_columns(db: &Path) -> Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('traffic_logs') ORDER BY cid")?;
     let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
     ensure!(
-        names == COLUMNS,
+        names == *COLUMNS,
         "the server's SQLite table has columns {names:?}; update COLUMNS in bench-store"
     );
     Ok(())
@@ -1076,39 +1033,7 @@ fn sqlite_insert(db: &Path, records: &[TrafficLog], tx_rows: usize) -> Result<()
         {
             let mut stmt = tx.prepare_cached(&insert)?;
             for r in chunk {
-                stmt.execute(rusqlite::params![
-                    seq,
-                    r.ts_micros(),
-                    r.src_ip.to_string(),
-                    r.src_port,
-                    r.dst_ip.to_string(),
-                    r.dst_port,
-                    r.method,
-                    r.path,
-                    r.host,
-                    r.status,
-                    i64_of(r.latency_us),
-                    i64_of(r.req_bytes),
-                    i64_of(r.resp_bytes),
-                    r.src_pid,
-                    r.src_comm,
-                    r.dst_pid,
-                    r.dst_comm,
-                    r.node,
-                    r.src_namespace,
-                    r.src_pod,
-                    r.src_container,
-                    r.src_container_id,
-                    r.src_node,
-                    r.dst_namespace,
-                    r.dst_pod,
-                    r.dst_container,
-                    r.dst_container_id,
-                    r.dst_node,
-                    r.dst_service_ip.map(|ip| ip.to_string()),
-                    r.dst_service_port,
-                    r.exchange_id,
-                ])?;
+                stmt.execute(rusqlite::params_from_iter(stored_row(seq, r).map(Bind)))?;
                 seq += 1;
             }
         }
@@ -1172,7 +1097,18 @@ mod duckdb_ref {
 
     use std::time::{Duration, Instant};
 
-    use super::{COLUMNS, Key, QUERY_ROWS, i64_of};
+    use super::{Bind, COLUMNS, Key, QUERY_ROWS, Stored, stored_row};
+
+    impl duckdb::ToSql for Bind<'_> {
+        fn to_sql(&self) -> duckdb::Result<duckdb::types::ToSqlOutput<'_>> {
+            use duckdb::types::{Null, ToSqlOutput};
+            Ok(match &self.0 {
+                Stored::Int(n) => ToSqlOutput::from(*n),
+                Stored::Text(s) => ToSqlOutput::from(s.as_ref()),
+                Stored::Null => ToSqlOutput::from(Null),
+            })
+        }
+    }
 
     pub fn check_columns(db: &Path) -> Result<()> {
         let conn = Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
@@ -1182,7 +1118,7 @@ mod duckdb_ref {
         )?;
         let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<duckdb::Result<Vec<_>>>()?;
         ensure!(
-            names == COLUMNS,
+            names == *COLUMNS,
             "the server's DuckDB table has columns {names:?}; update COLUMNS in bench-store"
         );
         Ok(())
@@ -1197,52 +1133,7 @@ mod duckdb_ref {
             {
                 let mut app = tx.appender("traffic_logs")?;
                 for r in chunk {
-                    app.append_row(params![
-                        seq,
-                        r.ts_micros(),
-                        r.src_ip.to_string(),
-                        r.src_port,
-                        r.dst_ip.to_string(),
-                        r.dst_port,
-                        r.method,
-                        r.path,
-                        r.host,
-                        r.status,
-                        i64_of(r.latency_us),
-                        i64_of(r.req_bytes),
-                        i64_of(r.resp_bytes),
-                        r.src_pid,
-                        r.src_comm,
-                        r.dst_pid,
-                        r.dst_comm,
-                        r.node,
-                        r.src_namespace,
-                        r.src_pod,
-                        r.src_container,
-                        r.src_container_id,
-                        r.src_node,
-                        r.dst_namespace,
-                        r.dst_pod,
-                        r.dst_container,
-                        r.dst_container_id,
-                        r.dst_node,
-                        r.dst_service_ip.map(|ip| ip.to_string()),
-                        r.dst_service_port,
-                        r.exchange_id,
-                        r.src_namespace,
-                        r.src_pod,
-                        r.src_container,
-                        r.src_container_id,
-                        r.src_node,
-                        r.dst_namespace,
-                        r.dst_pod,
-                        r.dst_container,
-                        r.dst_container_id,
-                        r.dst_node,
-                        r.dst_service_ip.map(|ip| ip.to_string()),
-                        r.dst_service_port,
-                        r.exchange_id,
-                    ])?;
+                    app.append_row(duckdb::appender_params_from_iter(stored_row(seq, r).map(Bind)))?;
                     seq += 1;
                 }
                 app.flush()?;

@@ -215,7 +215,9 @@ impl EbpfOwners {
         let mut written = 0;
         for l in listeners {
             let key = Endpoint::new(SocketAddr::new(l.addr, l.port)).encode(ByteOrder::NATIVE);
-            let owner = Owner::new(l.owner.pid, &l.owner.comm).encode(ByteOrder::NATIVE);
+            let owner = Owner::new(l.owner.pid, &l.owner.comm)
+                .with_cgroup(l.owner.cgroup.unwrap_or(0))
+                .encode(ByteOrder::NATIVE);
             match self.listeners.insert(key, owner, 0) {
                 Ok(()) => written += 1,
                 Err(e) => tracing::debug!("pidmap: seeding listen_owner with {}:{}: {e}", l.addr, l.port),
@@ -254,7 +256,11 @@ impl EbpfOwners {
 
 impl OwnerLookup for EbpfOwners {
     fn owner(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<ProcessInfo> {
-        self.lookup(local, remote).map(|o| ProcessInfo { pid: o.tgid, comm: o.comm_str() })
+        self.lookup(local, remote).map(|o| ProcessInfo {
+            pid: o.tgid,
+            comm: o.comm_str(),
+            cgroup: o.cgroup(),
+        })
     }
 
     fn entries(&self) -> Option<u64> {

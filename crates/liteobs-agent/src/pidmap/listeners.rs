@@ -171,7 +171,7 @@ impl ListenerScan {
                 Ok(holders) => {
                     for (inode, pid) in holders {
                         let comm = procfs::read_comm(&self.root, pid);
-                        self.owners.insert(inode, ProcessInfo { pid, comm });
+                        self.owners.insert(inode, ProcessInfo::new(pid, comm));
                     }
                 }
                 Err(e) => tracing::debug!(root = %self.root.display(), "pidmap: listener owners: {e}"),
@@ -302,7 +302,7 @@ mod tests {
     }
 
     fn p(pid: u32, comm: &str) -> ProcessInfo {
-        ProcessInfo { pid, comm: comm.into() }
+        ProcessInfo::new(pid, comm)
     }
 
     #[test]

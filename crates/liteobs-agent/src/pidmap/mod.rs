@@ -48,6 +48,17 @@ pub struct ProcessInfo {
     /// task name, from either source (the eBPF source falls back to the name of the thread
     /// that connected or served only without the kernel's BTF, and warns).
     pub comm: String,
+    /// The cgroup v2 id the process was in when it connected, accepted or served (eBPF reads
+    /// it in the process's context, so it is known after the process exited); `None` from
+    /// /proc and listener scans. What names the container of a process that is gone.
+    pub cgroup: Option<u64>,
+}
+
+impl ProcessInfo {
+    /// A process with no cgroup known.
+    pub fn new(pid: u32, comm: impl Into<String>) -> ProcessInfo {
+        ProcessInfo { pid, comm: comm.into(), cgroup: None }
+    }
 }
 
 /// A source of socket owners.
@@ -400,8 +411,16 @@ impl PidMap {
     /// client is the agent's process): the caller must then drop it. The record is left as
     /// it was in that case.
     pub fn fill(&mut self, rec: &mut TrafficLog) -> Origin {
+        self.fill_ends(rec).origin
+    }
+
+    /// [`PidMap::fill`], also answering the cgroup of each end whose process it filled in,
+    /// when the source knew it (eBPF).
+    pub fn fill_ends(&mut self, rec: &mut TrafficLog) -> crate::attribute::Attribution {
+        use crate::attribute::Attribution;
+        let mut out = Attribution::observed();
         if self.ebpf.is_none() && self.proc.is_none() {
-            return Origin::Observed;
+            return out;
         }
         let client = SocketAddr::new(rec.src_ip, rec.src_port);
         let server = SocketAddr::new(rec.dst_ip, rec.dst_port);
@@ -413,21 +432,24 @@ impl PidMap {
         };
         if own {
             self.counters.own_uploads += 1;
-            return Origin::Agent;
+            out.origin = Origin::Agent;
+            return out;
         }
         if rec.src_pid.is_none()
             && let Some(c) = c
         {
             rec.src_pid = Some(c.pid);
             rec.src_comm = Some(c.comm);
+            out.src_cgroup = c.cgroup;
         }
         if rec.dst_pid.is_none()
             && let Some(s) = s
         {
             rec.dst_pid = Some(s.pid);
             rec.dst_comm = Some(s.comm);
+            out.dst_cgroup = s.cgroup;
         }
-        Origin::Observed
+        out
     }
 
     /// True when the agent's process has a connection from `client` to one of
@@ -592,7 +614,7 @@ mod tests {
     }
 
     fn p(pid: u32, comm: &str) -> ProcessInfo {
-        ProcessInfo { pid, comm: comm.into() }
+        ProcessInfo::new(pid, comm)
     }
 
     fn table(entries: &[(&str, &str, ProcessInfo)]) -> (Box<Table>, Arc<Mutex<u32>>) {

@@ -176,7 +176,7 @@ pub fn scan(root: &Path, order: ByteOrder) -> io::Result<Snapshot> {
     for s in sockets {
         let Some(&pid) = holder.get(&s.inode) else { continue };
         let comm = comms.entry(pid).or_insert_with(|| read_comm(root, pid)).clone();
-        owners.entry((normalise(s.local), normalise(s.remote))).or_insert(ProcessInfo { pid, comm });
+        owners.entry((normalise(s.local), normalise(s.remote))).or_insert(ProcessInfo::new(pid, comm));
     }
     Ok(Snapshot { owners, namespaces })
 }
@@ -374,14 +374,8 @@ mod tests {
         );
         let snap = scan(dir.path(), ByteOrder::Little).unwrap();
         let get = |l: &str, r: &str| snap.owners.get(&(sa(l), sa(r))).cloned();
-        assert_eq!(
-            get("127.0.0.1:50000", "127.0.0.1:8080"),
-            Some(ProcessInfo { pid: 400, comm: "client".into() })
-        );
-        assert_eq!(
-            get("127.0.0.1:8080", "127.0.0.1:50000"),
-            Some(ProcessInfo { pid: 300, comm: "server".into() })
-        );
+        assert_eq!(get("127.0.0.1:50000", "127.0.0.1:8080"), Some(ProcessInfo::new(400, "client")));
+        assert_eq!(get("127.0.0.1:8080", "127.0.0.1:50000"), Some(ProcessInfo::new(300, "server")));
         assert_eq!(
             get("127.0.0.1:8080", "0.0.0.0:0").map(|p| p.pid),
             Some(200),
@@ -455,7 +449,7 @@ mod tests {
         assert_ne!(leader, tid_comm);
         let mut p = ProcOwners::new(PathBuf::from("/proc"), Duration::ZERO);
         let o = p.owner(client.local_addr().unwrap(), addr);
-        assert_eq!(o, Some(ProcessInfo { pid: std::process::id(), comm: leader }));
+        assert_eq!(o, Some(ProcessInfo::new(std::process::id(), leader)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `-o csv`: a header row of [`TrafficLog`] field names, then one row per record.
 //!
-//! Columns are always all of [`COLUMNS`] in that order, whatever the records hold; an unknown
+//! Columns are always all of the record's ([`liteobs_model::columns`]) in the order they were added, whatever the records hold; an unknown
 //! value (no PID, no Host header, a host process's pod) is an empty cell. Times are RFC 3339 UTC
 //! with microseconds, numbers are raw (`latency_us`, bytes, `exchange_id`), so a spreadsheet or
 //! `xsv` can compute on them. Rows end with `\n`; fields are quoted only when they need it.
@@ -14,58 +14,26 @@
 //! Values are written exactly as captured, control characters included (quoted as CSV requires),
 //! because this output is for programs; the table is the form that escapes them for terminals.
 
-use chrono::SecondsFormat;
 use liteobs_model::TrafficLog;
+use liteobs_model::columns::{self, Column, Value};
 
-/// One column: its header (the record's JSON field name) and how a record's value is written.
-pub struct Column {
-    pub name: &'static str,
-    cell: fn(&TrafficLog) -> String,
+/// The columns in their documented order: the record's, in the order they were added.
+pub fn columns() -> impl Iterator<Item = &'static Column> + Clone {
+    columns::in_order_added()
 }
 
-fn text(v: &Option<String>) -> String {
-    v.clone().unwrap_or_default()
+/// `column`'s cell for `r`: the value as JSON gives it (a time in the wire form), empty when
+/// unknown.
+pub fn cell(column: &Column, r: &TrafficLog) -> String {
+    match column.get(r) {
+        Value::Null => String::new(),
+        Value::Time(ts) => liteobs_model::format_ts(&ts),
+        Value::Ip(ip) => ip.to_string(),
+        Value::UInt(n) => n.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Text(s) => s.to_owned(),
+    }
 }
-
-fn number<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// Every column, in the documented order: the one definition of both the header and the rows.
-pub const COLUMNS: [Column; 30] = [
-    // The wire form (liteobs-model's `format_ts`).
-    Column { name: "ts", cell: |r| r.ts.to_rfc3339_opts(SecondsFormat::Micros, true) },
-    Column { name: "src_ip", cell: |r| r.src_ip.to_string() },
-    Column { name: "src_port", cell: |r| r.src_port.to_string() },
-    Column { name: "dst_ip", cell: |r| r.dst_ip.to_string() },
-    Column { name: "dst_port", cell: |r| r.dst_port.to_string() },
-    Column { name: "method", cell: |r| r.method.clone() },
-    Column { name: "path", cell: |r| r.path.clone() },
-    Column { name: "host", cell: |r| text(&r.host) },
-    Column { name: "status", cell: |r| r.status.to_string() },
-    Column { name: "latency_us", cell: |r| r.latency_us.to_string() },
-    Column { name: "req_bytes", cell: |r| r.req_bytes.to_string() },
-    Column { name: "resp_bytes", cell: |r| r.resp_bytes.to_string() },
-    Column { name: "src_pid", cell: |r| number(r.src_pid) },
-    Column { name: "src_comm", cell: |r| text(&r.src_comm) },
-    Column { name: "dst_pid", cell: |r| number(r.dst_pid) },
-    Column { name: "dst_comm", cell: |r| text(&r.dst_comm) },
-    Column { name: "node", cell: |r| r.node.clone() },
-    // Added by issue 11 (pods, containers, nodes, Services, one record per exchange).
-    Column { name: "src_namespace", cell: |r| text(&r.src_namespace) },
-    Column { name: "src_pod", cell: |r| text(&r.src_pod) },
-    Column { name: "src_container", cell: |r| text(&r.src_container) },
-    Column { name: "src_container_id", cell: |r| text(&r.src_container_id) },
-    Column { name: "src_node", cell: |r| text(&r.src_node) },
-    Column { name: "dst_namespace", cell: |r| text(&r.dst_namespace) },
-    Column { name: "dst_pod", cell: |r| text(&r.dst_pod) },
-    Column { name: "dst_container", cell: |r| text(&r.dst_container) },
-    Column { name: "dst_container_id", cell: |r| text(&r.dst_container_id) },
-    Column { name: "dst_node", cell: |r| text(&r.dst_node) },
-    Column { name: "dst_service_ip", cell: |r| number(r.dst_service_ip) },
-    Column { name: "dst_service_port", cell: |r| number(r.dst_service_port) },
-    Column { name: "exchange_id", cell: |r| number(r.exchange_id) },
-];
 
 /// Why CSV output could not be produced (only a bug could cause either).
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +49,9 @@ pub enum CsvError {
 /// The CSV text, header included even when there are no records.
 pub fn render(records: &[TrafficLog]) -> Result<String, CsvError> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS.iter().map(|c| c.name))?;
+    w.write_record(columns().map(|c| c.name))?;
     for r in records {
-        w.write_record(COLUMNS.iter().map(|c| (c.cell)(r)))?;
+        w.write_record(columns().map(|c| cell(c, r)))?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8(bytes)?)
@@ -121,17 +89,17 @@ mod tests {
         let full = TrafficLog { host: Some("h".into()), ..across_nodes() };
         let json = serde_json::to_value(&full).unwrap();
         let json = json.as_object().unwrap();
-        let mut names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        let mut names: Vec<&str> = columns().map(|c| c.name).collect();
         let mut fields: Vec<&str> = json.keys().map(String::as_str).collect();
         names.sort_unstable();
         fields.sort_unstable();
         assert_eq!(names, fields, "every field is a column and nothing else");
-        for column in &COLUMNS {
+        for column in columns() {
             let want = match &json[column.name] {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            assert_eq!((column.cell)(&full), want, "{}", column.name);
+            assert_eq!(cell(column, &full), want, "{}", column.name);
         }
     }
 

@@ -3,6 +3,7 @@
 //! * [`table`]: the human table, fitted to a width, optionally coloured.
 //! * [`json`]: a pretty JSON array of the records.
 //! * [`csv`]: a header row of field names and one row per record.
+//! * [`stats`]: the `stats` command's figures per group, in each format.
 //! * [`cells`] and [`text`]: the human forms of single values and the terminal-safety rules
 //!   (escaped control characters, char-counted truncation) the table is built from.
 //!
@@ -12,6 +13,7 @@
 pub mod cells;
 pub mod csv;
 pub mod json;
+pub mod stats;
 pub mod table;
 pub mod text;
 
@@ -58,6 +60,21 @@ pub fn render(format: OutputFormat, resp: &QueryResponse, term: &Terminal) -> Re
         OutputFormat::Csv => csv::render(&resp.records)?,
     };
     let note = (format != OutputFormat::Table && resp.truncated).then(|| summary(resp));
+    Ok(Output { stdout, note })
+}
+
+/// Renders a `/stats` answer in `format`.
+pub fn render_stats(
+    format: OutputFormat,
+    resp: &liteobs_model::stats::StatsResponse,
+) -> Result<Output, RenderError> {
+    let stdout = match format {
+        OutputFormat::Table => stats::table(resp),
+        OutputFormat::Json => stats::json(resp)?,
+        OutputFormat::Csv => stats::csv(resp)?,
+    };
+    let note = (format != OutputFormat::Table && resp.truncated)
+        .then(|| format!("{} groups (more match — raise -limit)", resp.groups.len()));
     Ok(Output { stdout, note })
 }
 

@@ -55,6 +55,17 @@ impl Store for FakeStore {
         out.truncate(filter.limit);
         Ok(out)
     }
+
+    fn stats(
+        &self,
+        query: &liteobs_model::stats::StatsQuery,
+        now: chrono::DateTime<Utc>,
+    ) -> StoreResult<liteobs_model::stats::StatsResponse> {
+        if self.fail {
+            return Err(StoreError::Backend("disk on fire".into()));
+        }
+        Ok(liteobs_model::stats::reference(&self.records.lock().unwrap(), query, now))
+    }
 }
 
 fn record(i: u32) -> TrafficLog {
@@ -679,4 +690,35 @@ async fn path_prefix_reaches_the_store_byte_for_byte() {
         let f = h.store.last_filter.lock().unwrap().clone().unwrap();
         assert_eq!(f.path_prefix.as_deref(), Some(want), "{qs}");
     }
+}
+
+#[actix_web::test]
+async fn stats_group_and_name_bad_parameters() {
+    let h = Harness::new();
+    let records: Vec<TrafficLog> = (0..30).map(record).collect();
+    h.upload(&records).await;
+    let qs = "?group_by=method,status&since=2026-11-25T10:00:00Z&until=2026-11-25T10:01:00Z&sort=errors";
+    let (s, v) = h.send(test::TestRequest::get().uri(&format!("/stats{qs}")).insert_header(h.auth())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let groups = v["groups"].as_array().unwrap();
+    // 30 records: GET/POST by i % 3 == 0, statuses 200/404/503 by i % 3: POST is always 200.
+    assert_eq!(groups.len(), 3, "{v}");
+    assert_eq!(groups[0]["key"], json!({ "method": "GET", "status": 503 }));
+    assert_eq!((groups[0]["count"].clone(), groups[0]["errors"].clone()), (json!(10), json!(10)));
+    assert_eq!(groups[0]["rate"], json!(10.0 / 60.0));
+    assert_eq!(groups[0]["p99_us"], json!(100));
+    assert_eq!(
+        (v["since"].clone(), v["truncated"].clone()),
+        (json!("2026-11-25T10:00:00.000000Z"), json!(false))
+    );
+    for (qs, param) in
+        [("?group_by=pod", "group_by"), ("?sort=slow", "sort"), ("?limit=0", "limit"), ("?x=1", "x")]
+    {
+        let (s, v) =
+            h.send(test::TestRequest::get().uri(&format!("/stats{qs}")).insert_header(h.auth())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{qs}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(param), "{qs}: {v}");
+    }
+    let (s, _) = Harness::new().with_token("t").send(test::TestRequest::get().uri("/stats")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "behind the token like everything else");
 }

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use liteobs_model::TrafficLog;
+use liteobs_model::columns::Cell;
 
 use super::sql::{Param, RawRow};
 
@@ -83,6 +84,18 @@ pub trait Driver: Send + Sync + 'static {
     /// Appends `records` to `traffic_logs` with `seq` values `first_seq..`, inside the open
     /// transaction, in the engine's fastest way.
     fn append(conn: &Self::Conn, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError>;
+
+    /// Whether the engine has an exact nearest-rank percentile aggregate (`quantile_disc`);
+    /// otherwise [`super::stats_sql`] ranks rows itself.
+    const PERCENTILE_DISC: bool;
+
+    /// Runs a statement whose columns are integers (`ints[i]`) or text, NULL allowed.
+    fn select_cells(
+        conn: &Self::Conn,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError>;
 
     /// Runs a [`super::sql::select`] statement.
     fn select(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError>;

@@ -9,11 +9,15 @@
 
 use std::path::Path;
 
-use duckdb::{Connection, OptionalExt, params, params_from_iter};
+use std::borrow::Cow;
+
+use duckdb::types::{Null, ToSqlOutput};
+use duckdb::{Connection, OptionalExt, appender_params_from_iter, params_from_iter};
 use liteobs_model::TrafficLog;
+use liteobs_model::columns::{Cell, Stored, Value};
 
 use super::driver::{Driver, DynError, Reclaim, sidecar_len};
-use super::sql::{self, Param, RawRow, i64_of};
+use super::sql::{self, Param, RawRow};
 
 /// The DuckDB engine.
 pub struct Duckdb;
@@ -28,12 +32,28 @@ impl duckdb::ToSql for Param {
     }
 }
 
+/// A column's value bound as its stored type (see [`liteobs_model::columns::Kind`]).
+struct Bind<'a>(Value<'a>);
+
+impl duckdb::ToSql for Bind<'_> {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(match self.0.stored() {
+            Stored::Int(n) => ToSqlOutput::from(n),
+            Stored::Text(Cow::Borrowed(s)) => ToSqlOutput::from(s),
+            Stored::Text(Cow::Owned(s)) => ToSqlOutput::from(s),
+            Stored::Null => ToSqlOutput::from(Null),
+        })
+    }
+}
+
 impl Driver for Duckdb {
     type Conn = Connection;
 
     const BEGIN: &'static str = "BEGIN TRANSACTION";
 
     const AFTER_SCHEMA: &'static str = "";
+
+    const PERCENTILE_DISC: bool = true;
 
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
@@ -67,41 +87,32 @@ impl Driver for Duckdb {
     fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
         let mut app = conn.appender("traffic_logs")?;
         for (seq, r) in (first_seq..).zip(records) {
-            app.append_row(params![
-                seq,
-                r.ts_micros(),
-                r.src_ip.to_string(),
-                r.src_port,
-                r.dst_ip.to_string(),
-                r.dst_port,
-                r.method,
-                r.path,
-                r.host,
-                r.status,
-                i64_of(r.latency_us),
-                i64_of(r.req_bytes),
-                i64_of(r.resp_bytes),
-                r.src_pid,
-                r.src_comm,
-                r.dst_pid,
-                r.dst_comm,
-                r.node,
-                r.src_namespace,
-                r.src_pod,
-                r.src_container,
-                r.src_container_id,
-                r.src_node,
-                r.dst_namespace,
-                r.dst_pod,
-                r.dst_container,
-                r.dst_container_id,
-                r.dst_node,
-                r.dst_service_ip.map(|ip| ip.to_string()),
-                r.dst_service_port,
-                r.exchange_id,
-            ])?;
+            let row = std::iter::once(Value::Int(seq)).chain(sql::values(r)).map(Bind);
+            app.append_row(appender_params_from_iter(row))?;
         }
         Ok(app.flush()?)
+    }
+
+    fn select_cells(
+        conn: &Connection,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            ints.iter()
+                .enumerate()
+                .map(|(i, int)| {
+                    Ok(if *int {
+                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+                    } else {
+                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<duckdb::Result<Vec<Cell>>>()
+        })?;
+        Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
     }
 
     fn select(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError> {

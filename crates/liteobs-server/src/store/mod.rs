@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use liteobs_model::stats::{StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 pub mod batch_id;
@@ -27,6 +28,7 @@ pub mod retention;
 mod sql;
 mod sql_store;
 mod sqlite;
+mod stats_sql;
 
 pub use batch_id::{BatchId, BatchIdError, Retention};
 pub use retention::{PassReport, RowRetention};
@@ -134,6 +136,10 @@ pub trait Store: Send + Sync {
     fn enforce_retention(&self) -> Result<PassReport> {
         Ok(PassReport::default())
     }
+
+    /// Rate, errors and latency per group of the exchanges `query` selects in its window
+    /// (`now` anchors a window the query leaves open), computed by the engine.
+    fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse>;
 
     /// Exchanges where either side has address `ip`.
     fn query_by_ip(&self, ip: IpAddr, limit: usize) -> Result<Vec<TrafficLog>> {

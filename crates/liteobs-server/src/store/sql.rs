@@ -6,61 +6,65 @@
 //! deterministic when two exchanges share a microsecond. The one condition the engines cannot
 //! share, a string prefix (path, pod), comes from the driver ([`Driver::starts_with`]).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
+use liteobs_model::columns::{self, Cell, Column, Kind};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::StoreError;
 use super::driver::Driver;
 
-/// Bumped whenever the table layout changes. A file of an older version listed in
-/// [`MIGRATIONS`] is migrated on open; any other version is refused.
+/// The schema version of the files this server writes: the newest of the columns'
+/// ([`columns::LATEST_SINCE`]) and of the tables' ([`TABLE_STEPS`]). A file of an older
+/// version is migrated on open ([`migration_to`]); a newer one is refused.
 ///
 /// 1: `traffic_logs` and `liteobs_meta`. 2: adds `liteobs_batches`, the committed batch ids.
-/// 3: adds each side's pod, container and node columns, the Service address and `exchange_id`
-/// ([`ADD_V3_COLUMNS`]), one flat column per field so that SQL and CSV stay simple.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 3: adds each side's pod, container and node columns, the Service address and `exchange_id`,
+/// one flat column per field so that SQL and CSV stay simple.
+pub const SCHEMA_VERSION: u32 = {
+    let mut v = columns::LATEST_SINCE;
+    let mut i = 0;
+    while i < TABLE_STEPS.len() {
+        if TABLE_STEPS[i].0 > v {
+            v = TABLE_STEPS[i].0;
+        }
+        i += 1;
+    }
+    v
+};
 
-/// Column list in the order rows are written and read.
-pub const COLUMNS: &str = "seq, ts, src_ip, src_port, dst_ip, dst_port, method, path, host, status, \
-     latency_us, req_bytes, resp_bytes, src_pid, src_comm, dst_pid, dst_comm, node, \
-     src_namespace, src_pod, src_container, src_container_id, src_node, \
-     dst_namespace, dst_pod, dst_container, dst_container_id, dst_node, \
-     dst_service_ip, dst_service_port, exchange_id";
+/// What a schema version added besides columns: (version, statements).
+const TABLE_STEPS: &[(u32, &str)] = &[(2, CREATE_BATCHES)];
 
-/// `CREATE TABLE` body shared by both backends (types both understand).
-pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS traffic_logs (
-    seq BIGINT NOT NULL,
-    ts BIGINT NOT NULL,
-    src_ip TEXT NOT NULL,
-    src_port INTEGER NOT NULL,
-    dst_ip TEXT NOT NULL,
-    dst_port INTEGER NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    host TEXT,
-    status INTEGER NOT NULL,
-    latency_us BIGINT NOT NULL,
-    req_bytes BIGINT NOT NULL,
-    resp_bytes BIGINT NOT NULL,
-    src_pid BIGINT,
-    src_comm TEXT,
-    dst_pid BIGINT,
-    dst_comm TEXT,
-    node TEXT NOT NULL,
-    src_namespace TEXT,
-    src_pod TEXT,
-    src_container TEXT,
-    src_container_id TEXT,
-    src_node TEXT,
-    dst_namespace TEXT,
-    dst_pod TEXT,
-    dst_container TEXT,
-    dst_container_id TEXT,
-    dst_node TEXT,
-    dst_service_ip TEXT,
-    dst_service_port INTEGER,
-    exchange_id BIGINT
-)";
+/// The columns of `traffic_logs` in the order they are written and read: `seq`, then the
+/// record's columns in the order they were added, which is also their order in the table of a
+/// new file and of a migrated one.
+pub fn column_list() -> &'static str {
+    static LIST: LazyLock<String> = LazyLock::new(|| {
+        std::iter::once("seq").chain(columns::in_order_added().map(|c| c.name)).collect::<Vec<_>>().join(", ")
+    });
+    &LIST
+}
+
+/// The SQL type of a column (types both engines understand), with `NOT NULL` when every
+/// record has it.
+fn column_type(c: &Column) -> String {
+    let ty = match c.kind {
+        Kind::U16 => "INTEGER",
+        Kind::Time | Kind::U32 | Kind::Counter | Kind::I64 => "BIGINT",
+        Kind::Ip | Kind::Text => "TEXT",
+    };
+    if c.required { format!("{ty} NOT NULL") } else { ty.to_owned() }
+}
+
+/// `CREATE TABLE traffic_logs`: `seq` and every column, in [`column_list`] order.
+pub fn create_table() -> String {
+    let cols: Vec<String> = std::iter::once("seq BIGINT NOT NULL".to_owned())
+        .chain(columns::in_order_added().map(|c| format!("{} {}", c.name, column_type(c))))
+        .collect();
+    format!("CREATE TABLE IF NOT EXISTS traffic_logs (\n    {}\n)", cols.join(",\n    "))
+}
 
 pub const CREATE_META: &str =
     "CREATE TABLE IF NOT EXISTS liteobs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
@@ -76,29 +80,22 @@ pub const CREATE_BATCHES: &str = "CREATE TABLE IF NOT EXISTS liteobs_batches (
     batch_seq BIGINT NOT NULL
 )";
 
-/// Statements that bring a file of schema version `from` to `from + 1`, in one transaction
-/// together with the version update.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, CREATE_BATCHES), (2, ADD_V3_COLUMNS)];
-
-/// Version 2 → 3: one `ALTER TABLE ... ADD COLUMN` per new column (both engines add
-/// one column per statement); existing rows get NULL, which is what an old record knew.
-const ADD_V3_COLUMNS: &str = "ALTER TABLE traffic_logs ADD COLUMN src_namespace TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN src_pod TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN src_container TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN src_container_id TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN src_node TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_namespace TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_pod TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_container TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_container_id TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_node TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_service_ip TEXT;
-    ALTER TABLE traffic_logs ADD COLUMN dst_service_port INTEGER;
-    ALTER TABLE traffic_logs ADD COLUMN exchange_id BIGINT;";
+/// The statements that bring a file of schema version `to - 1` to `to`, run in one
+/// transaction with the version update: the tables that version added, and one `ALTER TABLE
+/// ... ADD COLUMN` per column it added (both engines add one column per statement; existing
+/// rows get NULL, which is what an old record knew). A column added later must be optional.
+pub fn migration_to(to: u32) -> String {
+    let tables = TABLE_STEPS.iter().filter(|(v, _)| *v == to).map(|(_, ddl)| format!("{ddl};"));
+    let added = columns::COLUMNS
+        .iter()
+        .filter(|c| c.since == to)
+        .map(|c| format!("ALTER TABLE traffic_logs ADD COLUMN {} {};", c.name, column_type(c)));
+    tables.chain(added).collect::<Vec<_>>().join("\n")
+}
 
 /// The statements that create a new file's schema (without the version row).
 pub fn create_schema() -> String {
-    format!("{CREATE_TABLE}; {CREATE_META}; {CREATE_BATCHES};")
+    format!("{}; {CREATE_META}; {CREATE_BATCHES};", create_table())
 }
 
 /// A bound parameter; each backend converts it to its own `ToSql`.
@@ -119,10 +116,10 @@ fn micros_ceil(t: DateTime<Utc>) -> i64 {
     if t.timestamp_subsec_nanos().is_multiple_of(1_000) { floor } else { floor.saturating_add(1) }
 }
 
-/// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values.
-pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+/// `WHERE ...` for `filter` (empty when it selects everything), with `?` placeholders whose
+/// values are pushed onto `params`.
+pub fn where_clause<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> String {
     let mut conds: Vec<String> = Vec::new();
-    let mut params = Vec::new();
     if let Some(ip) = filter.ip {
         conds.push("(src_ip = ? OR dst_ip = ?)".into());
         params.push(Param::Text(ip.to_string()));
@@ -146,7 +143,7 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
     // An empty prefix selects every row; it gets no condition (SQLite's `substr` of an empty
     // BLOB is NULL, so the byte comparison would leave out the rows with an empty path).
     if let Some(p) = filter.path_prefix.as_deref().filter(|p| !p.is_empty()) {
-        conds.push(D::starts_with("path", p, &mut params));
+        conds.push(D::starts_with("path", p, params));
     }
     if filter.namespace.is_some() || filter.pod_prefix.is_some() {
         // As [`Filter::matches`]: one side satisfies both. A pod prefix needs a known pod, even
@@ -159,8 +156,9 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
             }
             match filter.pod_prefix.as_deref() {
                 Some("") => parts.push(format!("{pod_col} IS NOT NULL")),
-                Some(p) => parts
-                    .push(format!("({pod_col} IS NOT NULL AND {})", D::starts_with(pod_col, p, &mut params))),
+                Some(p) => {
+                    parts.push(format!("({pod_col} IS NOT NULL AND {})", D::starts_with(pod_col, p, params)))
+                }
                 None => {}
             }
             format!("({})", parts.join(" AND "))
@@ -177,88 +175,52 @@ pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
         conds.push("ts < ?".into());
         params.push(Param::Int(micros_ceil(t)));
     }
-    let where_clause =
-        if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+    if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) }
+}
+
+/// `SELECT ... WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their
+/// values.
+pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let where_clause = where_clause::<D>(filter, &mut params);
     params.push(Param::Int(filter.limit as i64));
-    (format!("SELECT {COLUMNS} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?"), params)
+    (
+        format!(
+            "SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?",
+            column_list()
+        ),
+        params,
+    )
 }
 
-/// Reads a [`RawRow`] from a backend row whose columns are in [`COLUMNS`] order. A macro
-/// rather than a function because rusqlite and duckdb rows are different types with the same
-/// `get(index)` shape.
-macro_rules! read_raw_row {
-    ($row:expr) => {
-        $crate::store::sql::RawRow {
-            seq: $row.get(0)?,
-            ts: $row.get(1)?,
-            src_ip: $row.get(2)?,
-            src_port: $row.get(3)?,
-            dst_ip: $row.get(4)?,
-            dst_port: $row.get(5)?,
-            method: $row.get(6)?,
-            path: $row.get(7)?,
-            host: $row.get(8)?,
-            status: $row.get(9)?,
-            latency_us: $row.get(10)?,
-            req_bytes: $row.get(11)?,
-            resp_bytes: $row.get(12)?,
-            src_pid: $row.get(13)?,
-            src_comm: $row.get(14)?,
-            dst_pid: $row.get(15)?,
-            dst_comm: $row.get(16)?,
-            node: $row.get(17)?,
-            src_namespace: $row.get(18)?,
-            src_pod: $row.get(19)?,
-            src_container: $row.get(20)?,
-            src_container_id: $row.get(21)?,
-            src_node: $row.get(22)?,
-            dst_namespace: $row.get(23)?,
-            dst_pod: $row.get(24)?,
-            dst_container: $row.get(25)?,
-            dst_container_id: $row.get(26)?,
-            dst_node: $row.get(27)?,
-            dst_service_ip: $row.get(28)?,
-            dst_service_port: $row.get(29)?,
-            exchange_id: $row.get(30)?,
-        }
-    };
-}
-pub(crate) use read_raw_row;
-
-/// One stored row as read back, before validation.
+/// One stored row as read back, before validation: `seq` and one cell per column of
+/// [`column_list`] after it.
 pub struct RawRow {
     pub seq: i64,
-    pub ts: i64,
-    pub src_ip: String,
-    pub src_port: i64,
-    pub dst_ip: String,
-    pub dst_port: i64,
-    pub method: String,
-    pub path: String,
-    pub host: Option<String>,
-    pub status: i64,
-    pub latency_us: i64,
-    pub req_bytes: i64,
-    pub resp_bytes: i64,
-    pub src_pid: Option<i64>,
-    pub src_comm: Option<String>,
-    pub dst_pid: Option<i64>,
-    pub dst_comm: Option<String>,
-    pub node: String,
-    pub src_namespace: Option<String>,
-    pub src_pod: Option<String>,
-    pub src_container: Option<String>,
-    pub src_container_id: Option<String>,
-    pub src_node: Option<String>,
-    pub dst_namespace: Option<String>,
-    pub dst_pod: Option<String>,
-    pub dst_container: Option<String>,
-    pub dst_container_id: Option<String>,
-    pub dst_node: Option<String>,
-    pub dst_service_ip: Option<String>,
-    pub dst_service_port: Option<i64>,
-    pub exchange_id: Option<i64>,
+    pub cells: Vec<Cell>,
 }
+
+/// Reads a [`RawRow`] from a backend row whose columns are in [`column_list`] order: each cell
+/// as its column's stored type. A macro rather than a function because rusqlite and duckdb rows
+/// are different types with the same `get(index)` shape.
+macro_rules! read_raw_row {
+    ($row:expr) => {{
+        let row = $row;
+        let mut cells = Vec::with_capacity(liteobs_model::columns::COLUMNS.len());
+        for (i, column) in liteobs_model::columns::in_order_added().enumerate() {
+            let cell = if column.kind.stored_as_int() {
+                row.get::<_, Option<i64>>(i + 1)?
+                    .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Int)
+            } else {
+                row.get::<_, Option<String>>(i + 1)?
+                    .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Text)
+            };
+            cells.push(cell);
+        }
+        $crate::store::sql::RawRow { seq: row.get(0)?, cells }
+    }};
+}
+pub(crate) use read_raw_row;
 
 pub fn conv<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
     T::try_from(v).map_err(|_| StoreError::CorruptRow(format!("{what} = {v} is out of range")))
@@ -267,48 +229,14 @@ pub fn conv<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
 impl RawRow {
     /// Validates a stored row; a file edited by hand gets an error, not a panic.
     pub fn into_record(self) -> Result<TrafficLog, StoreError> {
-        let ip = |s: &str, what: &str| {
-            s.parse().map_err(|_| StoreError::CorruptRow(format!("{what} = {s:?} is not an address")))
-        };
-        Ok(TrafficLog {
-            ts: chrono::DateTime::from_timestamp_micros(self.ts)
-                .ok_or_else(|| StoreError::CorruptRow(format!("ts = {} is out of range", self.ts)))?,
-            src_ip: ip(&self.src_ip, "src_ip")?,
-            src_port: conv(self.src_port, "src_port")?,
-            dst_ip: ip(&self.dst_ip, "dst_ip")?,
-            dst_port: conv(self.dst_port, "dst_port")?,
-            method: self.method,
-            path: self.path,
-            host: self.host,
-            status: conv(self.status, "status")?,
-            latency_us: conv(self.latency_us, "latency_us")?,
-            req_bytes: conv(self.req_bytes, "req_bytes")?,
-            resp_bytes: conv(self.resp_bytes, "resp_bytes")?,
-            src_pid: self.src_pid.map(|p| conv(p, "src_pid")).transpose()?,
-            src_comm: self.src_comm,
-            dst_pid: self.dst_pid.map(|p| conv(p, "dst_pid")).transpose()?,
-            dst_comm: self.dst_comm,
-            src_namespace: self.src_namespace,
-            src_pod: self.src_pod,
-            src_container: self.src_container,
-            src_container_id: self.src_container_id,
-            src_node: self.src_node,
-            dst_namespace: self.dst_namespace,
-            dst_pod: self.dst_pod,
-            dst_container: self.dst_container,
-            dst_container_id: self.dst_container_id,
-            dst_node: self.dst_node,
-            dst_service_ip: self.dst_service_ip.as_deref().map(|s| ip(s, "dst_service_ip")).transpose()?,
-            dst_service_port: self.dst_service_port.map(|p| conv(p, "dst_service_port")).transpose()?,
-            exchange_id: self.exchange_id,
-            node: self.node,
-        })
+        columns::record_from(columns::in_order_added().zip(self.cells))
+            .map_err(|e| StoreError::CorruptRow(e.to_string()))
     }
 }
 
-/// Saturating conversion for the u64 counters: SQL BIGINT is signed.
-pub fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// The values of one record in [`column_list`] order after `seq`, as the engines bind them.
+pub fn values(r: &TrafficLog) -> impl Iterator<Item = columns::Value<'_>> {
+    columns::in_order_added().map(move |c| c.get(r))
 }
 
 /// The stored rows that may be other halves of `ids`' exchanges: `exchange_id` among them and
@@ -319,7 +247,8 @@ pub fn exchange_candidates(ids: &[i64], lo: i64, hi: i64) -> (String, Vec<Param>
     params.extend(ids.iter().map(|&i| Param::Int(i)));
     (
         format!(
-            "SELECT {COLUMNS} FROM traffic_logs WHERE ts >= ? AND ts <= ? AND exchange_id IN ({marks}) ORDER BY seq"
+            "SELECT {} FROM traffic_logs WHERE ts >= ? AND ts <= ? AND exchange_id IN ({marks}) ORDER BY seq",
+            column_list()
         ),
         params,
     )

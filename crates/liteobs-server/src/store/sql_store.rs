@@ -9,6 +9,8 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+use liteobs_model::stats::{StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
@@ -16,6 +18,7 @@ use super::driver::{Driver, DynError, Failure};
 use super::merge;
 use super::retention::{self, PassReport, RowRetention};
 use super::sql::{self, Param, RawRow};
+use super::stats_sql;
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions};
 
 pub struct SqlStore<D: Driver> {
@@ -158,15 +161,13 @@ fn init_schema<D: Driver>(conn: &D::Conn, path: &Path) -> Result<()> {
         if version == sql::SCHEMA_VERSION {
             return Ok(());
         }
-        let steps: Vec<&str> =
-            sql::MIGRATIONS.iter().filter(|(from, _)| *from >= version).map(|(_, ddl)| *ddl).collect();
-        if version > sql::SCHEMA_VERSION || steps.len() != (sql::SCHEMA_VERSION - version) as usize {
+        if version > sql::SCHEMA_VERSION || version == 0 {
             return Err(refuse(found));
         }
         tracing::info!(path = %path.display(), from = version, to = sql::SCHEMA_VERSION, "migrating the schema");
         return in_transaction::<D, ()>(conn, |c| {
-            for ddl in steps {
-                D::execute_batch(c, ddl).map_err(backend)?;
+            for to in version + 1..=sql::SCHEMA_VERSION {
+                D::execute_batch(c, &sql::migration_to(to)).map_err(backend)?;
             }
             D::execute_batch(c, &set_version).map_err(backend)
         })
@@ -352,6 +353,20 @@ impl<D: Driver> Store for SqlStore<D> {
             return Ok(PassReport::default());
         }
         retention::pass(self, self.rows, (self.clock)())
+    }
+
+    fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse> {
+        let (since, until) = query.window(now);
+        let filter = query.bounded_filter(now);
+        let (text, params) = stats_sql::statement::<D>(query, &filter);
+        let ints = stats_sql::int_columns(&query.group_by);
+        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let rows = D::select_cells(&conn, &text, &params, &ints).map_err(backend)?;
+        drop(conn);
+        let mut groups = stats_sql::groups(query, rows, since, until)?;
+        let truncated = groups.len() > filter.limit;
+        groups.truncate(filter.limit);
+        Ok(StatsResponse { groups, since, until, truncated })
     }
 }
 

@@ -7,14 +7,18 @@
 //! for each side keep by-PID and by-IP queries off a full scan; two on `liteobs_batches` keep
 //! its pruning off a scan.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use liteobs_model::TrafficLog;
+use liteobs_model::columns::{Cell, Stored, Value};
+use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::driver::{Driver, DynError, Failure, Reclaim, failure_from_text, sidecar_len};
-use super::sql::{self, Param, RawRow, i64_of};
+use super::sql::{self, Param, RawRow};
 
 /// The SQLite engine.
 pub struct Sqlite;
@@ -26,6 +30,20 @@ impl rusqlite::ToSql for Param {
             Param::Text(s) => s.to_sql(),
             Param::Blob(b) => b.to_sql(),
         }
+    }
+}
+
+/// A column's value bound as its stored type (see [`liteobs_model::columns::Kind`]).
+struct Bind<'a>(Value<'a>);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0.stored() {
+            Stored::Int(n) => ToSqlOutput::from(n),
+            Stored::Text(Cow::Borrowed(s)) => ToSqlOutput::from(s),
+            Stored::Text(Cow::Owned(s)) => ToSqlOutput::from(s),
+            Stored::Null => ToSqlOutput::from(Null),
+        })
     }
 }
 
@@ -45,6 +63,8 @@ impl Driver for Sqlite {
         CREATE INDEX IF NOT EXISTS liteobs_batches_committed_at ON liteobs_batches (committed_at);
         CREATE INDEX IF NOT EXISTS liteobs_batches_batch_seq ON liteobs_batches (batch_seq);
     ";
+
+    const PERCENTILE_DISC: bool = false;
 
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
@@ -81,48 +101,38 @@ impl Driver for Sqlite {
     }
 
     fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO traffic_logs ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
-             ?28, ?29, ?30, ?31)",
-            sql::COLUMNS
-        ))?;
+        static INSERT: LazyLock<String> = LazyLock::new(|| {
+            let marks = vec!["?"; liteobs_model::columns::COLUMNS.len() + 1].join(", ");
+            format!("INSERT INTO traffic_logs ({}) VALUES ({marks})", sql::column_list())
+        });
+        let mut stmt = conn.prepare_cached(&INSERT)?;
         for (seq, r) in (first_seq..).zip(records) {
-            stmt.execute(rusqlite::params![
-                seq,
-                r.ts_micros(),
-                r.src_ip.to_string(),
-                r.src_port,
-                r.dst_ip.to_string(),
-                r.dst_port,
-                r.method,
-                r.path,
-                r.host,
-                r.status,
-                i64_of(r.latency_us),
-                i64_of(r.req_bytes),
-                i64_of(r.resp_bytes),
-                r.src_pid,
-                r.src_comm,
-                r.dst_pid,
-                r.dst_comm,
-                r.node,
-                r.src_namespace,
-                r.src_pod,
-                r.src_container,
-                r.src_container_id,
-                r.src_node,
-                r.dst_namespace,
-                r.dst_pod,
-                r.dst_container,
-                r.dst_container_id,
-                r.dst_node,
-                r.dst_service_ip.map(|ip| ip.to_string()),
-                r.dst_service_port,
-                r.exchange_id,
-            ])?;
+            let row = std::iter::once(Value::Int(seq)).chain(sql::values(r)).map(Bind);
+            stmt.execute(params_from_iter(row))?;
         }
         Ok(())
+    }
+
+    fn select_cells(
+        conn: &Connection,
+        sql: &str,
+        params: &[Param],
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Cell>>, DynError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            ints.iter()
+                .enumerate()
+                .map(|(i, int)| {
+                    Ok(if *int {
+                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+                    } else {
+                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<Cell>>>()
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     fn select(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError> {
