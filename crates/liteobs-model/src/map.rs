@@ -162,7 +162,12 @@ pub fn answer(edges: Vec<Edge>, since: DateTime<Utc>, until: DateTime<Utc>, trun
 
 /// The answer by brute force over `records`: `filter` with its window already bounded
 /// ([`crate::stats::StatsQuery::bounded_filter`]), `filter.limit` edges.
-pub fn reference(records: &[TrafficLog], filter: &Filter, since: DateTime<Utc>, until: DateTime<Utc>) -> MapResponse {
+pub fn reference(
+    records: &[TrafficLog],
+    filter: &Filter,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> MapResponse {
     let mut groups = grouped(records, filter, since, until, |r| {
         let mut key = GroupKey::new();
         key.insert("client".into(), client_node(r).into());
@@ -186,10 +191,16 @@ mod tests {
                 "method":"GET","path":"/","status":200,"latency_us":1,"req_bytes":0,"resp_bytes":0,"node":"n"}"#,
         )
         .unwrap();
-        assert_eq!((client_node(&r), server_node(&r)), ("address:[fd00::1]".into(), "address:10.0.0.2:443".into()));
+        assert_eq!(
+            (client_node(&r), server_node(&r)),
+            ("address:[fd00::1]".into(), "address:10.0.0.2:443".into())
+        );
         r.src_comm = Some("curl".into());
         r.dst_comm = Some("nginx".into());
-        assert_eq!((client_node(&r), server_node(&r)), ("process:[fd00::1]/curl".into(), "process:10.0.0.2/nginx".into()));
+        assert_eq!(
+            (client_node(&r), server_node(&r)),
+            ("process:[fd00::1]/curl".into(), "process:10.0.0.2/nginx".into())
+        );
         r.src_pod = Some("web-1".into());
         r.src_namespace = Some("shop".into());
         r.dst_pod = Some("db-0".into());

@@ -1,11 +1,11 @@
-//! The REST API: `POST /upload`, `GET /query`, `GET /stats`, `GET /healthz`.
+//! The REST API: `POST /upload`, `GET /query`, `GET /stats`, `GET /map`, `GET /healthz`.
 //!
 //! Handlers decode and validate on the executor, then run store calls on actix's blocking pool
 //! (`web::block`), so a slow disk never stalls other connections. An upload is answered only
 //! after its batch is committed; a bad batch is rejected whole, with the record index and field.
 //! Every error is JSON `{"error": "..."}`. One module per concern:
 //!
-//! * [`upload`], [`query`] and [`stats`]: the handlers;
+//! * [`upload`], [`query`] and [`stats`] (`/stats` and `/map`): the handlers;
 //! * [`body`]: reading an upload's bytes (size cap, deadline, gzip) and [`budget`]: the memory
 //!   all uploads in flight may hold together;
 //! * [`auth`]: the bearer token; [`error`]: the status code and body of every failure.
@@ -56,6 +56,7 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
                 .route("/upload", web::post().to(upload::upload))
                 .route("/query", web::get().to(query::query))
                 .route("/stats", web::get().to(stats::stats))
+                .route("/map", web::get().to(stats::map))
                 .default_service(web::to(not_found)),
         );
     }

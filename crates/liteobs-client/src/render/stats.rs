@@ -173,6 +173,8 @@ pub fn csv(resp: &StatsResponse) -> Result<String, super::csv::CsvError> {
         "max_us",
         "req_bytes",
         "resp_bytes",
+        "first_seen",
+        "last_seen",
     ];
     let keys: Vec<String> = resp.groups.first().map(|g| g.key.keys().cloned().collect()).unwrap_or_default();
     let mut w = ::csv::Writer::from_writer(Vec::new());
@@ -198,6 +200,8 @@ pub fn csv(resp: &StatsResponse) -> Result<String, super::csv::CsvError> {
             opt(g.max_us),
             g.req_bytes.to_string(),
             g.resp_bytes.to_string(),
+            format_ts(&g.first_seen),
+            format_ts(&g.last_seen),
         ]);
         w.write_record(&row)?;
     }
@@ -233,6 +237,8 @@ mod tests {
             max_us: p[3],
             req_bytes: 10 * count,
             resp_bytes: 300 * count,
+            first_seen: at("2026-12-01T11:45:01Z"),
+            last_seen: at("2026-12-01T11:59:59Z"),
         };
         StatsResponse {
             groups: vec![

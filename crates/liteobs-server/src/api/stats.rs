@@ -1,4 +1,5 @@
-//! `GET /stats`: query parameters → [`StatsQuery`] → the store's grouped figures.
+//! `GET /stats` and `GET /map`: query parameters → [`StatsQuery`] → the store's grouped
+//! figures, or its edges and nodes.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
@@ -15,5 +16,19 @@ pub async fn stats(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpR
     let answer = web::block(move || store.stats(&query, now))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `GET /map`: every `/query` filter (`limit`: edges); `group_by` and `sort` are refused.
+pub async fn map(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadBody(format!("query string is not URL-encoded: {e}")))?;
+    let now = Utc::now();
+    let filter =
+        liteobs_model::Filter::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), now)?;
+    let query = StatsQuery { filter, group_by: Vec::new(), sort: liteobs_model::stats::SortKey::Count };
+    let store = state.store.clone();
+    let answer =
+        web::block(move || store.map(&query, now)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(HttpResponse::Ok().json(answer))
 }

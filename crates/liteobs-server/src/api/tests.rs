@@ -66,6 +66,16 @@ impl Store for FakeStore {
         }
         Ok(liteobs_model::stats::reference(&self.records.lock().unwrap(), query, now))
     }
+
+    fn map(
+        &self,
+        query: &liteobs_model::stats::StatsQuery,
+        now: chrono::DateTime<Utc>,
+    ) -> StoreResult<liteobs_model::map::MapResponse> {
+        let (since, until) = query.window(now);
+        let filter = query.bounded_filter(now);
+        Ok(liteobs_model::map::reference(&self.records.lock().unwrap(), &filter, since, until))
+    }
 }
 
 fn record(i: u32) -> TrafficLog {

@@ -907,6 +907,37 @@ pub fn stats_match_the_reference(s: &dyn Store) {
     assert!(answer.groups.len() > 10 && answer.groups.iter().any(|g| g.p99_us.is_some() && g.errors > 0));
 }
 
+/// `/map` answers what the brute-force reference computes: nodes of every kind (pods, processes,
+/// addresses with IPv6 in brackets), edges with their figures, busiest first, cut by the limit.
+pub fn map_matches_the_reference(s: &dyn Store) {
+    use liteobs_model::map::{NodeKind, reference};
+    use liteobs_model::stats::{SortKey, StatsQuery};
+    let records = corpus(2_000);
+    insert(s, &records);
+    let t = base_time();
+    let now = t + Duration::minutes(5);
+    let window =
+        Filter { since: Some(t), until: Some(t + Duration::seconds(4)), limit: 10_000, ..Filter::default() };
+    for filter in [
+        window.clone(),
+        Filter { limit: 5, ..window.clone() },
+        Filter { status: Some(StatusMatch::Class(5)), ..window.clone() },
+        Filter { namespace: Some("shop".into()), ..window.clone() },
+        Filter::default(),
+    ] {
+        let q = StatsQuery { filter, group_by: Vec::new(), sort: SortKey::Count };
+        let (since, until) = q.window(now);
+        let got = s.map(&q, now).expect("map");
+        let want = reference(&records, &q.bounded_filter(now), since, until);
+        assert_eq!(got, want, "map for {q:?}");
+    }
+    let whole = reference(&records, &window, t, t + Duration::seconds(4));
+    for kind in [NodeKind::Pod, NodeKind::Process, NodeKind::Address] {
+        assert!(whole.nodes.iter().any(|n| n.kind == kind), "{kind:?} nodes are compared too");
+    }
+    assert!(whole.nodes.iter().any(|n| n.id == "address:[fd00::1]"), "IPv6 addresses in brackets");
+}
+
 /// A migration that fails part-way leaves the file as it was: the columns it had added are
 /// rolled back with it, the version stays, and once the cause is gone the next open migrates
 /// it whole with the old rows intact. (The cause here: a column of the new version already
@@ -1076,6 +1107,10 @@ macro_rules! conformance_tests {
             #[test]
             fn stats_match_the_reference() {
                 with_store(c::stats_match_the_reference)
+            }
+            #[test]
+            fn map_matches_the_reference() {
+                with_store(c::map_matches_the_reference)
             }
             #[test]
             fn reopen_keeps_data_and_order() {

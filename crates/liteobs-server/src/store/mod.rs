@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use liteobs_model::map::MapResponse;
 use liteobs_model::stats::{StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
@@ -140,6 +141,11 @@ pub trait Store: Send + Sync {
     /// Rate, errors and latency per group of the exchanges `query` selects in its window
     /// (`now` anchors a window the query leaves open), computed by the engine.
     fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse>;
+
+    /// Who calls whom among the exchanges `query`'s filter selects in its window: edges
+    /// between nodes with their figures, busiest first, at most `query.filter.limit`
+    /// (`group_by` and `sort` do not apply).
+    fn map(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<MapResponse>;
 
     /// Exchanges where either side has address `ip`.
     fn query_by_ip(&self, ip: IpAddr, limit: usize) -> Result<Vec<TrafficLog>> {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use liteobs_model::stats::{StatsQuery, StatsResponse};
+use liteobs_model::map::{self, MapResponse};
+use liteobs_model::stats::{SortKey, StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
@@ -358,15 +359,20 @@ impl<D: Driver> Store for SqlStore<D> {
     fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse> {
         let (since, until) = query.window(now);
         let filter = query.bounded_filter(now);
-        let (text, params) = stats_sql::statement::<D>(query, &filter);
-        let ints = stats_sql::int_columns(&query.group_by);
-        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
-        let rows = D::select_cells(&conn, &text, &params, &ints).map_err(backend)?;
-        drop(conn);
-        let mut groups = stats_sql::groups(query, rows, since, until)?;
+        let keys = stats_sql::stats_keys(&query.group_by);
+        let mut groups = self.grouped(&keys, query.sort, &filter, since, until)?;
         let truncated = groups.len() > filter.limit;
         groups.truncate(filter.limit);
         Ok(StatsResponse { groups, since, until, truncated })
+    }
+
+    fn map(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<MapResponse> {
+        let (since, until) = query.window(now);
+        let filter = query.bounded_filter(now);
+        let mut groups = self.grouped(&stats_sql::map_keys(), SortKey::Count, &filter, since, until)?;
+        let truncated = groups.len() > filter.limit;
+        groups.truncate(filter.limit);
+        Ok(map::answer(groups.into_iter().map(map::edge_of).collect(), since, until, truncated))
     }
 }
 
@@ -399,6 +405,25 @@ impl<D: Driver> SqlStore<D> {
             }
         }
         Ok(receipt)
+    }
+}
+
+impl<D: Driver> SqlStore<D> {
+    /// The groups of one grouped statement ([`stats_sql::statement`]) on the reader.
+    fn grouped(
+        &self,
+        keys: &[stats_sql::Key],
+        sort: SortKey,
+        filter: &Filter,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<liteobs_model::stats::Group>> {
+        let (text, params) = stats_sql::statement::<D>(keys, sort, filter);
+        let ints = stats_sql::int_columns(keys);
+        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let rows = D::select_cells(&conn, &text, &params, &ints).map_err(backend)?;
+        drop(conn);
+        stats_sql::groups(keys, rows, since, until)
     }
 }
 

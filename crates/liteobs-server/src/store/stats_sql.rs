@@ -1,4 +1,4 @@
-//! `/stats` in SQL: one grouped statement per question, the figures computed by the engine
+//! `/stats` and `/map` in SQL: one grouped statement per question, the figures computed by the engine
 //! (never by pulling rows), and the rows it answers turned into [`Group`]s.
 //!
 //! Percentiles are exact nearest-rank values (see [`liteobs_model::stats`]). DuckDB has them
@@ -9,40 +9,85 @@
 
 use liteobs_model::Filter;
 use liteobs_model::columns::{COLUMNS, Cell};
-use liteobs_model::stats::{Dimension, Group, GroupKey, SortKey, StatsQuery, rate};
+use liteobs_model::stats::{Dimension, Group, GroupKey, SortKey, rate};
 
 use super::StoreError;
 use super::driver::Driver;
 use super::sql::{self, Param};
 
 /// The figures after the key columns, in this order, every one an integer (or NULL).
-const FIGURES: [&str; 9] =
-    ["count", "errors", "no_response", "p50_us", "p95_us", "p99_us", "max_us", "req_bytes", "resp_bytes"];
+const FIGURES: [&str; 11] = [
+    "count",
+    "errors",
+    "no_response",
+    "p50_us",
+    "p95_us",
+    "p99_us",
+    "max_us",
+    "req_bytes",
+    "resp_bytes",
+    "first_ts",
+    "last_ts",
+];
 
-/// The grouped columns of `group_by`, in key order.
-pub fn key_columns(group_by: &[Dimension]) -> Vec<&'static str> {
-    group_by.iter().flat_map(|d| d.columns().iter().copied()).collect()
+/// One grouping key: the name it has in the answer's key, the SQL expression it groups by,
+/// and whether its value is an integer (else text).
+pub struct Key {
+    pub name: &'static str,
+    pub expr: String,
+    pub int: bool,
 }
 
-/// Whether each answered column is an integer (else text): the keys by their record column's
-/// kind, then the figures.
-pub fn int_columns(group_by: &[Dimension]) -> Vec<bool> {
-    key_columns(group_by)
-        .into_iter()
-        .map(|name| COLUMNS.iter().find(|c| c.name == name).is_some_and(|c| c.kind.stored_as_int()))
-        .chain(FIGURES.iter().map(|_| true))
+/// The keys of `/stats`: the grouped dimensions' record columns, in key order.
+pub fn stats_keys(group_by: &[Dimension]) -> Vec<Key> {
+    group_by
+        .iter()
+        .flat_map(|d| d.columns().iter().copied())
+        .map(|name| Key {
+            name,
+            expr: name.to_owned(),
+            int: COLUMNS.iter().find(|c| c.name == name).is_some_and(|c| c.kind.stored_as_int()),
+        })
         .collect()
+}
+
+/// The keys of `/map`: each side's node id, computed in SQL exactly as
+/// [`liteobs_model::map::client_node`] and [`liteobs_model::map::server_node`] do in Rust.
+pub fn map_keys() -> Vec<Key> {
+    let host = |ip: &str| format!("CASE WHEN instr({ip}, ':') > 0 THEN '[' || {ip} || ']' ELSE {ip} END");
+    let node = |side: &str, address: String| {
+        format!(
+            "CASE WHEN {side}_pod IS NOT NULL THEN 'pod:' || COALESCE({side}_namespace, '') || '/' || {side}_pod \
+             WHEN {side}_comm IS NOT NULL THEN 'process:' || {} || '/' || {side}_comm \
+             ELSE {address} END",
+            host(&format!("{side}_ip"))
+        )
+    };
+    vec![
+        Key { name: "client", expr: node("src", format!("'address:' || {}", host("src_ip"))), int: false },
+        Key {
+            name: "server",
+            expr: node("dst", format!("'address:' || {} || ':' || CAST(dst_port AS TEXT)", host("dst_ip"))),
+            int: false,
+        },
+    ]
+}
+
+/// Whether each answered column is an integer (else text): the keys, then the figures.
+pub fn int_columns(keys: &[Key]) -> Vec<bool> {
+    keys.iter().map(|k| k.int).chain(FIGURES.iter().map(|_| true)).collect()
 }
 
 /// The statement and its parameters. `filter` is the query's filter with the window's bounds
 /// set; its `limit` + 1 groups are asked for, so that the answer can say it was cut.
-pub fn statement<D: Driver>(query: &StatsQuery, filter: &Filter) -> (String, Vec<Param>) {
-    let keys = key_columns(&query.group_by);
+pub fn statement<D: Driver>(keys: &[Key], sort: SortKey, filter: &Filter) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let where_clause = sql::where_clause::<D>(filter, &mut params);
-    let group_by = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
-    let key_list: String = keys.iter().map(|k| format!("{k}, ")).collect();
-    let order = order_by(query.sort, &keys);
+    let aliases: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+    let group_by = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", aliases.join(", ")) };
+    let key_list: String = aliases.iter().map(|k| format!("{k}, ")).collect();
+    let key_exprs: String = keys.iter().zip(&aliases).map(|(k, a)| format!("{} AS {a}, ", k.expr)).collect();
+    let order = order_by(sort, &aliases);
     params.push(Param::Int(i64::try_from(filter.limit).unwrap_or(i64::MAX).saturating_add(1)));
     let text = if D::PERCENTILE_DISC {
         let pct = |p: u32| {
@@ -54,19 +99,21 @@ pub fn statement<D: Driver>(query: &StatsQuery, filter: &Filter) -> (String, Vec
              count(*) FILTER (WHERE status = 0) AS no_response, \
              {} AS p50_us, {} AS p95_us, {} AS p99_us, \
              max(latency_us) FILTER (WHERE status <> 0) AS max_us, \
-             CAST(sum(req_bytes) AS BIGINT) AS req_bytes, CAST(sum(resp_bytes) AS BIGINT) AS resp_bytes \
-             FROM traffic_logs{where_clause}{group_by} ORDER BY {order} LIMIT ?",
+             CAST(sum(req_bytes) AS BIGINT) AS req_bytes, CAST(sum(resp_bytes) AS BIGINT) AS resp_bytes, \
+             min(ts) AS first_ts, max(ts) AS last_ts \
+             FROM (SELECT {key_exprs}status, latency_us, req_bytes, resp_bytes, ts FROM traffic_logs{where_clause}) \
+             AS selected{group_by} ORDER BY {order} LIMIT ?",
             pct(50),
             pct(95),
             pct(99),
         )
     } else {
         let partition =
-            if keys.is_empty() { String::new() } else { format!("PARTITION BY {}", keys.join(", ")) };
+            if keys.is_empty() { String::new() } else { format!("PARTITION BY {}", aliases.join(", ")) };
         let answered_partition = if keys.is_empty() {
             "PARTITION BY status <> 0".to_owned()
         } else {
-            format!("PARTITION BY {}, status <> 0", keys.join(", "))
+            format!("PARTITION BY {}, status <> 0", aliases.join(", "))
         };
         let pct = |p: u32| format!("max(CASE WHEN rn = ({p} * answered + 99) / 100 THEN latency_us END)");
         format!(
@@ -75,11 +122,13 @@ pub fn statement<D: Driver>(query: &StatsQuery, filter: &Filter) -> (String, Vec
              sum(CASE WHEN status = 0 THEN 1 ELSE 0 END) AS no_response, \
              {} AS p50_us, {} AS p95_us, {} AS p99_us, \
              max(CASE WHEN status <> 0 THEN latency_us END) AS max_us, \
-             sum(req_bytes) AS req_bytes, sum(resp_bytes) AS resp_bytes \
-             FROM (SELECT {key_list}status, latency_us, req_bytes, resp_bytes, \
+             sum(req_bytes) AS req_bytes, sum(resp_bytes) AS resp_bytes, \
+             min(ts) AS first_ts, max(ts) AS last_ts \
+             FROM (SELECT {key_list}status, latency_us, req_bytes, resp_bytes, ts, \
                  CASE WHEN status <> 0 THEN row_number() OVER ({answered_partition} ORDER BY latency_us) END AS rn, \
                  sum(CASE WHEN status <> 0 THEN 1 ELSE 0 END) OVER ({partition}) AS answered \
-               FROM traffic_logs{where_clause}) AS numbered{group_by} ORDER BY {order} LIMIT ?",
+               FROM (SELECT {key_exprs}status, latency_us, req_bytes, resp_bytes, ts FROM traffic_logs{where_clause}) \
+               AS selected) AS numbered{group_by} ORDER BY {order} LIMIT ?",
             pct(50),
             pct(95),
             pct(99),
@@ -88,9 +137,15 @@ pub fn statement<D: Driver>(query: &StatsQuery, filter: &Filter) -> (String, Vec
     (text, params)
 }
 
+fn time(us: Option<u64>) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    let us = i64::try_from(us.unwrap_or(0)).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::CorruptRow(format!("stats time {us} is out of range")))
+}
+
 /// As [`liteobs_model::stats::sort_groups`]: the sort key descending with unknown values
-/// last, then count descending, then the key columns ascending with unknown values first.
-fn order_by(sort: SortKey, keys: &[&str]) -> String {
+/// last, then count descending, then the keys ascending with unknown values first.
+fn order_by(sort: SortKey, keys: &[String]) -> String {
     let mut terms = vec![format!("{} DESC NULLS LAST", sort.name())];
     if sort != SortKey::Count {
         terms.push("count DESC".into());
@@ -101,12 +156,11 @@ fn order_by(sort: SortKey, keys: &[&str]) -> String {
 
 /// The groups of the statement's rows (cells in [`int_columns`] order).
 pub fn groups(
-    query: &StatsQuery,
+    keys: &[Key],
     rows: Vec<Vec<Cell>>,
     since: chrono::DateTime<chrono::Utc>,
     until: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Group>, StoreError> {
-    let keys = key_columns(&query.group_by);
     rows.into_iter()
         .map(|row| {
             if row.len() != keys.len() + FIGURES.len() {
@@ -114,13 +168,13 @@ pub fn groups(
             }
             let mut cells = row.into_iter();
             let mut key = GroupKey::new();
-            for name in &keys {
+            for k in keys {
                 let value = match cells.next() {
                     Some(Cell::Int(n)) => n.into(),
                     Some(Cell::Text(s)) => s.into(),
                     Some(Cell::Null) | None => serde_json::Value::Null,
                 };
-                key.insert((*name).to_owned(), value);
+                key.insert(k.name.to_owned(), value);
             }
             let mut figure = |name: &str| -> Result<Option<u64>, StoreError> {
                 match cells.next() {
@@ -146,6 +200,8 @@ pub fn groups(
                 max_us: figure("max_us")?,
                 req_bytes: figure("req_bytes")?.unwrap_or(0),
                 resp_bytes: figure("resp_bytes")?.unwrap_or(0),
+                first_seen: time(figure("first_ts")?)?,
+                last_seen: time(figure("last_ts")?)?,
             })
         })
         .collect()
