@@ -6,7 +6,7 @@
 //! `traffic_logs` in the background.
 //!
 //! A pass deletes in chunks of at most [`CHUNK_ROWS`] rows, oldest `ts` first, each chunk its own
-//! short transaction taken through the store's writer (so an upload waits at most one chunk),
+//! short transaction taken through the store's writer (uploads go on between chunks),
 //! then gives the freed space back ([`super::driver::Driver::reclaim`]). The size bound is
 //! checked on the engine's own count of used pages or blocks plus its write-ahead log, so that it
 //! converges whether or not the file itself shrinks. Over the bound, the pass deletes the oldest
@@ -53,9 +53,8 @@ impl RowRetention {
     }
 }
 
-/// Rows deleted per transaction: small enough that an upload waiting for the writer waits
-/// milliseconds (BENCHMARKS.md, "Retention"), large enough that a pass over millions of rows
-/// ends in seconds.
+/// Rows deleted per transaction: small enough that uploads get the writer between chunks, large
+/// enough that a pass over millions of rows ends in seconds (BENCHMARKS.md, "Retention").
 pub const CHUNK_ROWS: u64 = 20_000;
 
 /// Over the size bound, a pass deletes until the estimate is under this fraction of it.
