@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::store::Backend;
 use crate::store::batch_id::{Retention, parse_age};
+use crate::store::retention::{parse_retention, parse_size};
+use crate::store::{Backend, RowRetention};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -40,6 +41,15 @@ pub struct Config {
     /// How many committed upload batch ids are remembered at most (the oldest are forgotten first).
     #[arg(long, default_value_t = Retention::DEFAULT.max_count, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_id_max_count: u64,
+    /// Rows whose time (`ts`) is older than this are deleted, by a pass at start and every
+    /// minute (90s, 12h, 7d, 2w; `off` keeps rows whatever their age).
+    #[arg(long = "retention", value_name = "AGE", default_value = "7d", value_parser = parse_row_age)]
+    pub row_max_age: RowAge,
+    /// Largest the database may grow (20GiB, 500MB; `off` for no bound): over it, the same pass
+    /// deletes the oldest rows until it is under 90% of this. Counted as the engine's used pages
+    /// or blocks plus its write-ahead log, not the file's length (README, "Retention").
+    #[arg(long, value_name = "SIZE", default_value = "20GiB", value_parser = parse_db_size)]
+    pub max_db_size: DbSize,
     /// Records of one exchange (the same `exchange_id`: its halves from two nodes' agents, or two
     /// captures of it) whose times are at most this far apart are kept as one row, whichever
     /// arrives first and however late the other (90s, 5m; `off` keeps every record as a row).
@@ -84,14 +94,18 @@ impl Config {
         liteobs_goflags::parse(std::env::args_os())
     }
 
-    /// The batch-id bounds the flags give.
     /// `-merge-window` as the store takes it.
     pub fn merge_window(&self) -> Option<chrono::Duration> {
         self.merge_window.0
     }
 
-    pub fn retention(&self) -> Retention {
+    pub fn batch_id_retention(&self) -> Retention {
         Retention { max_age: self.batch_id_max_age, max_count: self.batch_id_max_count }
+    }
+
+    /// `-retention` and `-max-db-size` as the store takes them.
+    pub fn row_retention(&self) -> RowRetention {
+        RowRetention { max_age: self.row_max_age.0, max_bytes: self.max_db_size.0 }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -135,6 +149,22 @@ fn parse_merge_window(s: &str) -> Result<MergeWindow, String> {
     parse_age(s).map(|w| MergeWindow(Some(w))).map_err(|e| format!("{e}, or off"))
 }
 
+/// `-retention`: an age, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowAge(pub Option<chrono::Duration>);
+
+fn parse_row_age(s: &str) -> Result<RowAge, String> {
+    parse_retention(s).map(RowAge)
+}
+
+/// `-max-db-size`: bytes, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbSize(pub Option<u64>);
+
+fn parse_db_size(s: &str) -> Result<DbSize, String> {
+    parse_size(s).map(DbSize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +183,28 @@ mod tests {
         }
         assert_eq!(parse(&["--token", "s3cr3t-~+/="]).validate(), Ok(()));
         assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn retention_flags_take_ages_sizes_and_off() {
+        let defaults = parse(&[]).row_retention();
+        assert_eq!(
+            defaults,
+            RowRetention {
+                max_age: Some(RowRetention::DEFAULT_MAX_AGE),
+                max_bytes: Some(RowRetention::DEFAULT_MAX_BYTES)
+            }
+        );
+        let set = parse(&["--retention", "12h", "--max-db-size", "500MiB"]).row_retention();
+        assert_eq!(
+            set,
+            RowRetention { max_age: Some(chrono::Duration::hours(12)), max_bytes: Some(500 << 20) }
+        );
+        assert!(parse(&["--retention", "off", "--max-db-size", "off"]).row_retention().is_off());
+        for bad in [&["--retention", "forever"][..], &["--max-db-size", "0"], &["--max-db-size", "lots"]] {
+            let args = std::iter::once("liteobs-server").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

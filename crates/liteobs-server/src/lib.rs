@@ -39,8 +39,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let path = path.clone();
         let backend = config.db_type;
         let options = store::StoreOptions {
-            retention: config.retention(),
+            retention: config.batch_id_retention(),
             merge_window: config.merge_window(),
+            rows: config.row_retention(),
             ..Default::default()
         };
         move || store::open(backend, &path, options)
@@ -48,8 +49,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("opening the store")??;
     tracing::info!(backend = ?config.db_type, path = %path.display(), "store open");
+    let store: Arc<dyn store::Store> = Arc::from(store);
+    if !config.row_retention().is_off() {
+        store::retention::spawn(Arc::downgrade(&store), store::retention::PASS_EVERY)
+            .context("starting the retention task")?;
+    }
     let state = web::Data::new(api::ApiState {
-        store: Arc::from(store),
+        store,
         token: config.token.clone(),
         max_body: usize::try_from(config.max_body).context("-max-body does not fit this machine")?,
         body_timeout: config.body_timeout(),

@@ -10,8 +10,9 @@ use serde_json::json;
 use super::budget::Exhausted;
 use crate::store::{BatchIdError, StoreError};
 
-/// Seconds a client is told to wait (`Retry-After`) when the upload budget is spent: about the
-/// time a full batch takes to be read, decoded and committed.
+/// Seconds a client is told to wait (`Retry-After`) when the upload budget is spent, or the disk
+/// is full: about the time a full batch takes to be read, decoded and committed. (A full disk
+/// lasts longer: the agent asks again every so often, holding its batches meanwhile.)
 pub const RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +60,9 @@ impl ResponseError for ApiError {
             ApiError::BatchIdReused { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Store(StoreError::DiskFull(_) | StoreError::Reopening(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::UnsupportedEncoding(_) | ApiError::UnsupportedType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -81,8 +84,8 @@ impl ResponseError for ApiError {
         }
         let mut resp = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Busy(_) => {
-                tracing::warn!(error = %self, "upload refused");
+            ApiError::Busy(_) | ApiError::Store(StoreError::DiskFull(_) | StoreError::Reopening(_)) => {
+                tracing::warn!(error = %self, "request refused for now");
                 resp.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             // The rest of a late body may still be on its way: do not read it.

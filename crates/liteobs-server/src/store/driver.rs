@@ -16,6 +16,42 @@ use super::sql::{Param, RawRow};
 /// An engine error, kept as its source.
 pub type DynError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The kinds of engine failure the store acts on; everything else is [`Failure::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The file system has no room for the write: nothing was committed, and a retry once space
+    /// is back succeeds.
+    DiskFull,
+    /// The engine refuses every further call on this instance (DuckDB after a failed write):
+    /// the store must open the file again.
+    Invalidated,
+    Other,
+}
+
+/// What a [`Driver::reclaim_step`] left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim {
+    /// Call again: more space is waiting.
+    More,
+    /// Freed space is back (in the engine's free list, and cut from the file where it can be).
+    Done,
+    /// Not possible now (a reader holds an old snapshot); the used size is not yet lower.
+    Deferred,
+}
+
+/// [`Failure`] from an error's text, for engines that do not give a code: the OS's ENOSPC
+/// message, and DuckDB's words for an instance it gave up on.
+pub fn failure_from_text(e: &DynError) -> Failure {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("has been invalidated") {
+        Failure::Invalidated
+    } else if text.contains("no space left on device") || text.contains("database or disk is full") {
+        Failure::DiskFull
+    } else {
+        Failure::Other
+    }
+}
+
 /// The primitives of one engine. Every call runs on the connection it is given; a transaction is
 /// opened with [`Driver::BEGIN`] and ended with `COMMIT` or `ROLLBACK` by the caller, so calls in
 /// between belong to it.
@@ -75,4 +111,24 @@ pub trait Driver: Send + Sync + 'static {
     /// compare bytes exactly as `str::starts_with` does (the reference): no case folding, no
     /// wildcards, and NUL is an ordinary byte. `prefix` is not empty.
     fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String;
+
+    /// What kind of failure `e` (an error of this driver's calls) is.
+    fn failure(e: &DynError) -> Failure {
+        failure_from_text(e)
+    }
+
+    /// One step of giving back the space deleted rows held ([`super::retention`]). Each step
+    /// is short, so the caller can let a batch in between.
+    fn reclaim_step(conn: &Self::Conn) -> Result<Reclaim, DynError>;
+
+    /// Bytes the database at `path` uses by `-max-db-size`'s measure: the pages or blocks
+    /// holding data, plus the write-ahead log.
+    fn used_bytes(conn: &Self::Conn, path: &Path) -> Result<u64, DynError>;
+}
+
+/// Size of the file beside `path` with `suffix` appended (a write-ahead log), 0 if none.
+pub fn sidecar_len(path: &Path, suffix: &str) -> u64 {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::fs::metadata(name).map_or(0, |m| m.len())
 }

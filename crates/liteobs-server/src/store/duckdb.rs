@@ -13,7 +13,7 @@ use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::Cell;
 
-use super::driver::{Driver, DynError};
+use super::driver::{Driver, DynError, Reclaim, sidecar_len};
 use super::duckdb_columns;
 use super::query_plan::QueryPlan;
 use super::sql::{self, Param, RawRow};
@@ -110,6 +110,28 @@ impl Driver for Duckdb {
         let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params_from_iter(params), |row| Ok(sql::read_raw_row!(row)))?;
         Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
+    }
+
+    /// `CHECKPOINT`: writes the WAL into the file and frees the blocks of row groups whose rows
+    /// are all deleted, for new rows to reuse; DuckDB cuts the file only when its last blocks
+    /// are free (README, "Retention"). It refuses while another transaction (a query) is open.
+    fn reclaim_step(conn: &Connection) -> Result<Reclaim, DynError> {
+        match conn.execute_batch("CHECKPOINT") {
+            Ok(()) => Ok(Reclaim::Done),
+            Err(e) if e.to_string().contains("other transactions") => Ok(Reclaim::Deferred),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Used blocks (`pragma_database_size`) and the WAL file.
+    fn used_bytes(conn: &Connection, path: &Path) -> Result<u64, DynError> {
+        let used: i64 = conn.query_row(
+            "SELECT used_blocks * block_size FROM pragma_database_size() \
+             WHERE database_name = current_database()",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, ".wal"))
     }
 
     /// `starts_with` compares bytes. (Not a BLOB cast as in SQLite: DuckDB's VARCHAR→BLOB cast

@@ -28,6 +28,7 @@ mod duckdb;
 mod duckdb_columns;
 pub mod merge;
 pub mod query_plan;
+pub mod retention;
 mod sql;
 mod sql_store;
 mod sqlite;
@@ -35,6 +36,7 @@ mod stats_sql;
 
 pub use batch_id::{BatchId, BatchIdError, Retention};
 pub use query_plan::{QueryPlan, QueryTuning};
+pub use retention::{PassReport, RowRetention};
 
 /// A storage failure. The message names the database file where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,14 @@ pub enum StoreError {
     SchemaVersion { path: PathBuf, found: String, expected: u32 },
     #[error("{path} already has a `traffic_logs` table that LiteObs did not create; refusing to use it")]
     ForeignSchema { path: PathBuf },
+    /// The file system is full: nothing of the failed call was committed. Uploads are answered
+    /// 503 with `Retry-After`; the retention pass and a freed disk end it.
+    #[error("the disk holding the database is full; retry later ({0})")]
+    DiskFull(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The engine gave up on its instance after a failed write and opening the file again has
+    /// not worked yet (it is tried again on the next call).
+    #[error("the database is being reopened after a failed write; retry later ({0})")]
+    Reopening(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored row is not a valid record: {0}")]
@@ -108,6 +118,9 @@ pub struct StoreOptions {
     pub merge_window: Option<chrono::Duration>,
     /// How queries are planned ([`query_plan`]); the default is the engine's best.
     pub query: QueryTuning,
+    /// Which rows [`Store::enforce_retention`] deletes (`-retention`, `-max-db-size`); off by
+    /// default here, so that a test's records of any age stay.
+    pub rows: RowRetention,
 }
 
 impl Default for StoreOptions {
@@ -117,6 +130,7 @@ impl Default for StoreOptions {
             clock: Arc::new(Utc::now),
             merge_window: None,
             query: QueryTuning::default(),
+            rows: RowRetention::OFF,
         }
     }
 }
@@ -145,6 +159,13 @@ pub trait Store: Send + Sync {
     /// Records matching `filter`, newest first (`ts` descending, then most recently inserted
     /// first), at most `filter.limit` of them.
     fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>>;
+
+    /// Runs one pass of row retention now: deletes what [`StoreOptions::rows`] no longer keeps,
+    /// oldest first, in short transactions between batches, and gives the space back
+    /// ([`retention`]). A store without retention keeps everything.
+    fn enforce_retention(&self) -> Result<PassReport> {
+        Ok(PassReport::default())
+    }
 
     /// Rate, errors and latency per group of the exchanges `query` selects in its window
     /// (`now` anchors a window the query leaves open), computed by the engine.

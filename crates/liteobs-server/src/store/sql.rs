@@ -249,7 +249,13 @@ pub fn select_window<D: Driver>(filter: &Filter, window: TimeWindow, limit: usiz
     }
     params.push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
     let where_clause = where_clause(&conds);
-    (format!("SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?", column_list()), params)
+    (
+        format!(
+            "SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?",
+            column_list()
+        ),
+        params,
+    )
 }
 
 /// For a filter on a PID or an address (either side), one statement per side, each newest

@@ -1,7 +1,8 @@
 //! The one [`Store`] implementation, over any [`Driver`]: opening (schema creation, migration,
 //! version check), the writer with its counters, group commit (concurrent uploads share one
-//! transaction), each batch's id check and pruning inside it, and queries on a reader
-//! connection.
+//! transaction), each batch's id check and pruning inside it, queries on a reader connection,
+//! and opening the file again when the engine gives up on its instance (DuckDB after a failed
+//! write on a full disk).
 //!
 //! Not for engine specifics: those are the driver's primitives (`sqlite.rs`, `duckdb.rs`).
 
@@ -17,9 +18,10 @@ use liteobs_model::stats::{SortKey, StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::batch_id::{BatchId, Retention};
-use super::driver::{Driver, DynError};
+use super::driver::{Driver, DynError, Failure};
 use super::merge;
 use super::query_plan::{QueryPlan, TsHints, Windows};
+use super::retention::{self, PassReport, RowRetention};
 use super::sql::{self, Param, RawRow};
 use super::stats_sql;
 use super::{Clock, Receipt, Result, Store, StoreError, StoreOptions, WriteStats};
@@ -38,6 +40,7 @@ pub struct SqlStore<D: Driver> {
     window_rows: u64,
     /// Sizes [`QueryPlan::TimeWindows`]' windows (read only for that plan).
     hints: Mutex<TsHints>,
+    rows: RowRetention,
     driver: PhantomData<D>,
 }
 
@@ -96,14 +99,10 @@ impl<D: Driver> SqlStore<D> {
         let (writer, reader) = D::open(path).map_err(open_err)?;
         init_schema::<D>(&writer, path)?;
         D::execute_batch(&writer, D::AFTER_SCHEMA).map_err(open_err)?;
-        let next = |sql: &str| -> Result<i64> {
-            Ok(D::query_int(&writer, sql, &[]).map_err(open_err)?.unwrap_or(1))
-        };
-        let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
-        let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        let writer = Writer::restore::<D>(writer).map_err(open_err)?;
         let plan = options.query.plan.unwrap_or(D::QUERY_PLAN);
         let hints = if plan == QueryPlan::TimeWindows {
-            let int = |sql: &str| D::query_int(&writer, sql, &[]).map_err(open_err);
+            let int = |sql: &str| D::query_int(&writer.conn, sql, &[]).map_err(open_err);
             TsHints {
                 rows: u64::try_from(int("SELECT count(*) FROM traffic_logs")?.unwrap_or(0)).unwrap_or(0),
                 oldest: int("SELECT min(ts) FROM traffic_logs HAVING count(*) > 0")?,
@@ -114,7 +113,7 @@ impl<D: Driver> SqlStore<D> {
         };
         Ok(SqlStore {
             path: path.to_owned(),
-            writer: Mutex::new(Writer { conn: writer, next_seq, next_batch_seq }),
+            writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             retention: options.retention,
             clock: options.clock,
@@ -124,8 +123,70 @@ impl<D: Driver> SqlStore<D> {
             plan,
             window_rows: options.query.window_rows,
             hints: Mutex::new(hints),
+            rows: options.rows,
             driver: PhantomData,
         })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer connection between two batches: the hook of the background
+    /// retention pass ([`retention`]), which keeps each call to one short transaction.
+    pub(super) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&D::Conn) -> std::result::Result<T, DynError>,
+    ) -> Result<T> {
+        let mut w = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+        f(&w.conn).map_err(|e| self.after_failure(&mut w, StoreError::Backend(e)))
+    }
+
+    /// Names a full disk as such, and opens the file again when the engine gave up on its
+    /// instance: the call failed and nothing of it was committed, but the next one succeeds.
+    fn after_failure(&self, w: &mut Writer<D::Conn>, e: StoreError) -> StoreError {
+        let StoreError::Backend(source) = e else { return e };
+        match D::failure(&source) {
+            Failure::Other => StoreError::Backend(source),
+            Failure::DiskFull => {
+                // DuckDB invalidates its instance on the failed write itself; the error said
+                // "disk full", the next call would say "invalidated".
+                if let Err(probe) = D::query_int(&w.conn, "SELECT 1", &[])
+                    && D::failure(&probe) == Failure::Invalidated
+                    && let Err(again) = self.reopen(w)
+                {
+                    tracing::warn!(error = %again, "reopening the database failed; trying again on the next call");
+                }
+                StoreError::DiskFull(source)
+            }
+            Failure::Invalidated => match self.reopen(w) {
+                Ok(()) => StoreError::Reopening(source),
+                Err(again) => StoreError::Reopening(Box::new(again)),
+            },
+        }
+    }
+
+    /// Replaces both connections with new ones on the same file and reads the counters from
+    /// it again (what was committed is there; what failed left nothing).
+    fn reopen(&self, w: &mut Writer<D::Conn>) -> Result<()> {
+        let mut reader =
+            self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        let open_err = |e: DynError| StoreError::Open { path: self.path.clone(), source: e };
+        let (writer, new_reader) = D::open(&self.path).map_err(open_err)?;
+        *w = Writer::restore::<D>(writer).map_err(open_err)?;
+        *reader = new_reader;
+        tracing::warn!(path = %self.path.display(), "the database was opened again after the engine gave up on it");
+        Ok(())
+    }
+}
+
+impl<C> Writer<C> {
+    /// The writer over `conn` with its counters read from the file.
+    fn restore<D: Driver<Conn = C>>(conn: C) -> std::result::Result<Self, DynError> {
+        let next = |sql: &str| D::query_int(&conn, sql, &[]).map(|n| n.unwrap_or(1));
+        let next_seq = next("SELECT COALESCE(MAX(seq), 0) + 1 FROM traffic_logs")?;
+        let next_batch_seq = next("SELECT COALESCE(MAX(batch_seq), 0) + 1 FROM liteobs_batches")?;
+        Ok(Writer { conn, next_seq, next_batch_seq })
     }
 }
 
@@ -383,6 +444,7 @@ impl<D: Driver> SqlStore<D> {
                 }
             }
             Err(e) if group.len() == 1 => {
+                let e = self.after_failure(w, e);
                 let _ = group.into_iter().next().map(|p| p.reply.send(Err(e)));
             }
             Err(e) => {
@@ -400,6 +462,7 @@ impl<D: Driver> SqlStore<D> {
                     if let Ok(receipt) = &answer {
                         self.saw(&p.batch, receipt);
                     }
+                    let answer = answer.map_err(|e| self.after_failure(w, e));
                     let _ = p.reply.send(answer);
                 }
             }
@@ -474,14 +537,15 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>> {
-        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
-        let rows = match self.plan {
-            QueryPlan::SideIndexes => {
-                let (text, params) =
-                    sql::select_by_side::<D>(filter).unwrap_or_else(|| sql::select::<D>(filter));
-                D::select(&conn, &text, &params).map_err(backend)?
+        let rows = match self.query_rows(filter) {
+            Err(StoreError::Backend(e)) if D::failure(&e) == Failure::Invalidated => {
+                // Writer before reader, as everywhere; then the query once more on the new one.
+                let mut w = self.writer.lock().map_err(|_| poisoned("writer"))?;
+                self.reopen(&mut w).map_err(|again| StoreError::Reopening(Box::new(again)))?;
+                drop(w);
+                self.query_rows(filter)?
             }
-            QueryPlan::TimeWindows => self.query_windows(&conn, filter)?,
+            other => other?,
         };
         rows.into_iter().map(RawRow::into_record).collect()
     }
@@ -503,6 +567,13 @@ impl<D: Driver> Store for SqlStore<D> {
         let truncated = groups.len() > filter.limit;
         groups.truncate(filter.limit);
         Ok(map::answer(groups.into_iter().map(map::edge_of).collect(), since, until, truncated))
+    }
+
+    fn enforce_retention(&self) -> Result<PassReport> {
+        if self.rows.is_off() {
+            return Ok(PassReport::default());
+        }
+        retention::pass(self, self.rows, (self.clock)())
     }
 }
 
@@ -526,6 +597,19 @@ impl<D: Driver> SqlStore<D> {
 }
 
 impl<D: Driver> SqlStore<D> {
+    /// The rows `filter` selects, by the store's query plan, on the reader.
+    fn query_rows(&self, filter: &Filter) -> Result<Vec<RawRow>> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Backend("reader lock poisoned".into()))?;
+        match self.plan {
+            QueryPlan::SideIndexes => {
+                let (text, params) =
+                    sql::select_by_side::<D>(filter).unwrap_or_else(|| sql::select::<D>(filter));
+                D::select(&conn, &text, &params).map_err(backend)
+            }
+            QueryPlan::TimeWindows => self.query_windows(&conn, filter),
+        }
+    }
+
     /// [`QueryPlan::TimeWindows`]: the windows newest first, each asked for the matches still
     /// missing, in one read transaction.
     fn query_windows(&self, conn: &D::Conn, filter: &Filter) -> Result<Vec<RawRow>> {

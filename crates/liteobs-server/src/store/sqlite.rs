@@ -17,7 +17,7 @@ use liteobs_model::columns::{Cell, Stored, Value};
 use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
-use super::driver::{Driver, DynError};
+use super::driver::{Driver, DynError, Failure, Reclaim, failure_from_text, sidecar_len};
 use super::query_plan::QueryPlan;
 use super::sql::{self, Param, RawRow};
 
@@ -74,6 +74,7 @@ impl Driver for Sqlite {
 
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
         let writer = Connection::open(path)?;
+        incremental_vacuum_on(&writer, path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         // Every batch updates six indexes at scattered places: their hot pages (the rightmost
@@ -155,6 +156,37 @@ impl Driver for Sqlite {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    fn failure(e: &DynError) -> Failure {
+        match e.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code) {
+            Some(rusqlite::ErrorCode::DiskFull) => Failure::DiskFull,
+            _ => failure_from_text(e),
+        }
+    }
+
+    /// `PRAGMA incremental_vacuum` in steps of [`RECLAIM_PAGES`] pages (each its own short
+    /// transaction), then a `TRUNCATE` checkpoint, which copies the moved pages into the file,
+    /// cuts the file to its used pages and empties the WAL file.
+    fn reclaim_step(conn: &Connection) -> Result<Reclaim, DynError> {
+        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+        if pragma("auto_vacuum")? == AUTO_VACUUM_INCREMENTAL && pragma("freelist_count")? > 0 {
+            // The pragma frees one page per step (a result row each): step it to the end.
+            let mut stmt = conn.prepare_cached(&format!("PRAGMA incremental_vacuum({RECLAIM_PAGES})"))?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            return Ok(Reclaim::More);
+        }
+        // (busy, WAL frames, frames checkpointed); busy = 1 when a reader kept it from finishing.
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(if busy == 0 { Reclaim::Done } else { Reclaim::Deferred })
+    }
+
+    /// Pages in use (all pages but the free list) and the WAL file.
+    fn used_bytes(conn: &Connection, path: &Path) -> Result<u64, DynError> {
+        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+        let used = (pragma("page_count")? - pragma("freelist_count")?).max(0) * pragma("page_size")?;
+        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, "-wal"))
+    }
+
     /// On bytes: SQLite's `substr` and `length` of TEXT stop at the first NUL, and `LIKE` folds
     /// ASCII case and treats `%`/`_` as wildcards; a BLOB prefix of the same bytes does neither.
     fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String {
@@ -162,6 +194,34 @@ impl Driver for Sqlite {
         params.push(Param::Blob(prefix.as_bytes().to_vec()));
         format!("substr(CAST({column} AS BLOB), 1, ?) = ?")
     }
+}
+
+/// `PRAGMA auto_vacuum` of a file whose free pages can be given back with `incremental_vacuum`.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// Free pages given back per [`Sqlite::reclaim_step`] (8 MiB at the default 4 KiB page).
+const RECLAIM_PAGES: u32 = 2048;
+
+/// Makes freed pages returnable to the file system. SQLite takes `auto_vacuum` only before the
+/// first table is created; a file an older server made (without it) is converted once, with a
+/// `VACUUM` that rewrites it (it needs free space about the file's size, and time: about a
+/// second per 100 MB). If that fails (a full disk), the file keeps working without: freed pages
+/// are then reused for new rows, so the file stops growing but does not shrink.
+fn incremental_vacuum_on(conn: &Connection, path: &Path) -> Result<(), DynError> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == AUTO_VACUUM_INCREMENTAL {
+        return Ok(());
+    }
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+    if tables == 0 {
+        return Ok(());
+    }
+    tracing::info!(path = %path.display(), "rewriting the file once so that deleted rows' space can be returned (VACUUM)");
+    if let Err(e) = conn.execute_batch("VACUUM") {
+        tracing::warn!(path = %path.display(), error = %e, "VACUUM failed: space of deleted rows will be reused but not returned");
+    }
+    Ok(())
 }
 
 /// Runs `sql` on a connection of its own (tests: files as an older server left them).
