@@ -87,7 +87,8 @@ impl Server {
         Server::try_start_with(backend, db_path, token, listen, &[])
     }
 
-    /// [`Server::start`] with more flags (limits, deadlines) after the usual ones.
+    /// [`Server::start`] with more flags (limits, deadlines) after the usual ones. Servers
+    /// started here keep rows of any age (`-retention off`) unless `flags` says otherwise.
     pub fn start_with(backend: &str, db_path: &Path, flags: &[&str]) -> Server {
         Server::try_start_with(backend, db_path, None, None, flags).unwrap_or_else(|e| panic!("{e:#}"))
     }
@@ -109,6 +110,12 @@ impl Server {
             .stderr(Stdio::inherit());
         if let Some(t) = token {
             cmd.args(["-token", t]);
+        }
+        // The tests' records carry fixed dates, most of them older than the default retention
+        // (7 days), which the server's first pass would delete; a test of retention gives its
+        // own `-retention` in `flags`, which wins (the last of a repeated flag does).
+        if !flags.iter().any(|f| f.trim_start_matches('-').starts_with("retention")) {
+            cmd.args(["-retention", "off"]);
         }
         cmd.args(flags);
         let mut child = cmd.spawn().context("spawning liteobs-server")?;

@@ -133,7 +133,7 @@ pub struct Config {
     /// How long a record waits for another capture of its exchange on this node (before and
     /// after a Service's DNAT, seen with -iface any), to leave as one record with both
     /// addresses; on the capture's clock (a replay's is the file's). 0 keeps every capture.
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
     pub merge_hold: Duration,
 
     /// Most records waiting for another capture at once; past it the oldest leaves unmerged

@@ -50,7 +50,7 @@ impl Default for MergeConfig {
         // 18 000 for 47 MiB more peak RSS (BENCHMARKS.md), so about 85 MiB at the cap; beyond
         // 32 768 exchanges a second the oldest leave unmerged (counted) and the server merges
         // them.
-        MergeConfig { hold_us: 1_000_000, max_held: 32_768 }
+        MergeConfig { hold_us: 100_000, max_held: 32_768 }
     }
 }
 
