@@ -11,7 +11,8 @@ use liteobs_model::format_ts;
 use liteobs_model::map::{Edge, MapResponse, Node, NodeKind};
 
 use super::cells;
-use super::text::{ellipsize, printable, width};
+use super::grid;
+use super::text::{ellipsize, printable};
 
 /// A node's name in the table is cut to this many columns.
 pub const NAME_MAX: usize = 40;
@@ -38,11 +39,11 @@ fn edge_label(e: &Edge) -> String {
 /// The edge table, ending with a line naming the window.
 pub fn table(resp: &MapResponse) -> String {
     let header = ["CLIENT", "", "SERVER", "COUNT", "RATE", "ERRORS", "P95", "LAST SEEN"];
-    let rows: Vec<[String; 8]> = resp
+    let rows: Vec<Vec<String>> = resp
         .edges
         .iter()
         .map(|e| {
-            [
+            vec![
                 ellipsize(&printable(name_of(resp, &e.client)), NAME_MAX).into_owned(),
                 "→".to_owned(),
                 ellipsize(&printable(name_of(resp, &e.server)), NAME_MAX).into_owned(),
@@ -56,34 +57,8 @@ pub fn table(resp: &MapResponse) -> String {
         .collect();
     let mut out = String::new();
     if !rows.is_empty() {
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| rows.iter().map(|r| width(&r[i])).chain([width(header[i])]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: &[&str]| {
-            let mut l = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i > 0 {
-                    l.push_str("  ");
-                }
-                let pad = " ".repeat(widths[i].saturating_sub(width(c)));
-                // Names and the time to the left, numbers to the right.
-                if i < 3 || i == 7 {
-                    l.push_str(c);
-                    if i + 1 < cells.len() {
-                        l.push_str(&pad);
-                    }
-                } else {
-                    l.push_str(&pad);
-                    l.push_str(c);
-                }
-            }
-            l.push('\n');
-            l
-        };
-        out.push_str(&line(&header));
-        for r in &rows {
-            out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
-        }
+        // Names and the time to the left, numbers to the right.
+        out.push_str(&grid::aligned(&header, &rows, |i| i < 3 || i == 7));
     }
     let n = resp.edges.len();
     out.push_str(&format!(

@@ -5,6 +5,7 @@
 //! * [`csv`]: a header row of field names and one row per record.
 //! * [`stats`]: the `stats` command's figures per group, in each format.
 //! * [`map`]: the `map` command's edges and nodes: table, JSON, CSV, Graphviz, Mermaid.
+//! * [`grid`]: the aligned columns of the `stats` and `map` tables.
 //! * [`cells`] and [`text`]: the human forms of single values and the terminal-safety rules
 //!   (escaped control characters, char-counted truncation) the table is built from.
 //!
@@ -13,6 +14,7 @@
 
 pub mod cells;
 pub mod csv;
+pub mod grid;
 pub mod json;
 pub mod map;
 pub mod stats;

@@ -13,7 +13,8 @@ use liteobs_model::stats::{Group, StatsResponse};
 use serde_json::Value;
 
 use super::cells;
-use super::text::{ellipsize, printable, width};
+use super::grid;
+use super::text::{ellipsize, printable};
 
 /// A key cell is cut to this many columns.
 pub const KEY_MAX: usize = 40;
@@ -113,35 +114,9 @@ pub fn table(resp: &StatsResponse) -> String {
     }
     let mut out = String::new();
     if !rows.is_empty() {
+        // Keys to the left, figures to the right.
         let keys = header.len() - figures.len();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| rows.iter().map(|r| width(&r[i])).chain([width(header[i])]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: &[&str]| {
-            let mut l = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                let pad = widths[i].saturating_sub(width(c));
-                if i > 0 {
-                    l.push_str("  ");
-                }
-                // Keys to the left, figures to the right.
-                if i < keys {
-                    l.push_str(c);
-                    if i + 1 < cells.len() {
-                        l.push_str(&" ".repeat(pad));
-                    }
-                } else {
-                    l.push_str(&" ".repeat(pad));
-                    l.push_str(c);
-                }
-            }
-            l.push('\n');
-            l
-        };
-        out.push_str(&line(&header));
-        for r in &rows {
-            out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
-        }
+        out.push_str(&grid::aligned(&header, &rows, |i| i < keys));
     }
     let n = resp.groups.len();
     let noun = if n == 1 { "group" } else { "groups" };
