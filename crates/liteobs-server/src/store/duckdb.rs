@@ -94,13 +94,7 @@ impl Driver for Duckdb {
         let rows = stmt.query_map(params_from_iter(params), |row| {
             ints.iter()
                 .enumerate()
-                .map(|(i, int)| {
-                    Ok(if *int {
-                        row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
-                    } else {
-                        row.get::<_, Option<String>>(i)?.map_or(Cell::Null, Cell::Text)
-                    })
-                })
+                .map(|(i, int)| Ok(sql::read_cell!(row, i, *int)))
                 .collect::<duckdb::Result<Vec<Cell>>>()
         })?;
         Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)

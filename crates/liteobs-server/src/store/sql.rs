@@ -298,22 +298,30 @@ pub struct RawRow {
     pub cells: Vec<Cell>,
 }
 
+/// Column `$i` of a backend row as a [`Cell`]: an integer when `$int`, else text, NULL
+/// allowed. A macro rather than a function because rusqlite and duckdb rows are different types
+/// with the same `get(index)` shape.
+macro_rules! read_cell {
+    ($row:expr, $i:expr, $int:expr) => {
+        if $int {
+            $row.get::<_, Option<i64>>($i)?
+                .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Int)
+        } else {
+            $row.get::<_, Option<String>>($i)?
+                .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Text)
+        }
+    };
+}
+pub(crate) use read_cell;
+
 /// Reads a [`RawRow`] from a backend row whose columns are in [`column_list`] order: each cell
-/// as its column's stored type. A macro rather than a function because rusqlite and duckdb rows
-/// are different types with the same `get(index)` shape.
+/// as its column's stored type ([`read_cell`]).
 macro_rules! read_raw_row {
     ($row:expr) => {{
         let row = $row;
         let mut cells = Vec::with_capacity(liteobs_model::columns::COLUMNS.len());
         for (i, column) in liteobs_model::columns::in_order_added().enumerate() {
-            let cell = if column.kind.stored_as_int() {
-                row.get::<_, Option<i64>>(i + 1)?
-                    .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Int)
-            } else {
-                row.get::<_, Option<String>>(i + 1)?
-                    .map_or(liteobs_model::columns::Cell::Null, liteobs_model::columns::Cell::Text)
-            };
-            cells.push(cell);
+            cells.push($crate::store::sql::read_cell!(row, i + 1, column.kind.stored_as_int()));
         }
         $crate::store::sql::RawRow { seq: row.get(0)?, cells }
     }};
