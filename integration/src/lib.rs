@@ -68,6 +68,8 @@ pub struct Server {
     pub url: String,
     pub db_path: PathBuf,
     pub backend: String,
+    /// `http://ADDR/metrics` when started with `-metrics-listen`.
+    pub metrics_url: Option<String>,
 }
 
 impl Server {
@@ -121,8 +123,13 @@ impl Server {
         let mut child = cmd.spawn().context("spawning liteobs-server")?;
         let stdout = child.stdout.take().context("liteobs-server has no stdout pipe")?;
         // From here on, dropping `server` kills the child, so every early return cleans up.
-        let mut server =
-            Server { child, url: String::new(), db_path: db_path.to_owned(), backend: backend.to_owned() };
+        let mut server = Server {
+            child,
+            url: String::new(),
+            db_path: db_path.to_owned(),
+            backend: backend.to_owned(),
+            metrics_url: None,
+        };
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut reader = BufReader::new(stdout);
@@ -131,6 +138,9 @@ impl Server {
             let n = reader.read_line(&mut line).context("reading liteobs-server's stdout")?;
             if n == 0 {
                 bail!("liteobs-server ({backend}, {}) exited before listening", db_path.display());
+            }
+            if let Some(url) = line.trim().strip_prefix("metrics on ") {
+                server.metrics_url = Some(url.to_owned());
             }
             ensure!(Instant::now() < deadline, "liteobs-server did not listen within 60 s");
         }
@@ -238,4 +248,142 @@ pub fn client(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `records` with the route the server gives each when no bound is reached and no `-route`
+/// pattern is set ([`liteobs_model::route::route`]): what a query answers for them.
+pub fn with_routes(records: Vec<liteobs_model::TrafficLog>) -> Vec<liteobs_model::TrafficLog> {
+    let patterns = liteobs_model::route::Patterns::default();
+    records
+        .into_iter()
+        .map(|r| liteobs_model::TrafficLog {
+            route: Some(liteobs_model::route::route(&r.path, &patterns)),
+            ..r
+        })
+        .collect()
+}
+
+/// Uploads `records` as one gzip NDJSON body (with `token` as the bearer token when given), as
+/// the agent does; returns the status and the JSON answer.
+pub fn upload_gzip_ndjson(
+    server: &Server,
+    token: Option<&str>,
+    records: &[liteobs_model::TrafficLog],
+) -> (u16, serde_json::Value) {
+    use std::io::Write;
+    let body: String = records.iter().map(|r| serde_json::to_string(r).expect("json") + "\n").collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).expect("gzip");
+    let mut req = http()
+        .post(&format!("{}/upload", server.url))
+        .header("Content-Type", "application/x-ndjson")
+        .header("Content-Encoding", "gzip");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = req.send(&gz.finish().expect("gzip")).expect("upload request");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().read_json().expect("JSON answer"))
+}
+
+/// `python3 -m http.server` on a free loopback port, serving `dir`; killed on drop. The root-only
+/// live-capture tests make their traffic with curl against it.
+pub struct WebServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl WebServer {
+    /// Starts it and waits (up to 10 s) until it accepts connections.
+    pub fn start(dir: &Path) -> WebServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let web = WebServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        web
+    }
+
+    /// `curl` of `path` on it (a new connection each time); panics unless it succeeds.
+    pub fn get(&self, path: &str) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let st = Command::new("curl").args(["-s", "-o", "/dev/null", "--max-time", "5", &url]).status();
+        assert!(st.is_ok_and(|s| s.success()), "curl {url}");
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `liteobs-agent` capturing live (root only) with `args`; its stderr collected. Started by
+/// [`LiveAgent::start`], which returns once the agent says it is capturing.
+pub struct LiveAgent {
+    child: Child,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl LiveAgent {
+    pub fn start(args: &[&str]) -> LiveAgent {
+        let mut child = Command::new(bin("liteobs-agent"))
+            .args(args)
+            .env_remove("LITEOBS_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting liteobs-agent");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, capturing) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("capturing") {
+                    let _ = tx.send(());
+                }
+                all.push(line);
+            }
+            all.join("\n")
+        });
+        let agent = LiveAgent { child, log: Some(log) };
+        assert!(capturing.recv_timeout(Duration::from_secs(10)).is_ok(), "the agent did not start capturing");
+        agent
+    }
+
+    /// SIGINT, then its exit status and log (within 30 s).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("waiting for liteobs-agent") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "the agent did not stop within 30 s of SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = self.log.take().map(|l| l.join().unwrap_or_default()).unwrap_or_default();
+        (status, log)
+    }
+}
+
+impl Drop for LiveAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use liteobs_integration::{Server, bin, http, privileged};
+use liteobs_integration::{LiveAgent, Server, WebServer, bin, http, privileged};
 use liteobs_model::{QueryResponse, TrafficLog};
 
 fn fixture() -> PathBuf {
@@ -37,7 +37,8 @@ fn sorted(mut v: Vec<TrafficLog>) -> Vec<TrafficLog> {
 #[test]
 fn agent_loses_nothing_while_the_server_restarts() {
     let capture = std::fs::read(fixture()).expect("fixtures/pcap/generated/keepalive-many.pcap");
-    let expected = liteobs_integration::replayed(&fixture(), "it-node");
+    // As the server stores them: with their routes.
+    let expected = liteobs_integration::with_routes(liteobs_integration::replayed(&fixture(), "it-node"));
     assert_eq!(expected.len(), 200);
 
     let dir = tempfile::tempdir().unwrap();
@@ -121,64 +122,30 @@ fn live_agent_uploads_what_it_sees_but_not_its_own_uploads() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
     let server = Server::start("sqlite", &dir.path().join("store.sqlite"), None, None);
-    let web_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut web = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &web_port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m http.server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", web_port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let web = WebServer::start(dir.path());
+    let web_port = web.port;
 
     // No -ports: every TCP port, the server's included, so exclusion is what keeps uploads out.
-    let mut agent = Command::new(bin("liteobs-agent"))
-        .args(["-iface", "lo", "-server", &server.url, "-node", "live-it"])
-        .args(["-batch-size", "5", "-flush-interval", "100ms"])
-        .env_remove("LITEOBS_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting liteobs-agent");
-    let stderr = agent.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("capturing") {
-                let _ = tx.send(());
-            }
-            all.push(line);
-        }
-        all.join("\n")
-    });
-    assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok(), "the agent did not start capturing");
+    let agent = LiveAgent::start(&[
+        "-iface",
+        "lo",
+        "-server",
+        &server.url,
+        "-node",
+        "live-it",
+        "-batch-size",
+        "5",
+        "-flush-interval",
+        "100ms",
+    ]);
 
     const N: usize = 12;
     for i in 0..N {
-        let url = format!("http://127.0.0.1:{web_port}/hello.txt?i={i}");
-        let st =
-            Command::new("curl").args(["-s", "-o", "/dev/null", "--max-time", "5", &url]).status().unwrap();
-        assert!(st.success());
+        web.get(&format!("/hello.txt?i={i}"));
         std::thread::sleep(Duration::from_millis(150)); // spread over several upload batches
     }
-    let _ = Command::new("kill").args(["-INT", &agent.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = agent.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "the agent did not stop within 30 s of SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = web.kill();
-    let _ = web.wait();
-    let log = log.join().unwrap();
+    let (status, log) = agent.stop();
+    drop(web);
     assert!(status.success(), "agent failed:\n{log}");
 
     let got = stored(&server);

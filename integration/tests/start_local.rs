@@ -97,6 +97,6 @@ fn start_local_stops_everything_it_started() {
     let status = status.unwrap_or_else(|| panic!("start.sh local ran over {SCRIPT_TIMEOUT:?}\n{stderr}"));
     assert!(status.success(), "start.sh local failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("agent: capturing lo"), "the agent never started:\n{stderr}");
-    assert!(stdout.contains("TIME ") && stdout.contains("/python3"), "no attributed table:\n{stdout}");
+    assert!(stdout.contains("TIME ") && stdout.contains("python3/"), "no attributed table:\n{stdout}");
     assert!(left.is_empty(), "start.sh local left these running: {left:?}\nstderr:\n{stderr}");
 }

@@ -165,7 +165,9 @@ fn agent_and_client_talk_https_to_a_tls_server() {
     let expected =
         run(Command::new(bin("liteobs-agent")).arg("-read").arg(fixture()).args(["-node", "tls-node"]));
     assert!(expected.status.success(), "{}", String::from_utf8_lossy(&expected.stderr));
-    let expected = liteobs_model::decode_ndjson(&expected.stdout).expect("NDJSON");
+    // As the server stores them: with their routes.
+    let expected =
+        liteobs_integration::with_routes(liteobs_model::decode_ndjson(&expected.stdout).expect("NDJSON"));
     assert!(!expected.is_empty());
 
     let uploaded = agent(&server.url("https://127.0.0.1"), &pki.path("ca.pem"));
@@ -256,4 +258,50 @@ fn the_server_refuses_bad_key_files_at_start() {
         assert!(line.starts_with("liteobs-server: ") && line.contains(want), "{args:?}: {line}");
         assert!(!db.path().join("store.sqlite").exists(), "{args:?}: the store was opened");
     }
+}
+
+/// `liteobs-client -follow` over https with the token: the agent's upload streams to it; a
+/// wrong token ends it at once with one line (no retrying).
+#[test]
+fn follow_works_through_tls_and_the_token() {
+    let pki = Pki::new();
+    let server = TlsServer::start(&pki.path("server.pem"), &pki.path("server.key"));
+    let url = server.url("https://127.0.0.1");
+    let mut follower = Command::new(bin("liteobs-client"))
+        .args(["-follow", "-server", &url, "-token", TOKEN, "-o", "json", "-limit", "10000", "-ca-file"])
+        .arg(pki.path("ca.pem"))
+        .env_remove("LITEOBS_SERVER")
+        .env_remove("LITEOBS_TOKEN")
+        .env_remove("LITEOBS_CA_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("liteobs-client -follow");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let uploaded = agent(&url, &pki.path("ca.pem"));
+    assert!(uploaded.status.success(), "{}", String::from_utf8_lossy(&uploaded.stderr));
+    let expected = records(&client(&url, Some(&pki.path("ca.pem"))));
+    assert!(!expected.is_empty());
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let line = lines.recv_timeout(Duration::from_secs(20)).expect("a streamed record");
+        got.extend(liteobs_model::decode_ndjson(line.as_bytes()).expect("an NDJSON record"));
+    }
+    assert_eq!(sorted(got), sorted(expected));
+    let _ = Command::new("kill").args(["-INT", &follower.id().to_string()]).status();
+    assert!(follower.wait().unwrap().success(), "Ctrl-C exits 0");
+
+    let started = Instant::now();
+    let wrong = run(Command::new(bin("liteobs-client"))
+        .args(["-follow", "-server", &url, "-token", "not-the-token", "-ca-file"])
+        .arg(pki.path("ca.pem")));
+    let line = one_line(&wrong);
+    assert!(line.contains("refused the token (401)"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(10), "no retrying a refused token");
 }

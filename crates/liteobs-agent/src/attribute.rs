@@ -13,8 +13,18 @@ use std::net::SocketAddr;
 
 use liteobs_model::TrafficLog;
 
-use crate::container::{ContainerIdentity, ContainerOf};
+use crate::container::{
+    CgroupDirsCounters, ContainerIdentity, ContainerOf, ProcessCounters, RuntimeCounters,
+};
 pub use crate::pidmap::Origin;
+
+/// An attributor's counters, for the metrics ([`crate::metrics`]): what its sources found.
+/// `None` where the attributor has no such source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttributionCounters {
+    pub pids: Option<crate::pidmap::Counters>,
+    pub containers: Option<(ProcessCounters, CgroupDirsCounters, RuntimeCounters)>,
+}
 
 /// What an attributor tells beside the record it filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +65,12 @@ pub trait Attributor {
     /// Logs the attributor's own counters (called with the agent's periodic counters).
     fn log_stats(&mut self) {}
 
+    /// The attributor's own counters, for the metrics; called as often as [`Attributor::log_stats`]
+    /// (counting may take a walk of a kernel map).
+    fn counters(&mut self) -> AttributionCounters {
+        AttributionCounters::default()
+    }
+
     /// Periodic work (rescanning what it learns from the system), called on the live
     /// capture's ticks, a few times a second; must return at once when nothing is due.
     fn refresh(&mut self) {}
@@ -77,8 +93,12 @@ impl Attributor for crate::pidmap::PidMap {
         self.forget(a, b);
     }
 
+    fn counters(&mut self) -> AttributionCounters {
+        AttributionCounters { pids: Some(crate::pidmap::PidMap::counters(self)), containers: None }
+    }
+
     fn log_stats(&mut self) {
-        let c = self.counters();
+        let c = crate::pidmap::PidMap::counters(self);
         tracing::info!(
             mode = %self.effective_mode(),
             lookups = c.lookups,
@@ -197,6 +217,10 @@ impl<A: Attributor> Attributor for PodAttribution<A> {
         self.containers.refresh();
     }
 
+    fn counters(&mut self) -> AttributionCounters {
+        AttributionCounters { containers: Some(self.containers.counters()), ..self.inner.counters() }
+    }
+
     fn log_stats(&mut self) {
         self.inner.log_stats();
         let (p, g, r) = self.containers.counters();
@@ -240,6 +264,10 @@ impl<A: Attributor + ?Sized> Attributor for Box<A> {
 
     fn log_stats(&mut self) {
         (**self).log_stats();
+    }
+
+    fn counters(&mut self) -> AttributionCounters {
+        (**self).counters()
     }
 }
 

@@ -162,6 +162,17 @@ pub struct Config {
     #[arg(long, default_value = "/run/containerd/containerd.sock", value_name = "PATH")]
     pub containerd_socket: std::path::PathBuf,
 
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) and `GET /healthz` on this
+    /// address (e.g. 0.0.0.0:9469; port 0 picks one, logged). Off when not given. Plain HTTP,
+    /// no token: bind it where only the scraper reaches it.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// After a replay (-read) is done, keep -metrics-listen serving for this long, or until
+    /// SIGINT/SIGTERM, so that its final counters can be scraped. 0 exits at once.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    pub metrics_linger: Duration,
+
     /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,

@@ -7,7 +7,8 @@
 //! saw twice, before and after a Service's DNAT).
 //! `pipeline` glues decode, reassemble and http into a pure, synchronous step from
 //! (timestamp, link type, frame bytes) to [`liteobs_model::TrafficLog`] records.
-//! `run` wires the stages onto threads the way the binary runs them; `config` holds the flags.
+//! `run` wires the stages onto threads the way the binary runs them; `config` holds the flags;
+//! `metrics` serves their counters to Prometheus and the agent's health (`-metrics-listen`).
 
 pub mod attribute;
 pub mod capture;
@@ -16,6 +17,7 @@ pub mod container;
 pub mod decode;
 pub mod http;
 pub mod merge;
+pub mod metrics;
 pub mod pidmap;
 pub mod pipeline;
 pub mod reassemble;

@@ -76,7 +76,12 @@ fn agent(cfg: &Config) -> anyhow::Result<Outcome> {
     let report = match run(cfg) {
         Ok(r) => r,
         Err(RunError::StdoutClosed) => return Ok(Outcome::Complete),
-        Err(e @ (RunError::Capture(_) | RunError::BadServer { .. } | RunError::Trust(_))) => {
+        Err(
+            e @ (RunError::Capture(_)
+            | RunError::BadServer { .. }
+            | RunError::Trust(_)
+            | RunError::MetricsListen { .. }),
+        ) => {
             return Err(e.into());
         }
         Err(e) => {
@@ -88,6 +93,11 @@ fn agent(cfg: &Config) -> anyhow::Result<Outcome> {
         }
     };
     print_summary(cfg, &report);
+    if report.replay
+        && let Some(endpoint) = &report.metrics
+    {
+        endpoint.linger(cfg.metrics_linger);
+    }
     let Some(damage) = &report.summary.snapshot.damage else {
         return Ok(Outcome::Complete);
     };

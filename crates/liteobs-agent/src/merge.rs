@@ -222,6 +222,7 @@ mod tests {
             ts: chrono::DateTime::from_timestamp_micros(ts_us).unwrap(),
             path: path.into(),
             exchange_id: Some(id),
+            route: None,
             ..crate::testing::record(addr(CLIENT), addr(dst))
         }
     }

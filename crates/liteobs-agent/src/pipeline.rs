@@ -354,6 +354,7 @@ fn record(key: &FlowKey, node: &str, ts: DateTime<Utc>, latency_us: u64, e: Exch
         dst_service_ip: None,
         dst_service_port: None,
         exchange_id: Some(exchange_id(e.request_seq, e.response_seq)),
+        route: None,
         node: node.to_owned(),
     }
 }

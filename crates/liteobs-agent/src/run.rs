@@ -35,6 +35,7 @@ use crate::capture::{CaptureError, Damage, KernelStats, Next, PacketSource, Sour
 use crate::config::{Config, resolve_node};
 use crate::container::ContainerIdentity;
 use crate::merge::{MergeConfig, MergeStats, NodeMerge};
+use crate::metrics::{AgentMetrics, Endpoint, Phase, Published};
 use crate::pidmap::{Mode, PidMap, PidMapConfig};
 use crate::pipeline::{Counters, Pipeline, PipelineConfig};
 use crate::report::stdout::ThreadedWriter;
@@ -137,6 +138,8 @@ pub struct DriveOptions {
     pub progress: Option<ProgressBar>,
     /// The on-node merge's hold and cap.
     pub merge: MergeConfig,
+    /// Where counters are published for `-metrics-listen` (see [`crate::metrics`]).
+    pub metrics: Option<Arc<Published>>,
 }
 
 /// Every counter worth logging, at one instant.
@@ -258,6 +261,8 @@ pub enum RunError {
     Thread(io::Error),
     #[error("the capture thread panicked")]
     CapturePanicked,
+    #[error("-metrics-listen {addr}: {source}")]
+    MetricsListen { addr: String, source: io::Error },
 }
 
 impl RunError {
@@ -376,11 +381,15 @@ pub fn drive(
                     last_expire_us = last_ts_us;
                     emit(&mut out, sink, &mut *attributor, &mut merger, Some(last_ts_us))?;
                 }
-                if let Some(pb) = &opts.progress
-                    && packets.is_multiple_of(8192)
-                    && let Some((done, _)) = source.progress()
-                {
-                    pb.set_position(done);
+                if packets.is_multiple_of(8192) {
+                    if let Some(pb) = &opts.progress
+                        && let Some((done, _)) = source.progress()
+                    {
+                        pb.set_position(done);
+                    }
+                    if let Some(m) = &opts.metrics {
+                        m.publish(snapshot(source, pipeline, &merger));
+                    }
                 }
             }
             // The wall clock is read every 256 packets, or when the source is idle.
@@ -397,10 +406,20 @@ pub fn drive(
                     }
                     emit(&mut out, sink, &mut *attributor, &mut merger, Some(merge_now(last_ts_us)))?;
                     sink.flush()?;
-                    if let Some(at) = next_stats.filter(|at| now >= *at) {
-                        snapshot(source, pipeline, &merger).log("counters");
-                        attributor.log_stats();
-                        next_stats = opts.stats_interval.map(|i| at.max(now - i) + i);
+                    let stats_due = next_stats.filter(|at| now >= *at);
+                    if opts.metrics.is_some() || stats_due.is_some() {
+                        let snap = snapshot(source, pipeline, &merger);
+                        if let Some(at) = stats_due {
+                            snap.log("counters");
+                            attributor.log_stats();
+                            next_stats = opts.stats_interval.map(|i| at.max(now - i) + i);
+                        }
+                        if let Some(m) = &opts.metrics {
+                            if stats_due.is_some() {
+                                m.publish_attribution(attributor.counters());
+                            }
+                            m.publish(snap);
+                        }
                     }
                 }
             }
@@ -419,7 +438,12 @@ pub fn drive(
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
     }
-    Ok(DriveSummary { snapshot: snapshot(source, pipeline, &merger), elapsed: started.elapsed() })
+    let last = snapshot(source, pipeline, &merger);
+    if let Some(m) = &opts.metrics {
+        m.publish_attribution(attributor.counters());
+        m.publish(last.clone());
+    }
+    Ok(DriveSummary { snapshot: last, elapsed: started.elapsed() })
 }
 
 /// Replays a capture file through the same loop the binary uses and returns its records
@@ -433,6 +457,7 @@ pub fn replay_file(path: &Path, cfg: PipelineConfig) -> Result<(Vec<TrafficLog>,
         stats_interval: None,
         progress: None,
         merge: MergeConfig::default(),
+        metrics: None,
     };
     let summary = drive(
         &mut source,
@@ -453,6 +478,8 @@ pub struct RunReport {
     pub summary: DriveSummary,
     /// True when this was a replay of a file.
     pub replay: bool,
+    /// The `-metrics-listen` server, still serving (a replay may linger on it).
+    pub metrics: Option<Endpoint>,
 }
 
 /// Checks `-server` and returns its normalized base URL and the addresses it resolves to (so
@@ -548,9 +575,23 @@ pub fn run_with(
     };
     let exclude = server.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
     let counters = Arc::new(ReportCounters::default());
+    // First, so that probes are answered ("starting") while eBPF loads.
+    let (published, endpoint) = match &cfg.metrics_listen {
+        None => (None, None),
+        Some(addr) => {
+            let published = Arc::new(Published::default());
+            let metrics = AgentMetrics::new(published.clone(), &counters.upload_latency);
+            let endpoint = crate::metrics::serve(addr, metrics)
+                .map_err(|source| RunError::MetricsListen { addr: addr.clone(), source })?;
+            (Some(published), Some(endpoint))
+        }
+    };
     let spool = open_spool(cfg, server.is_some(), &counters)?;
     let mut source = open_source(cfg, &exclude)?;
     let mut attributor = make_attributor(&exclude);
+    if let Some(p) = &published {
+        p.set_phase(if replay { Phase::Replaying } else { Phase::Live });
+    }
     if !replay {
         // Logged once attribution is ready too: scripts and tests wait for this line before
         // they make traffic.
@@ -572,6 +613,7 @@ pub fn run_with(
         stats_interval: (!replay).then_some(cfg.stats_interval),
         progress,
         merge: cfg.merge_config(),
+        metrics: published.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -665,7 +707,11 @@ pub fn run_with(
     if let Some(q) = &queue {
         summary.snapshot.report = Some(reported.unwrap_or_else(|| counters.snapshot(q)));
     }
-    Ok(RunReport { summary, replay })
+    if let Some(p) = &published {
+        p.publish(summary.snapshot.clone());
+        p.set_phase(Phase::Done);
+    }
+    Ok(RunReport { summary, replay, metrics: endpoint })
 }
 
 /// Opens `-spool-dir` before anything is captured, so that a directory that cannot be used is
@@ -706,8 +752,9 @@ fn replay_progress(source: &(dyn PacketSource + Send)) -> Option<ProgressBar> {
     Some(pb)
 }
 
+/// SIGINT or SIGTERM (Ctrl-C elsewhere).
 #[cfg(unix)]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut int), Ok(mut term)) => {
@@ -723,7 +770,7 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
@@ -852,6 +899,7 @@ mod tests {
             stats_interval,
             progress: None,
             merge: MergeConfig::default(),
+            metrics: None,
         }
     }
 
@@ -966,6 +1014,7 @@ mod tests {
             stats_interval: None,
             progress: None,
             merge: MergeConfig::default(),
+            metrics: None,
         };
         let summary = drive(
             &mut source,

@@ -36,6 +36,7 @@ pub fn record(client: SocketAddr, server: SocketAddr) -> TrafficLog {
         dst_service_ip: None,
         dst_service_port: None,
         exchange_id: None,
+        route: None,
         node: "n".into(),
     }
 }

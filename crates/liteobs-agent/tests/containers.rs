@@ -322,6 +322,7 @@ fn a_process_in_a_kubelet_cgroup_gets_its_pod_on_a_real_connection() {
         dst_service_port: None,
         node: "node-a".into(),
         exchange_id: None,
+        route: None,
     };
     attribution.attribute(&mut rec);
     let _ = conn.kill();

@@ -73,11 +73,17 @@ pub struct Cli {
     /// store for an https:// server.
     #[arg(long, value_name = "FILE", env = "LITEOBS_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
-    /// Output format: table for people, json (a pretty JSON array of records; with `stats`
-    /// and `map`, the server's answer) or csv for programs; dot (Graphviz) or mermaid for a
-    /// picture of the map.
+    /// Output format: table for people (fitted to the terminal), wide (the table with every
+    /// field, or with `stats` and `map` every figure), json (a pretty JSON array of records;
+    /// with `stats` and `map`, the server's answer) or csv for programs; dot (Graphviz) or
+    /// mermaid for a picture of the map.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
+    /// Keep printing new exchanges as the server stores them, until Ctrl-C (table rows, -o json
+    /// as NDJSON, -o csv); with -limit or -since, the newest matching ones already stored come
+    /// first. Reconnects by itself, missing and repeating nothing.
+    #[arg(long)]
+    pub follow: bool,
     /// Give up on the server after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -90,24 +96,44 @@ pub struct Cli {
 /// What to ask the server, besides the exchanges themselves.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Rate, errors and latency (p50/p95/p99, max) per server, client, method, status or node,
+    /// Rate, errors and latency (p50/p95/p99, max) per server, client, method, route, status or node,
     /// over the exchanges the filters select in the window (-since, -until; by default the
     /// last 15 minutes).
     Stats(StatsArgs),
     /// Who calls whom: edges between pods, processes and addresses, busiest first, with
     /// their calls, errors and p95 (-o dot or -o mermaid draws them).
     Map,
+    /// Run one read-only SQL query over the server's `traffic` view, e.g.
+    /// `liteobs-client sql "SELECT route, count(*) FROM traffic GROUP BY 1"` (-limit caps the
+    /// rows; the filter flags do not apply: write a WHERE clause).
+    Sql(SqlArgs),
+    /// Print a completion script for bash, zsh or fish (one-dash flags complete too), e.g.
+    /// `liteobs-client completions bash > /etc/bash_completion.d/liteobs-client`.
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::shell::Shell,
+    },
+    /// Print the manual page (roff), e.g. `liteobs-client man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatsArgs {
-    /// Group by these, a comma list of server, client, method, status, node.
+    /// Group by these, a comma list of server, client, method, route (the path template, e.g.
+    /// /item/{id}), status, node.
     #[arg(long = "group-by", value_name = "LIST", default_value = "server")]
     pub group_by: String,
     /// Largest first by: count (or rate), errors, no_response, p50_us, p95_us, p99_us,
     /// max_us, req_bytes, resp_bytes.
     #[arg(long, value_name = "KEY", default_value = "count")]
     pub sort: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqlArgs {
+    /// The query: one SELECT (or WITH, VALUES, FROM) statement over the `traffic` view.
+    #[arg(value_name = "QUERY")]
+    pub query: String,
 }
 
 /// Which answer a [`Config`] asks for.
@@ -119,15 +145,20 @@ pub enum Mode {
     Stats,
     /// `GET /map`: edges and nodes.
     Map,
+    /// `POST /sql`: columns and rows.
+    Sql,
+    /// `GET /query?follow=1`: exchanges as they are stored, until interrupted.
+    Follow,
 }
 
 impl Mode {
     /// The server's path for it.
     pub fn path(self) -> &'static str {
         match self {
-            Mode::Query => "/query",
+            Mode::Query | Mode::Follow => "/query",
             Mode::Stats => "/stats",
             Mode::Map => "/map",
+            Mode::Sql => "/sql",
         }
     }
 }
@@ -144,6 +175,8 @@ pub struct Config {
     pub mode: Mode,
     /// Query parameters exactly as typed, in a fixed order; only flags that were given.
     pub params: Vec<(&'static str, String)>,
+    /// The statement of `sql` (its row cap is `limit` in `params`).
+    pub sql: Option<String>,
     pub output: OutputFormat,
     pub timeout: Duration,
 }
@@ -180,8 +213,18 @@ impl Cli {
         liteobs_goflags::try_parse(args)
     }
 
+    /// What to print without asking a server (`completions`, `man`), if that is the command.
+    pub fn generated(&self) -> Option<crate::shell::Generated> {
+        match self.command {
+            Some(Command::Completions { shell }) => Some(crate::shell::Generated::Completions(shell)),
+            Some(Command::Man) => Some(crate::shell::Generated::Man),
+            _ => None,
+        }
+    }
+
     /// Validates the flags. `now` anchors relative times, only for the local check: the server
-    /// resolves `15m` against its own clock.
+    /// resolves `15m` against its own clock. (`completions` and `man` ask no server: see
+    /// [`Cli::generated`]; here they are an error.)
     pub fn into_config(self, now: DateTime<Utc>) -> Result<Config, ConfigError> {
         let mut params: Vec<(&'static str, String)> = [
             ("ip", self.ip),
@@ -198,7 +241,17 @@ impl Cli {
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
         .collect();
+        let mut sql = None;
+        if self.follow && self.command.is_some() {
+            return Err(bad("-follow", "follows exchanges: use it without stats, map or sql"));
+        }
         let mode = match self.command {
+            None if self.follow => {
+                let asked = params.iter().map(|(k, v)| (*k, v.as_str())).chain([("follow", "1")]);
+                liteobs_model::follow::FollowStart::from_params(asked, now)
+                    .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
+                Mode::Follow
+            }
             None => {
                 Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str())), now)
                     .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
@@ -218,6 +271,33 @@ impl Cli {
                     .map_err(|e| bad(&format!("-{}", e.param), e.reason))?;
                 Mode::Map
             }
+            Some(Command::Sql(args)) => {
+                if let Some((name, _)) = params.iter().find(|(name, _)| *name != "limit") {
+                    return Err(bad(
+                        &format!("-{name}"),
+                        "filters do not apply to sql: write a WHERE clause",
+                    ));
+                }
+                if let Some((_, limit)) = params.first() {
+                    match limit.parse::<u64>() {
+                        Ok(n) if n >= 1 => {}
+                        _ => {
+                            return Err(bad(
+                                "-limit",
+                                format!("{limit:?} is not a number of rows (1 or more)"),
+                            ));
+                        }
+                    }
+                }
+                if args.query.trim().is_empty() {
+                    return Err(bad("sql", "the query is empty"));
+                }
+                sql = Some(args.query);
+                Mode::Sql
+            }
+            Some(Command::Completions { .. } | Command::Man) => {
+                return Err(bad("completions", "prints a script and asks no server: see Cli::generated"));
+            }
         };
         if mode != Mode::Map && matches!(self.output, OutputFormat::Dot | OutputFormat::Mermaid) {
             return Err(bad("-o", "dot and mermaid draw the map: use them with `liteobs-client map`"));
@@ -235,6 +315,7 @@ impl Cli {
             ca_file: self.ca_file,
             mode,
             params,
+            sql,
             output: self.output,
             timeout: Duration::from_secs(self.timeout),
         })
@@ -381,6 +462,8 @@ mod tests {
                 ("sort", "p95_us".to_owned())
             ]
         );
+        let routes = config(&["stats", "-group-by", "server,route"]).unwrap();
+        assert_eq!(routes.params[0], ("group_by", "server,route".to_owned()));
         let plain = config(&["stats"]).unwrap();
         assert_eq!(plain.params, [("group_by", "server".to_owned()), ("sort", "count".to_owned())]);
         assert_eq!(config(&["-pid", "7"]).unwrap().mode, Mode::Query, "no command: a query, as before");
@@ -395,6 +478,32 @@ mod tests {
         assert_eq!(config(&["map", "-o", "dot", "-namespace", "shop"]).unwrap().mode, Mode::Map);
         assert_eq!(config(&["-o", "mermaid"]).unwrap_err().flag, "-o", "pictures are of the map");
         assert_eq!(config(&["map", "-pid", "x"]).unwrap_err().flag, "-pid");
+    }
+
+    #[test]
+    fn sql_takes_its_query_and_a_limit_but_no_filter() {
+        let c = config(&["sql", "SELECT route, count(*) FROM traffic GROUP BY 1", "-limit", "5"]).unwrap();
+        assert_eq!(c.mode, Mode::Sql);
+        assert_eq!(c.sql.as_deref(), Some("SELECT route, count(*) FROM traffic GROUP BY 1"));
+        assert_eq!(c.params, [("limit", "5".to_owned())]);
+        assert_eq!(config(&["-o", "csv", "sql", "SELECT 1"]).unwrap().output, OutputFormat::Csv);
+        assert_eq!(config(&["sql", "SELECT 1", "-pid", "7"]).unwrap_err().flag, "-pid");
+        assert_eq!(config(&["sql", "SELECT 1", "-limit", "0"]).unwrap_err().flag, "-limit");
+        assert_eq!(config(&["sql", " "]).unwrap_err().flag, "sql");
+        assert_eq!(config(&["sql", "SELECT 1", "-o", "dot"]).unwrap_err().flag, "-o");
+        assert!(Cli::try_parse_args(["c", "sql"]).is_err(), "the query is required");
+    }
+
+    #[test]
+    fn follow_takes_the_filters_and_refuses_commands() {
+        let c = config(&["-follow", "-pid", "7", "-o", "json"]).unwrap();
+        assert_eq!((c.mode, c.params.clone()), (Mode::Follow, vec![("pid", "7".to_owned())]));
+        assert_eq!(c.mode.path(), "/query");
+        assert_eq!(config(&["--follow", "-limit", "5"]).unwrap().mode, Mode::Follow);
+        assert_eq!(config(&["-follow", "-pid", "x"]).unwrap_err().flag, "-pid");
+        assert_eq!(config(&["-follow", "stats"]).unwrap_err().flag, "-follow");
+        assert!(Cli::try_parse_args(["c", "map", "-follow"]).is_err(), "-follow is not map's");
+        assert_eq!(config(&["-follow", "-o", "dot"]).unwrap_err().flag, "-o");
     }
 
     #[test]

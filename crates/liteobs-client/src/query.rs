@@ -130,22 +130,84 @@ pub async fn fetch_answer<T: serde::de::DeserializeOwned>(config: &Config) -> Re
     }
 }
 
-/// `GET {server}{mode's path}` with the parameters; the status and the body (capped).
-async fn get(config: &Config) -> Result<(u16, Vec<u8>), QueryError> {
-    let server = &config.server;
+/// Asks the server for `POST /sql` with the config's statement and limit, and reads its answer.
+/// A refusal says its kind (`refused`, `engine`, `timeout`) before the server's words. Must run
+/// inside an actix-rt system; `config.timeout` bounds the whole exchange.
+pub async fn fetch_sql(config: &Config) -> Result<liteobs_model::sql::SqlAnswer, QueryError> {
+    let timeout = || QueryError::Timeout { server: config.server.clone(), timeout: config.timeout };
+    let asked = async {
+        let limit =
+            config.params.iter().find(|(k, _)| *k == "limit").and_then(|(_, v)| v.parse::<u64>().ok());
+        let body = serde_json::json!({ "sql": config.sql.as_deref().unwrap_or_default(), "limit": limit });
+        let request = client(config)?.post(format!("{}{}", config.server, config.mode.path()));
+        let (status, body) = exchange_with(config, request, Some(body)).await?;
+        if status == 400
+            && let Ok(r) = serde_json::from_slice::<liteobs_model::sql::SqlRefusal>(&body)
+        {
+            return Err(QueryError::Rejected {
+                status,
+                message: printable(&format!("{}: {}", r.kind, r.error), 300),
+            });
+        }
+        interpret_answer(&config.server, config.mode.path(), status, &body)
+    };
+    match actix_rt::time::timeout(config.timeout, asked).await {
+        Ok(Err(QueryError::Timeout { .. })) | Err(_) => Err(timeout()),
+        Ok(result) => result,
+    }
+}
+
+/// The HTTP client for `config`'s server (its CA for https, its timeout).
+fn client(config: &Config) -> Result<awc::Client, QueryError> {
     let mut connector = awc::Connector::new().timeout(config.timeout);
-    if server.starts_with("https://") {
+    if config.server.starts_with("https://") {
         connector = connector.rustls_0_23(liteobs_tls::client_config(config.ca_file.as_deref())?);
     }
-    let client = awc::Client::builder().connector(connector).timeout(config.timeout).finish();
-    let mut request = client
-        .get(format!("{server}{}", config.mode.path()))
-        .query(&config.params)
+    Ok(awc::Client::builder().connector(connector).timeout(config.timeout).finish())
+}
+
+/// `GET {server}{path}` with `params`, the token and (for https) the trust anchors; the
+/// `-timeout` bounds connecting and the answer's head (the live stream, `-follow`).
+pub(crate) fn request<P: serde::Serialize>(
+    config: &Config,
+    path: &str,
+    params: &P,
+) -> Result<awc::ClientRequest, QueryError> {
+    let mut request = client(config)?
+        .get(format!("{}{path}", config.server))
+        .query(params)
         .map_err(|e| QueryError::Encode(e.to_string()))?;
     if let Some(token) = &config.token {
         request = request.bearer_auth(token);
     }
-    let mut response = request.send().await.map_err(|e| send_error(config, e))?;
+    Ok(request)
+}
+
+/// `GET {server}{mode's path}` with the parameters; the status and the body (capped).
+async fn get(config: &Config) -> Result<(u16, Vec<u8>), QueryError> {
+    let request = client(config)?
+        .get(format!("{}{}", config.server, config.mode.path()))
+        .query(&config.params)
+        .map_err(|e| QueryError::Encode(e.to_string()))?;
+    exchange_with(config, request, None).await
+}
+
+/// Sends `request` (with the token, and `json` as its body when given); the status and the
+/// body (capped).
+async fn exchange_with(
+    config: &Config,
+    mut request: awc::ClientRequest,
+    json: Option<serde_json::Value>,
+) -> Result<(u16, Vec<u8>), QueryError> {
+    let server = &config.server;
+    if let Some(token) = &config.token {
+        request = request.bearer_auth(token);
+    }
+    let sent = match json {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    };
+    let mut response = sent.map_err(|e| send_error(config, e))?;
     let status = response.status();
     let body = response.body().limit(MAX_BODY_BYTES).await.map_err(|e| match e {
         PayloadError::Overflow => QueryError::BadAnswer {
@@ -187,7 +249,7 @@ pub fn interpret(server: &str, status: u16, body: &[u8]) -> Result<Answer, Query
 }
 
 /// The error an answer that is not a success stands for.
-fn refusal(server: &str, status: u16, body: &[u8]) -> QueryError {
+pub(crate) fn refusal(server: &str, status: u16, body: &[u8]) -> QueryError {
     match status {
         401 | 403 => QueryError::Unauthorized {
             server: server.to_owned(),
@@ -232,11 +294,11 @@ pub fn error_message(status: u16, body: &[u8]) -> String {
 
 /// At most `max` chars, control characters escaped: this text comes from the network and goes
 /// to a terminal.
-fn printable(s: &str, max: usize) -> String {
+pub(crate) fn printable(s: &str, max: usize) -> String {
     text::ellipsize(&text::printable(s), max).into_owned()
 }
 
-fn send_error(config: &Config, e: SendRequestError) -> QueryError {
+pub(crate) fn send_error(config: &Config, e: SendRequestError) -> QueryError {
     let server = config.server.clone();
     if let SendRequestError::Connect(ConnectError::Io(io)) | SendRequestError::Send(io) = &e
         && let Some(reason) = liteobs_tls::certificate_problem(io)

@@ -5,21 +5,23 @@
 //! without a terminal:
 //!
 //! * width: the terminal's own width when stdout is one; otherwise `$COLUMNS` when it is a
-//!   positive number; otherwise [`DEFAULT_WIDTH`];
+//!   positive number; otherwise, on a terminal whose size cannot be read, [`TTY_FALLBACK_WIDTH`];
+//!   otherwise (a pipe or a file, and no `$COLUMNS`) no limit: as kubectl does, output that is
+//!   not read on a terminal is never cut, so that `grep` and `less -S` see whole rows;
 //! * colour: only when stdout is a terminal, `NO_COLOR` is unset or empty (<https://no-color.org>)
 //!   and `TERM` is not `dumb`.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
-/// Width used when stdout is not a terminal and `$COLUMNS` does not say.
-pub const DEFAULT_WIDTH: usize = 120;
+/// Width used when stdout is a terminal that does not say how wide it is, nor does `$COLUMNS`.
+pub const TTY_FALLBACK_WIDTH: usize = 80;
 
 /// Where output goes, as far as rendering cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Terminal {
-    /// Columns available, in chars.
-    pub width: usize,
+    /// Columns available, in terminal columns; `None`: no limit.
+    pub width: Option<usize>,
     /// May ANSI colour codes be written.
     pub colour: bool,
 }
@@ -48,11 +50,10 @@ impl Terminal {
         term: Option<&OsStr>,
     ) -> Terminal {
         let columns = columns.and_then(OsStr::to_str).and_then(|c| c.trim().parse::<usize>().ok());
-        let width = [if is_tty { tty_width } else { None }, columns]
+        let width = [if is_tty { tty_width } else { None }, columns, is_tty.then_some(TTY_FALLBACK_WIDTH)]
             .into_iter()
             .flatten()
-            .find(|w| *w > 0)
-            .unwrap_or(DEFAULT_WIDTH);
+            .find(|w| *w > 0);
         let colour = is_tty && no_color.is_none_or(OsStr::is_empty) && term != Some(OsStr::new("dumb"));
         Terminal { width, colour }
     }
@@ -67,15 +68,16 @@ mod tests {
     }
 
     #[test]
-    fn width_prefers_the_terminal_then_columns_then_the_default() {
-        assert_eq!(Terminal::decide(true, Some(93), os("70"), None, None).width, 93);
-        assert_eq!(Terminal::decide(true, None, os("70"), None, None).width, 70);
-        assert_eq!(Terminal::decide(false, Some(93), os("70"), None, None).width, 70);
-        assert_eq!(Terminal::decide(false, Some(93), None, None, None).width, DEFAULT_WIDTH);
+    fn width_prefers_the_terminal_then_columns_and_a_pipe_has_no_limit() {
+        assert_eq!(Terminal::decide(true, Some(93), os("70"), None, None).width, Some(93));
+        assert_eq!(Terminal::decide(true, None, os("70"), None, None).width, Some(70));
+        assert_eq!(Terminal::decide(false, Some(93), os("70"), None, None).width, Some(70));
+        assert_eq!(Terminal::decide(false, Some(93), None, None, None).width, None);
         for junk in ["", "0", "-5", "wide"] {
-            assert_eq!(Terminal::decide(false, None, os(junk), None, None).width, DEFAULT_WIDTH, "{junk:?}");
+            assert_eq!(Terminal::decide(false, None, os(junk), None, None).width, None, "{junk:?}");
+            assert_eq!(Terminal::decide(true, None, os(junk), None, None).width, Some(TTY_FALLBACK_WIDTH));
         }
-        assert_eq!(Terminal::decide(true, Some(0), None, None, None).width, DEFAULT_WIDTH);
+        assert_eq!(Terminal::decide(true, Some(0), None, None, None).width, Some(TTY_FALLBACK_WIDTH));
     }
 
     #[test]

@@ -326,6 +326,7 @@ columns! {
     dst_service_port: Option<u16> = 3,
     node: String = 1,
     exchange_id: Option<i64> = 3,
+    route: Option<String> = 4,
 }
 
 /// The newest schema version a column was added in.
@@ -397,6 +398,7 @@ fn blank() -> TrafficLog {
         dst_service_port: None,
         node: String::new(),
         exchange_id: None,
+        route: None,
     }
 }
 
@@ -468,6 +470,7 @@ mod tests {
         r.dst_service_ip = Some("10.96.0.10".parse().unwrap());
         r.dst_service_port = Some(80);
         r.exchange_id = Some(-5);
+        r.route = Some("/api/v1/items".into());
         r.latency_us = crate::COUNTER_MAX;
         let cells = in_order_added().map(|c| (c, cell_of(c.get(&r))));
         assert_eq!(record_from(cells).unwrap(), r);
@@ -517,6 +520,6 @@ mod tests {
             ]
         );
         assert_eq!(names.len(), COLUMNS.len());
-        assert_eq!(LATEST_SINCE, 3);
+        assert_eq!(LATEST_SINCE, 4);
     }
 }

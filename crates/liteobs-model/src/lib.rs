@@ -9,8 +9,12 @@
 //! * [`ndjson`]: the agent's fast writer of that JSON form, one record per line.
 //! * [`filter`]: the query a client asks and the server answers (`ip`, `pid`, `method`, `status`,
 //!   `path`, `since`, `until`, `limit`), its query-string form and its validation.
+//! * [`follow`]: the live stream of `GET /query?follow=1`: its parameters (a cursor, a backlog)
+//!   and its lines (records with their `seq`, cursors, heartbeats).
 //! * [`map`]: who calls whom (`/map`): nodes (pods, processes, addresses) and edges with their
 //!   figures, and the brute-force reference.
+//! * [`metrics`]: the agent's and the server's Prometheus metrics (name, type, help), the one
+//!   list both expose and README.md's tables are written from.
 //! * [`merge`]: when two records are captures of one exchange, and the one record they make.
 //! * [`route`]: the path template of a request (`/item/{id}`), user route patterns, and the bound
 //!   on distinct routes per server.
@@ -23,12 +27,15 @@
 pub mod batch;
 pub mod columns;
 pub mod filter;
+pub mod follow;
 pub mod map;
 pub mod merge;
+pub mod metrics;
 pub mod ndjson;
 mod record;
 pub mod route;
 pub mod server_url;
+pub mod sql;
 pub mod stats;
 
 pub use batch::{BatchError, decode_json_array, decode_ndjson};

@@ -23,7 +23,9 @@
 //!   dialled address is the one of the half whose client socket was found (its `src_pid`:
 //!   the client's socket is connected to the address it dialled) and whose server was not
 //!   (no socket has a Service address as its own); a tie goes to the half captured first (the
-//!   packet is seen before it is translated), then to the client's half.
+//!   packet is seen before it is translated), then to the client's half;
+//! - `route` (set by the server): from the half addressed to the real server, whose bound on
+//!   distinct routes it was made under, else from the client's half.
 //!
 //! The result does not depend on the order in which halves arrive (tested on every order of
 //! three halves), so the server may merge them one at a time.
@@ -70,6 +72,11 @@ pub fn merge(a: TrafficLog, b: TrafficLog) -> TrafficLog {
         base.dst_container = other.dst_container;
         base.dst_container_id = other.dst_container_id;
         base.dst_node = other.dst_node;
+    }
+    // The route was bounded per server address: keep the one made for the real server.
+    let other_is_real = (base.dst_ip, base.dst_port) != real && (other.dst_ip, other.dst_port) == real;
+    if base.route.is_none() || (other_is_real && other.route.is_some()) {
+        base.route = other.route;
     }
     (base.dst_ip, base.dst_port) = real;
     (base.dst_service_ip, base.dst_service_port) = match dialled {
@@ -139,6 +146,7 @@ mod tests {
             dst_port,
             node: node.into(),
             exchange_id: Some(0x1234_5678_9abc_def0),
+            route: None,
             src_pid: None,
             src_comm: None,
             ..crate::record::tests::sample()

@@ -261,7 +261,7 @@ mod tests {
             src_pid: Option<u32>, src_comm in proptest::option::of(arb_text()), src in arb_side(),
             dst_pid: Option<u32>, dst_comm in proptest::option::of(arb_text()), dst in arb_side(),
             dst_service_ip in proptest::option::of(arb_ip()), dst_service_port: Option<u16>,
-            node in arb_text(), exchange_id: Option<i64>,
+            node in arb_text(), exchange_id: Option<i64>, route in proptest::option::of(arb_text()),
         ) -> TrafficLog {
             let [src_namespace, src_pod, src_container, src_container_id, src_node] = src;
             let [dst_namespace, dst_pod, dst_container, dst_container_id, dst_node] = dst;
@@ -271,7 +271,7 @@ mod tests {
                 req_bytes, resp_bytes, src_pid, src_comm, src_namespace, src_pod, src_container,
                 src_container_id, src_node, dst_pid, dst_comm, dst_namespace, dst_pod,
                 dst_container, dst_container_id, dst_node, dst_service_ip, dst_service_port, node,
-                exchange_id,
+                exchange_id, route,
             }
         }
     }

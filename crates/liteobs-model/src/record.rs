@@ -115,6 +115,12 @@ pub struct TrafficLog {
     /// TCP (uploaded by other tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange_id: Option<i64>,
+    /// The path template of the request (`/item/{id}` for `/item/123?x=1`: [`crate::route`]),
+    /// set by the server when it stores the record, from `path` and the server's `-route`
+    /// patterns and bounds; the agent leaves it out, and the server replaces whatever an upload
+    /// carries here, so that its bound on distinct routes per server holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl TrafficLog {
@@ -224,6 +230,7 @@ pub(crate) mod tests {
             dst_service_port: None,
             node: "node-a".into(),
             exchange_id: None,
+            route: None,
         }
     }
 

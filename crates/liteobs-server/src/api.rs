@@ -1,11 +1,13 @@
-//! The REST API: `POST /upload`, `GET /query`, `GET /stats`, `GET /map`, `GET /healthz`.
+//! The REST API: `POST /upload`, `GET /query` (and its live stream, `GET /query?follow=1`),
+//! `GET /stats`, `GET /map`, `POST /sql`, `GET /healthz`.
 //!
 //! Handlers decode and validate on the executor, then run store calls on actix's blocking pool
 //! (`web::block`), so a slow disk never stalls other connections. An upload is answered only
 //! after its batch is committed; a bad batch is rejected whole, with the record index and field.
 //! Every error is JSON `{"error": "..."}`. One module per concern:
 //!
-//! * [`upload`], [`query`] and [`stats`] (`/stats` and `/map`): the handlers;
+//! * [`upload`], [`query`], [`stats`] (`/stats` and `/map`) and [`sql`]: the handlers; [`follow`]: the
+//!   live stream (`follow=1`), its bounds and its end at shutdown;
 //! * [`body`]: reading an upload's bytes (size cap, deadline, gzip) and [`budget`]: the memory
 //!   all uploads in flight may hold together;
 //! * [`auth`]: the bearer token; [`error`]: the status code and body of every failure.
@@ -17,7 +19,9 @@ mod auth;
 mod body;
 pub mod budget;
 mod error;
+pub mod follow;
 mod query;
+mod sql;
 mod stats;
 mod upload;
 
@@ -30,12 +34,15 @@ use serde_json::json;
 
 pub use budget::MemoryBudget;
 pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use follow::FollowSettings;
 
 use crate::store::Store;
 
 /// What every handler shares.
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    /// The store's router, for the count of folded routes `/stats` answers.
+    pub routes: Arc<crate::routes::Router>,
     /// When set, every route but `/healthz` needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
     /// Largest upload body accepted, in bytes, both as sent and after gzip decoding.
@@ -44,6 +51,10 @@ pub struct ApiState {
     pub body_timeout: Duration,
     /// Bytes all uploads in flight may hold together; beyond it, 503 with `Retry-After`.
     pub budget: Arc<MemoryBudget>,
+    /// What the API counts for `-metrics-listen` (counted whether or not it is served).
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    /// The live streams' bounds and stop signal.
+    pub follow: FollowSettings,
 }
 
 /// Mounts the API on an actix `App`.
@@ -52,11 +63,14 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
         cfg.app_data(state).service(
             web::scope("")
                 .wrap(from_fn(auth::require_token))
+                // Outermost: times every request, a refused token included.
+                .wrap(from_fn(crate::metrics::observe))
                 .route("/healthz", web::get().to(healthz))
                 .route("/upload", web::post().to(upload::upload))
                 .route("/query", web::get().to(query::query))
                 .route("/stats", web::get().to(stats::stats))
                 .route("/map", web::get().to(stats::map))
+                .route("/sql", web::post().to(sql::sql))
                 .default_service(web::to(not_found)),
         );
     }
@@ -80,5 +94,7 @@ pub fn inflate_gzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     body::inflate(body, limit, &mut reservation).map(|b| b.as_slice().to_vec())
 }
 
+#[cfg(test)]
+mod follow_tests;
 #[cfg(test)]
 mod tests;

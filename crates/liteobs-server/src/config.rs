@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use liteobs_model::route::{Bounds, PatternError, Patterns};
+
+use crate::routes::patterns_in;
 use crate::store::batch_id::{Retention, parse_age};
 use crate::store::retention::{parse_retention, parse_size};
 use crate::store::{Backend, RowRetention};
@@ -27,6 +30,11 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on this address of its own
+    /// (e.g. 0.0.0.0:9470; port 0 picks one). Off when not given. Plain HTTP without the token,
+    /// whatever -token and -tls-cert say: bind it where only the scraper reaches it.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Require `Authorization: Bearer <token>` on every route but /healthz. An empty one is
     /// refused (unset both the flag and LITEOBS_TOKEN to run without a token).
     #[arg(long, env = "LITEOBS_TOKEN", hide_env_values = true)]
@@ -72,6 +80,55 @@ pub struct Config {
     /// The PEM private key of -tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// A route pattern such as /users/{name}/repos ({x} is any one segment, a last {x*} any
+    /// rest): a request whose path matches gets it as its route, before the heuristic. Repeat
+    /// the flag for more; the first that matches wins.
+    #[arg(long = "route", value_name = "PATTERN", action = clap::ArgAction::Append)]
+    pub routes: Vec<String>,
+    /// A file of route patterns, one a line (blank lines and lines starting with # skipped),
+    /// tried after the -route flags.
+    #[arg(long, value_name = "FILE")]
+    pub routes_file: Option<PathBuf>,
+    /// Distinct routes kept per server (ip:port); new ones past it are folded into a wildcard
+    /// (/prefix/*) and counted (routes_folded in /stats).
+    #[arg(long, value_name = "N", default_value_t = Bounds::DEFAULT.routes as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_routes: u64,
+    /// Distinct values one path segment may take after one prefix, per server (/users/ann,
+    /// /users/bob, ...), before new ones are folded into /prefix/*.
+    #[arg(long, value_name = "N", default_value_t = Bounds::DEFAULT.segment_values as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_route_segment_values: u64,
+    /// Longest a POST /sql query may run (500ms, 10s, 2m); then it is interrupted and answered
+    /// 400 with kind "timeout".
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_sql_timeout)]
+    pub sql_timeout: Duration,
+    /// Most rows a POST /sql answer holds (a query's own limit may only lower it); the answer
+    /// says `truncated` when more matched.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub sql_max_rows: u64,
+    /// Live streams (`GET /query?follow=1`) served at once; one more gets 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_followers: u64,
+    /// How often an idle live stream sends a heartbeat line (with its cursor), so that proxies
+    /// keep it open and clients see it alive (250ms, 15s, 1m).
+    #[arg(long, value_name = "INTERVAL", default_value = "15s", value_parser = parse_interval)]
+    pub follow_heartbeat: Duration,
+}
+
+/// A short interval: a number and `ms`, `s` or `m`, from 10 ms to an hour.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not an interval like 250ms, 15s or 1m"))?;
+    let d = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => n.checked_mul(1_000).map(Duration::from_millis),
+        "m" => n.checked_mul(60_000).map(Duration::from_millis),
+        _ => None,
+    };
+    match d {
+        Some(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(3600) => Ok(d),
+        _ => Err(format!("{s:?}: give a number and a unit ms, s or m, from 10ms to 60m")),
+    }
 }
 
 /// Flags that parse but cannot be run with; each displays as one line saying what to change.
@@ -86,6 +143,10 @@ pub enum ConfigError {
     UnsendableToken,
     #[error("-upload-memory {memory} is less than twice -max-body {max_body}: a full upload could never fit")]
     BudgetBelowOneUpload { memory: u64, max_body: u64 },
+    #[error("-route: {0}")]
+    Route(PatternError),
+    #[error("-routes-file {path}: {reason}")]
+    RoutesFile { path: String, reason: String },
 }
 
 impl Config {
@@ -133,9 +194,63 @@ impl Config {
         Ok(())
     }
 
+    /// The `-route` patterns, then those of `-routes-file` (read now), checked.
+    pub fn route_patterns(&self) -> Result<Patterns, ConfigError> {
+        let file = match &self.routes_file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::RoutesFile { path: shown.clone(), reason: e.to_string() })?;
+                Patterns::parse(patterns_in(&text))
+                    .map_err(|e| ConfigError::RoutesFile { path: shown, reason: e.to_string() })?;
+                text
+            }
+            None => String::new(),
+        };
+        Patterns::parse(self.routes.iter().map(String::as_str).chain(patterns_in(&file)))
+            .map_err(ConfigError::Route)
+    }
+
+    /// `-max-routes` and `-max-route-segment-values` as the router takes them.
+    pub fn route_bounds(&self) -> Bounds {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Bounds {
+            routes: size(self.max_routes),
+            segment_values: size(self.max_route_segment_values),
+            ..Bounds::DEFAULT
+        }
+    }
+
+    /// `-sql-timeout` and `-sql-max-rows` as the store takes them.
+    pub fn sql_limits(&self) -> crate::store::SqlLimits {
+        crate::store::SqlLimits {
+            timeout: self.sql_timeout,
+            max_rows: usize::try_from(self.sql_max_rows).unwrap_or(usize::MAX),
+            ..crate::store::SqlLimits::DEFAULT
+        }
+    }
+
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout)
     }
+}
+
+/// `-sql-timeout`: a number and `ms`, `s` or `m`, from 1ms to 1h.
+fn parse_sql_timeout(s: &str) -> Result<Duration, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let bad = || format!("{s:?} is not a duration like 500ms, 10s or 2m (1ms to 1h)");
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() || d > Duration::from_secs(3600) {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 /// `-merge-window`: an age, or `off`.
@@ -202,6 +317,73 @@ mod tests {
         );
         assert!(parse(&["--retention", "off", "--max-db-size", "off"]).row_retention().is_off());
         for bad in [&["--retention", "forever"][..], &["--max-db-size", "0"], &["--max-db-size", "lots"]] {
+            let args = std::iter::once("liteobs-server").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn route_flags_repeat_read_a_file_and_name_a_bad_pattern() {
+        let dir = std::env::temp_dir().join(format!("liteobs-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("routes.txt");
+        std::fs::write(&file, "# comment\n/static/{path*}\n").unwrap();
+        let c = parse(&[
+            "--route",
+            "/users/{name}/repos",
+            "--route",
+            "/a/{b}",
+            "--routes-file",
+            file.to_str().unwrap(),
+        ]);
+        let p = c.route_patterns().unwrap();
+        assert_eq!(p.matching("/static/css/x.css").as_deref(), Some("/static/{path*}"));
+        assert_eq!(p.matching("/a/1").as_deref(), Some("/a/{b}"));
+        assert_eq!(c.route_bounds(), Bounds::DEFAULT);
+        let bad = parse(&["--route", "users"]).route_patterns().unwrap_err();
+        assert_eq!(bad.to_string(), "-route: route pattern \"users\" must start with '/'");
+        std::fs::write(&file, "/ok\n/a/{x\n").unwrap();
+        let bad = parse(&["--routes-file", file.to_str().unwrap()]).route_patterns().unwrap_err();
+        assert!(bad.to_string().contains("unclosed"), "{bad}");
+        let missing = parse(&["--routes-file", "/nonexistent/routes"]).route_patterns().unwrap_err();
+        assert!(missing.to_string().starts_with("-routes-file /nonexistent/routes: "), "{missing}");
+        let b = parse(&["--max-routes", "5", "--max-route-segment-values", "2"]).route_bounds();
+        assert_eq!((b.routes, b.segment_values), (5, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sql_flags_take_a_duration_and_a_row_cap() {
+        assert_eq!(parse(&[]).sql_limits(), crate::store::SqlLimits::DEFAULT);
+        let l = parse(&["--sql-timeout", "500ms", "--sql-max-rows", "20"]).sql_limits();
+        assert_eq!((l.timeout, l.max_rows), (Duration::from_millis(500), 20));
+        assert_eq!(parse(&["--sql-timeout", "2m"]).sql_timeout, Duration::from_secs(120));
+        for bad in [
+            &["--sql-timeout", "0s"][..],
+            &["--sql-timeout", "10"],
+            &["--sql-timeout", "2h"],
+            &["--sql-max-rows", "0"],
+        ] {
+            let args = std::iter::once("liteobs-server").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn follow_flags_have_defaults_and_refuse_nonsense() {
+        let c = parse(&[]);
+        assert_eq!((c.max_followers, c.follow_heartbeat), (64, Duration::from_secs(15)));
+        let c = parse(&["--max-followers", "2", "--follow-heartbeat", "250ms"]);
+        assert_eq!((c.max_followers, c.follow_heartbeat), (2, Duration::from_millis(250)));
+        assert_eq!(parse(&["--follow-heartbeat", "1m"]).follow_heartbeat, Duration::from_secs(60));
+        for bad in [
+            &["--max-followers", "0"][..],
+            &["--follow-heartbeat", "0s"],
+            &["--follow-heartbeat", "5ms"],
+            &["--follow-heartbeat", "2h"],
+            &["--follow-heartbeat", "soon"],
+            &["--follow-heartbeat", "99999999999999999999m"],
+        ] {
             let args = std::iter::once("liteobs-server").chain(bad.iter().copied());
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
         }

@@ -616,5 +616,67 @@ fn tls_component_wires_one_secret_into_server_and_agent() {
     let base_c =
         only_container(pod_spec(&base_agent.spec.as_ref().expect("spec").template.spec, "agent"), "agent");
     assert_eq!(flag(c, "-iface"), flag(base_c, "-iface"));
+    assert_eq!(flag(c, "-metrics-listen"), flag(base_c, "-metrics-listen"), "the patch keeps the metrics");
     assert!(flag(base_c, "-server").starts_with("http://"), "the base stays plain http");
+}
+
+/// The port a probe or annotation names: a number, or a container port's name.
+fn port_number(c: &Container, port: &IntOrString) -> i32 {
+    match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(name) => {
+            c.ports
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("container {}: no port named {name}", c.name))
+                .container_port
+        }
+    }
+}
+
+/// Both programs serve their metrics where Prometheus' pod annotations say (the agent on 9469,
+/// the server on 9470, by -metrics-listen, each a named container port), and the agent's probes
+/// ask /healthz on that listener.
+#[test]
+fn metrics_are_served_where_the_annotations_point() {
+    let m = load();
+    let ds = one(&m.daemonsets, "DaemonSet");
+    let dep = one(&m.deployments, "Deployment");
+    let agent_spec = ds.spec.as_ref().expect("DaemonSet spec");
+    let server_spec = dep.spec.as_ref().expect("Deployment spec");
+    for (what, template, port) in
+        [("agent", &agent_spec.template, 9469), ("server", &server_spec.template, 9470)]
+    {
+        let annotations =
+            template.metadata.as_ref().and_then(|md| md.annotations.clone()).unwrap_or_default();
+        let get = |k: &str| annotations.get(k).map(String::as_str);
+        assert_eq!(get("prometheus.io/scrape"), Some("true"), "{what}: scrape annotation");
+        assert_eq!(get("prometheus.io/path"), Some("/metrics"), "{what}: path annotation");
+        assert_eq!(get("prometheus.io/port"), Some(port.to_string().as_str()), "{what}: port annotation");
+        let c = only_container(pod_spec(&template.spec, what), what);
+        let listen = flag(c, "-metrics-listen");
+        assert_eq!(
+            listen,
+            format!("0.0.0.0:{port}"),
+            "{what}: -metrics-listen on every address, port {port}"
+        );
+        assert_eq!(
+            port_number(c, &IntOrString::String("metrics".into())),
+            port,
+            "{what}: a container port named metrics is the one -metrics-listen binds"
+        );
+    }
+    let c = only_container(pod_spec(&agent_spec.template.spec, "agent"), "agent");
+    for (probe, kind) in [(&c.readiness_probe, "readiness"), (&c.liveness_probe, "liveness")] {
+        assert_healthz(probe, c, kind);
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("httpGet");
+        assert_eq!(port_number(c, &get.port), 9469, "agent {kind} probe asks the metrics listener");
+        assert_ne!(get.scheme.as_deref(), Some("HTTPS"), "the metrics listener is plain HTTP");
+    }
+    let liveness = c.liveness_probe.as_ref().expect("liveness");
+    let grace = liveness.initial_delay_seconds.unwrap_or(0)
+        + liveness.period_seconds.unwrap_or(10) * liveness.failure_threshold.unwrap_or(3);
+    assert!(grace >= 60, "agent liveness: {grace} s is too short for loading eBPF on a busy node");
 }

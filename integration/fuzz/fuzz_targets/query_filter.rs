@@ -107,6 +107,7 @@ fuzz_target!(|data: &[u8]| {
         dst_service_ip: None,
         dst_service_port: None,
         exchange_id: None,
+        route: None,
         node: String::new(),
     };
     let _ = filter.matches(&record);

@@ -101,6 +101,9 @@ struct Config {
     /// `--dir` and time each kind of query on it (see `bench-store/queries.rs`).
     #[arg(long, value_delimiter = ',')]
     query_rows: Vec<usize>,
+    /// Query mode: skip the `/stats` timings (grouped by server and route, every row).
+    #[arg(long)]
+    no_stats: bool,
     /// Seed of the generated workload.
     #[arg(long, default_value_t = 20261125)]
     seed: u64,
@@ -444,6 +447,7 @@ impl Workload {
                 dst_service_ip: None,
                 dst_service_port: None,
                 exchange_id: None,
+                route: None,
                 node: nodes[rng.random_range(0..nodes.len())].to_owned(),
             });
         }

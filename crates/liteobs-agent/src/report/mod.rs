@@ -52,4 +52,4 @@ pub use encoder::{NdjsonWriter, encode_batch, encode_lines, ndjson_lines};
 pub use queue::{Overflow, RecordQueue};
 pub use retry::{Answer, Outcome, classify, parse_retry_after};
 pub use sink::{ReportError, Reporter};
-pub use stats::{ReportCounters, ReportStats};
+pub use stats::{ReportCounters, ReportStats, UploadLatency};

@@ -292,9 +292,11 @@ impl Reporter {
             let mut backoff = Backoff::new(self.cfg.initial_backoff, self.cfg.max_backoff);
             let mut failures: u32 = 0;
             loop {
+                let attempt = Instant::now();
                 let Some(outcome) = before_deadline(self.uploader.send(&batch), deadline).await else {
                     return Ok(Delivery::Abandoned(held(&work[..])));
                 };
+                self.counters.upload_latency.observe(attempt.elapsed());
                 match outcome {
                     Outcome::Delivered { accepted, duplicate } => {
                         if failures > 0 {

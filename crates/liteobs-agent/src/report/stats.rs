@@ -1,7 +1,11 @@
 //! The reporter's counters: atomics the reporter bumps, snapshots whoever logs them reads (the
-//! capture thread's periodic log, the replay's summary).
+//! capture thread's periodic log, the replay's summary, the metrics), and the upload latency
+//! histogram.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use serde::Serialize;
 
@@ -22,6 +26,30 @@ pub struct ReportCounters {
     pub(crate) records_spool_dropped: AtomicU64,
     pub(crate) spool_files_set_aside: AtomicU64,
     pub(crate) spool_write_errors: AtomicU64,
+    /// One observation per upload attempt that got an answer or a failure.
+    pub upload_latency: UploadLatency,
+}
+
+/// How long upload attempts took (`liteobs_agent_upload_duration_seconds`): buckets from 1 ms
+/// to about 33 s, doubling (a retry's timeout and a slow commit both fit).
+#[derive(Debug, Clone)]
+pub struct UploadLatency(Histogram);
+
+impl Default for UploadLatency {
+    fn default() -> Self {
+        UploadLatency(Histogram::new(exponential_buckets(0.001, 2.0, 16)))
+    }
+}
+
+impl UploadLatency {
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+
+    /// The histogram, to register for scrapes.
+    pub fn histogram(&self) -> &Histogram {
+        &self.0
+    }
 }
 
 /// A snapshot of [`ReportCounters`] plus the queue's.

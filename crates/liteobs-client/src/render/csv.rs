@@ -48,8 +48,16 @@ pub enum CsvError {
 
 /// The CSV text, header included even when there are no records.
 pub fn render(records: &[TrafficLog]) -> Result<String, CsvError> {
+    lines(records, true)
+}
+
+/// The rows of `records`, after the header when `header` (a stream writes it once, then rows
+/// as they come).
+pub fn lines(records: &[TrafficLog], header: bool) -> Result<String, CsvError> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(columns().map(|c| c.name))?;
+    if header {
+        w.write_record(columns().map(|c| c.name))?;
+    }
     for r in records {
         w.write_record(columns().map(|c| cell(c, r)))?;
     }

@@ -38,6 +38,7 @@ fn record(ts: &str, src: (&str, u16), dst: (&str, u16), method: &str, path: &str
         dst_service_ip: None,
         dst_service_port: None,
         exchange_id: None,
+        route: None,
         node: "node-a".into(),
     }
 }
@@ -137,6 +138,7 @@ pub fn across_nodes() -> TrafficLog {
         dst_service_ip: Some("10.96.12.7".parse().unwrap()),
         dst_service_port: Some(80),
         exchange_id: Some(0x1234_5678_9abc_def0),
+        route: Some("/api/v1/charge".into()),
         ..record(
             "2026-11-25T14:02:45.000500Z",
             ("10.244.1.17", 51234),
@@ -204,4 +206,45 @@ pub fn pods() -> QueryResponse {
 /// Just [`plain`].
 pub fn single() -> QueryResponse {
     QueryResponse { records: vec![plain()], limit: 100, truncated: false }
+}
+
+/// "Now" for the render tests: an hour after [`plain`], in UTC, so that the fixtures' records
+/// of 2026-11-25 are today and the one of 2026-11-24 is not.
+pub fn clock() -> crate::render::Clock {
+    crate::render::Clock { now: at("2026-11-25T15:00:00Z"), zone: crate::render::Zone::utc() }
+}
+
+/// A view of `width` columns (`None`: a pipe), without colour, at [`clock`].
+pub fn view(width: Option<usize>) -> crate::render::View {
+    crate::render::View { width, colour: false, clock: clock() }
+}
+
+/// A view of `width` columns without colour, at `now` (RFC 3339) in UTC.
+pub fn view_at(now: &str, width: Option<usize>) -> crate::render::View {
+    crate::render::View {
+        width,
+        colour: false,
+        clock: crate::render::Clock { now: at(now), zone: crate::render::Zone::utc() },
+    }
+}
+
+/// `table(wide, view)` at 80, 120 and 200 columns, then with `-o wide`, each under a line
+/// naming it: one snapshot for every width a user is likely to have.
+pub fn at_80_120_200(now: &str, table: impl Fn(bool, &crate::render::View) -> String) -> String {
+    let mut all = String::new();
+    for width in [80, 120, 200] {
+        let view = view_at(now, Some(width));
+        all.push_str(&format!("--- width {width}\n{}", table(false, &view)));
+        all.push_str(&format!("--- width {width}, -o wide\n{}", table(true, &view)));
+    }
+    all
+}
+
+/// Checks that every line of `table(view)` fits every width from 20 to 250.
+pub fn fits_every_width(now: &str, table: impl Fn(&crate::render::View) -> String) {
+    for width in 20..=250 {
+        for line in table(&view_at(now, Some(width))).lines() {
+            assert!(crate::render::text::width(line) <= width, "{width}: {line}");
+        }
+    }
 }

@@ -1,7 +1,11 @@
 //! `liteobs-client map`: who calls whom, as an edge table, JSON, CSV, Graphviz or Mermaid;
 //! pure, no I/O.
 //!
-//! The table lists edges busiest first (CLIENT → SERVER, COUNT, RATE, ERRORS, P95, LAST SEEN).
+//! The table lists edges busiest first (CLIENT → SERVER, COUNT, RATE, ERRORS, P95, LAST SEEN:
+//! a time of day when today). It fits the width by the rules of [`super::fit`]: names are cut in
+//! their middle down to [`stats::KEY_MIN`] columns, then LAST SEEN and RATE go
+//! ([`DROP_ORDER`]). `-o wide` adds NO-RESP, P50, P99, MAX, the bytes and FIRST SEEN, and drops
+//! nothing.
 //! `-o dot` and `-o mermaid` draw the same graph: pods as boxes, processes as rounded boxes,
 //! addresses as plain text; each edge labelled with its calls, errors and p95, drawn thicker
 //! the busier it is (dot) and red, dashed, when any call failed — so errors are not told by
@@ -10,19 +14,22 @@
 use liteobs_model::format_ts;
 use liteobs_model::map::{Edge, MapResponse, Node, NodeKind};
 
-use super::cells;
-use super::grid;
-use super::text::{ellipsize, printable};
+use super::fit::Spec;
+use super::grid::Grid;
+use super::stats::{self, figure, how, latency, name};
+use super::table::footer;
+use super::text::printable;
+use super::{View, cells};
 
-/// A node's name in the table is cut to this many columns.
-pub const NAME_MAX: usize = 40;
+/// The order in which columns are dropped when cutting the names is not enough.
+pub const DROP_ORDER: [&str; 2] = ["LAST SEEN", "RATE"];
 
 fn name_of<'a>(resp: &'a MapResponse, id: &'a str) -> &'a str {
     resp.nodes.iter().find(|n| n.id == id).map_or(id, |n| n.name.as_str())
 }
 
 fn p95(e: &Edge) -> String {
-    e.figures.p95_us.map_or_else(|| "-".to_owned(), |us| cells::latency(us, 200))
+    latency(e.figures.p95_us)
 }
 
 /// `120 calls, 3 errors, p95 4.2ms`.
@@ -36,43 +43,92 @@ fn edge_label(e: &Edge) -> String {
     format!("{calls}{errors}, p95 {}", p95(e))
 }
 
-/// The edge table, ending with a line naming the window.
-pub fn table(resp: &MapResponse) -> String {
-    let header = ["CLIENT", "", "SERVER", "COUNT", "RATE", "ERRORS", "P95", "LAST SEEN"];
+/// The edge table, ending with a line naming the window; `wide` adds every figure.
+pub fn table(resp: &MapResponse, wide: bool, view: &View) -> String {
+    let figures: Vec<&str> = if wide {
+        vec![
+            "COUNT",
+            "RATE",
+            "ERRORS",
+            "NO-RESP",
+            "P50",
+            "P95",
+            "P99",
+            "MAX",
+            "REQ",
+            "RESP",
+            "FIRST SEEN",
+            "LAST SEEN",
+        ]
+    } else {
+        vec!["COUNT", "RATE", "ERRORS", "P95", "LAST SEEN"]
+    };
     let rows: Vec<Vec<String>> = resp
         .edges
         .iter()
         .map(|e| {
-            vec![
-                ellipsize(&printable(name_of(resp, &e.client)), NAME_MAX).into_owned(),
+            let f = &e.figures;
+            let mut row = vec![
+                printable(name_of(resp, &e.client)).into_owned(),
                 "→".to_owned(),
-                ellipsize(&printable(name_of(resp, &e.server)), NAME_MAX).into_owned(),
-                e.figures.count.to_string(),
-                format!("{:.2}/s", e.figures.rate),
-                e.figures.errors.to_string(),
-                p95(e),
-                cells::time(&e.figures.last_seen),
-            ]
+                printable(name_of(resp, &e.server)).into_owned(),
+                f.count.to_string(),
+                format!("{:.2}/s", f.rate),
+                f.errors.to_string(),
+            ];
+            if wide {
+                row.extend([
+                    f.no_response.to_string(),
+                    latency(f.p50_us),
+                    p95(e),
+                    latency(f.p99_us),
+                    latency(f.max_us),
+                ]);
+                row.extend([
+                    cells::size(f.req_bytes),
+                    cells::size(f.resp_bytes),
+                    view.clock.short(&f.first_seen),
+                ]);
+            } else {
+                row.push(p95(e));
+            }
+            row.push(view.clock.short(&f.last_seen));
+            row
         })
         .collect();
     let mut out = String::new();
     if !rows.is_empty() {
-        // Names and the time to the left, numbers to the right.
-        out.push_str(&grid::aligned(&header, &rows, |i| i < 3 || i == 7));
+        // Names and times to the left, numbers to the right.
+        let specs = [name("CLIENT"), Spec::fixed("", false), name("SERVER")]
+            .into_iter()
+            .chain(figures.iter().map(|f| {
+                let spec = figure(f, &DROP_ORDER, wide);
+                Spec { right: !f.ends_with("SEEN"), ..spec }
+            }))
+            .collect();
+        let grid = Grid::measured(specs, &rows, view.width, how(wide), view.colour);
+        out.push_str(&grid.header());
+        out.push('\n');
+        for row in &rows {
+            out.push_str(&grid.row(row, |_| None));
+            out.push('\n');
+        }
     }
     let n = resp.edges.len();
-    out.push_str(&format!(
-        "{n} {}, {} {}, {} to {}",
+    let mut last = format!(
+        "{n} {}, {} {}, {}",
         if n == 1 { "edge" } else { "edges" },
         resp.nodes.len(),
         if resp.nodes.len() == 1 { "node" } else { "nodes" },
-        format_ts(&resp.since),
-        format_ts(&resp.until)
-    ));
+        stats::window(&resp.since, &resp.until, view)
+    );
     if resp.truncated {
-        out.push_str(" (more edges match — raise -limit)");
+        last.push_str(" (more edges match — raise -limit)");
     }
-    out.push('\n');
+    for line in footer(&last, view.width) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
 }
 
@@ -250,9 +306,26 @@ mod tests {
         )
     }
 
+    const NOW: &str = "2026-12-01T12:00:05Z";
+
+    fn view(width: Option<usize>) -> View {
+        crate::render::fixtures::view_at(NOW, width)
+    }
+
     #[test]
     fn edge_table() {
-        insta::assert_snapshot!(table(&map()));
+        insta::assert_snapshot!(table(&map(), false, &view(None)));
+    }
+
+    #[test]
+    fn edge_table_at_80_120_and_200_columns() {
+        let all = crate::render::fixtures::at_80_120_200(NOW, |wide, view| table(&map(), wide, view));
+        insta::assert_snapshot!(all);
+    }
+
+    #[test]
+    fn every_line_fits_every_width() {
+        crate::render::fixtures::fits_every_width(NOW, |view| table(&map(), false, view));
     }
 
     #[test]

@@ -1,23 +1,52 @@
 //! `liteobs-client stats`: the figures per group as a table, JSON or CSV; pure, no I/O.
 //!
 //! The table has one column per grouped dimension (SERVER as `addr:port` and the process name
-//! or `namespace/pod`; CLIENT as the address and the same; METHOD, STATUS, NODE), then COUNT,
+//! or `namespace/pod`; CLIENT as the address and the same; METHOD, ROUTE, STATUS, NODE), then COUNT,
 //! RATE (per second of the window), ERRORS (5xx, with their share), NO-RESP, P50, P95, P99 and
-//! MAX (latencies of the answered exchanges, in the table's units), and a last line naming the
-//! window. Key cells come from the network: they are escaped and cut at [`KEY_MAX`] columns.
-//! JSON is the server's answer as it came; CSV has a header of the key columns and the
-//! figures' names, one row per group, raw numbers.
+//! MAX (latencies of the answered exchanges, human), and a last line naming the window (and how
+//! many routes the server folded into wildcards, when it did). It fits
+//! the width by the rules of [`super::fit`]: key cells (escaped: they come from the network) are
+//! cut in their middle down to [`KEY_MIN`] columns, then figures go in this order: P50, MAX,
+//! NO-RESP, P99, RATE ([`DROP_ORDER`]); COUNT, ERRORS and P95 (the rate, errors and duration of
+//! RED) always stay. `-o wide` adds the request and response bytes and the first and last time
+//! seen, and drops nothing. JSON is the server's answer as it came; CSV has a header of the key
+//! columns and the figures' names, one row per group, raw numbers.
 
 use liteobs_model::format_ts;
 use liteobs_model::stats::{Group, StatsResponse};
 use serde_json::Value;
 
-use super::cells;
-use super::grid;
-use super::text::{ellipsize, printable};
+use super::fit::{Cut, Fit, Spec};
+use super::grid::Grid;
+use super::table::footer;
+use super::text::printable;
+use super::{View, cells};
 
-/// A key cell is cut to this many columns.
-pub const KEY_MAX: usize = 40;
+/// A key cell (a server, a client, a node) is not cut below this many columns before figures
+/// are dropped.
+pub const KEY_MIN: usize = 24;
+
+/// The order in which figures are dropped when cutting the keys is not enough.
+pub const DROP_ORDER: [&str; 5] = ["P50", "MAX", "NO-RESP", "P99", "RATE"];
+
+/// A figure's column: right-aligned, dropped in [`DROP_ORDER`] (unless `wide`).
+pub(crate) fn figure(header: &str, order: &[&str], wide: bool) -> Spec {
+    let spec = Spec::fixed(header, true);
+    match order.iter().position(|h| *h == header) {
+        Some(rank) if !wide => spec.dropped(u8::try_from(rank).unwrap_or(u8::MAX)),
+        _ => spec,
+    }
+}
+
+/// A name's column: cut in its middle down to [`KEY_MIN`].
+pub(crate) fn name(header: &str) -> Spec {
+    Spec::fixed(header, false).cut(Cut::Middle, KEY_MIN, 0)
+}
+
+/// `how` for a table with or without `-o wide`.
+pub(crate) fn how(wide: bool) -> Fit {
+    if wide { Fit::Whole } else { Fit::Width }
+}
 
 fn text<'a>(key: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
     key.get(name).and_then(Value::as_str)
@@ -34,7 +63,7 @@ fn side(key: &serde_json::Map<String, Value>, prefix: &str) -> Option<String> {
         None => ip.to_owned(),
     };
     let who = match (text(key, &format!("{prefix}_pod")), text(key, &format!("{prefix}_comm"))) {
-        (Some(pod), _) => Some(cells::pod(text(key, &format!("{prefix}_namespace")), pod, None)),
+        (Some(pod), _) => Some(cells::pod(text(key, &format!("{prefix}_namespace")), pod)),
         (None, Some(comm)) => Some(printable(comm).into_owned()),
         (None, None) => None,
     };
@@ -57,13 +86,18 @@ fn key_cells(g: &Group) -> Vec<(&'static str, String)> {
     if let Some(m) = text(&key, "method") {
         out.push(("METHOD", printable(m).into_owned()));
     }
+    if key.contains_key("route") {
+        // A record stored before routes existed has none: shown as `-`.
+        let route = text(&key, "route").map_or_else(|| "-".to_owned(), |r| printable(r).into_owned());
+        out.push(("ROUTE", route));
+    }
     if let Some(s) = key.get("status").and_then(Value::as_u64) {
-        out.push(("STATUS", cells::status(u16::try_from(s).unwrap_or(0))));
+        out.push(("STATUS", cells::status(u16::try_from(s).unwrap_or(0), false)));
     }
     if let Some(n) = text(&key, "node") {
         out.push(("NODE", printable(n).into_owned()));
     }
-    out.into_iter().map(|(h, c)| (h, ellipsize(&c, KEY_MAX).into_owned())).collect()
+    out
 }
 
 /// `12.5/s`, `0.03/s`, `1520/s`.
@@ -85,21 +119,35 @@ fn errors(errors: u64, count: u64) -> String {
     format!("{errors} ({:.1}%)", errors as f64 * 100.0 / count as f64)
 }
 
-fn latency(us: Option<u64>) -> String {
-    us.map_or_else(|| "-".to_owned(), |us| cells::latency(us, 200))
+pub(crate) fn latency(us: Option<u64>) -> String {
+    us.map_or_else(|| "-".to_owned(), cells::latency)
 }
 
-/// The table, ending with the line that names the window (and says when groups were cut).
-pub fn table(resp: &StatsResponse) -> String {
-    let figures = ["COUNT", "RATE", "ERRORS", "NO-RESP", "P50", "P95", "P99", "MAX"];
+/// `11:45:00 to 12:00:00 (15m00s)`: a window in the table's short times.
+pub(crate) fn window(
+    since: &chrono::DateTime<chrono::Utc>,
+    until: &chrono::DateTime<chrono::Utc>,
+    view: &View,
+) -> String {
+    let span = (*until - *since).num_microseconds().and_then(|us| u64::try_from(us).ok()).unwrap_or(0);
+    format!("{} to {} ({})", view.clock.short(since), view.clock.short(until), cells::latency(span))
+}
+
+/// The table, ending with the line that names the window (and says when groups were cut);
+/// `wide` adds bytes and times and drops no figure.
+pub fn table(resp: &StatsResponse, wide: bool, view: &View) -> String {
+    let mut figures = vec!["COUNT", "RATE", "ERRORS", "NO-RESP", "P50", "P95", "P99", "MAX"];
+    if wide {
+        figures.extend(["REQ", "RESP", "FIRST SEEN", "LAST SEEN"]);
+    }
     let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header: Vec<&str> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     for g in &resp.groups {
-        let keys = key_cells(g);
-        if header.is_empty() {
-            header = keys.iter().map(|(h, _)| *h).chain(figures).collect();
+        let key = key_cells(g);
+        if keys.is_empty() {
+            keys = key.iter().map(|(h, _)| *h).collect();
         }
-        let mut row: Vec<String> = keys.into_iter().map(|(_, c)| c).collect();
+        let mut row: Vec<String> = key.into_iter().map(|(_, c)| c).collect();
         row.extend([
             g.count.to_string(),
             rate(g.rate),
@@ -110,21 +158,44 @@ pub fn table(resp: &StatsResponse) -> String {
             latency(g.p99_us),
             latency(g.max_us),
         ]);
+        if wide {
+            row.extend([
+                cells::size(g.req_bytes),
+                cells::size(g.resp_bytes),
+                view.clock.short(&g.first_seen),
+                view.clock.short(&g.last_seen),
+            ]);
+        }
         rows.push(row);
     }
     let mut out = String::new();
     if !rows.is_empty() {
-        // Keys to the left, figures to the right.
-        let keys = header.len() - figures.len();
-        out.push_str(&grid::aligned(&header, &rows, |i| i < keys));
+        let specs = keys
+            .iter()
+            .map(|k| if matches!(*k, "METHOD" | "STATUS") { Spec::fixed(*k, false) } else { name(k) })
+            .chain(figures.iter().map(|f| figure(f, &DROP_ORDER, wide)))
+            .collect();
+        let grid = Grid::measured(specs, &rows, view.width, how(wide), view.colour);
+        out.push_str(&grid.header());
+        out.push('\n');
+        for row in &rows {
+            out.push_str(&grid.row(row, |_| None));
+            out.push('\n');
+        }
     }
     let n = resp.groups.len();
     let noun = if n == 1 { "group" } else { "groups" };
-    out.push_str(&format!("{n} {noun}, {} to {}", format_ts(&resp.since), format_ts(&resp.until)));
+    let mut last = format!("{n} {noun}, {}", window(&resp.since, &resp.until, view));
     if resp.truncated {
-        out.push_str(" (more groups match — raise -limit)");
+        last.push_str(" (more groups match — raise -limit)");
     }
-    out.push('\n');
+    if let Some(folded) = resp.routes_folded.filter(|n| *n > 0) {
+        last.push_str(&format!("; the server folded {folded} routes into wildcards (/prefix/*)"));
+    }
+    for line in footer(&last, view.width) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
 }
 
@@ -245,12 +316,58 @@ mod tests {
             since: at("2026-12-01T11:45:00Z"),
             until: at("2026-12-01T12:00:00Z"),
             truncated: true,
+            routes_folded: None,
         }
+    }
+
+    const NOW: &str = "2026-12-01T12:00:05Z";
+
+    fn view(width: Option<usize>) -> View {
+        crate::render::fixtures::view_at(NOW, width)
     }
 
     #[test]
     fn table_by_server_and_method() {
-        insta::assert_snapshot!(table(&answer()));
+        insta::assert_snapshot!(table(&answer(), false, &view(None)));
+    }
+
+    #[test]
+    fn table_at_80_120_and_200_columns() {
+        let all = crate::render::fixtures::at_80_120_200(NOW, |wide, view| table(&answer(), wide, view));
+        insta::assert_snapshot!(all);
+    }
+
+    #[test]
+    fn every_line_fits_every_width() {
+        crate::render::fixtures::fits_every_width(NOW, |view| table(&answer(), false, view));
+    }
+
+    fn by_route() -> StatsResponse {
+        let mut resp = answer();
+        let routes = [Some("/api/v1/charges/{id}"), Some("/*"), None];
+        for (g, route) in resp.groups.iter_mut().zip(routes) {
+            g.key.remove("method");
+            g.key.insert("route".into(), route.map_or(Value::Null, Value::from));
+        }
+        resp.truncated = false;
+        resp.routes_folded = Some(12);
+        resp
+    }
+
+    #[test]
+    fn table_by_server_and_route() {
+        insta::assert_snapshot!(table(&by_route(), false, &view(Some(120))));
+    }
+
+    #[test]
+    fn csv_by_route_has_a_route_column() {
+        let csv = csv(&by_route()).unwrap();
+        let header = csv.lines().next().unwrap();
+        assert!(
+            header.starts_with("dst_comm,dst_ip,dst_namespace,dst_pod,dst_port,route,count,"),
+            "{header}"
+        );
+        assert!(csv.contains(",/api/v1/charges/{id},"), "{csv}");
     }
 
     #[test]
@@ -267,6 +384,6 @@ mod tests {
     #[test]
     fn no_groups_is_the_window_line_alone() {
         let empty = StatsResponse { groups: vec![], truncated: false, ..answer() };
-        assert_eq!(table(&empty), "0 groups, 2026-12-01T11:45:00.000000Z to 2026-12-01T12:00:00.000000Z\n");
+        assert_eq!(table(&empty, false, &view(None)), "0 groups, 11:45:00 to 12:00:00 (15m00s)\n");
     }
 }

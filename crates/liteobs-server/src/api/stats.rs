@@ -13,9 +13,10 @@ pub async fn stats(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpR
     let now = Utc::now();
     let query = StatsQuery::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), now)?;
     let store = state.store.clone();
-    let answer = web::block(move || store.stats(&query, now))
+    let mut answer = web::block(move || store.stats(&query, now))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    answer.routes_folded = Some(state.routes.folded());
     Ok(HttpResponse::Ok().json(answer))
 }
 

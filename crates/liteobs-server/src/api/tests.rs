@@ -17,15 +17,28 @@ use super::*;
 use crate::store::{BatchId, Receipt, Result as StoreResult, StoreError};
 
 /// Keeps records in a Vec and answers with the reference semantics; remembers batch ids without
-/// a bound; can be told to fail.
+/// a bound; can be told to fail. A record's `seq` is its place in the Vec, from 1.
 #[derive(Default)]
-struct FakeStore {
-    records: Mutex<Vec<TrafficLog>>,
+pub(super) struct FakeStore {
+    pub(super) records: Mutex<Vec<TrafficLog>>,
     /// Committed batch ids and their counts.
     ids: Mutex<HashMap<BatchId, usize>>,
     fail: bool,
     /// The last filter a query received, to check what the API asked for.
     last_filter: Mutex<Option<Filter>>,
+    /// The count of records, announced after each insert.
+    committed: Committed,
+    /// The pages followers asked for, to check what the API read.
+    pub(super) pages: Mutex<Vec<crate::store::SeqPage>>,
+}
+
+/// A watch of the last `seq` (a newtype for `Default`).
+pub(super) struct Committed(tokio::sync::watch::Sender<u64>);
+
+impl Default for Committed {
+    fn default() -> Self {
+        Committed(tokio::sync::watch::channel(0).0)
+    }
 }
 
 impl Store for FakeStore {
@@ -40,8 +53,39 @@ impl Store for FakeStore {
         if let Some(i) = id {
             ids.insert(i.clone(), batch.len());
         }
-        self.records.lock().unwrap().extend_from_slice(batch);
+        let mut records = self.records.lock().unwrap();
+        records.extend_from_slice(batch);
+        self.committed.0.send_replace(records.len() as u64);
         Ok(Receipt { accepted: batch.len(), duplicate: false, merged: 0 })
+    }
+
+    fn rows_after(
+        &self,
+        filter: &Filter,
+        page: crate::store::SeqPage,
+    ) -> StoreResult<Vec<crate::store::SeqRecord>> {
+        if self.fail {
+            return Err(StoreError::Backend("disk on fire".into()));
+        }
+        self.pages.lock().unwrap().push(page);
+        let recs = self.records.lock().unwrap();
+        let mut rows: Vec<crate::store::SeqRecord> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 1, r))
+            .filter(|(seq, r)| *seq > page.after && *seq <= page.upto && filter.matches(r))
+            .map(|(seq, r)| crate::store::SeqRecord { seq, record: r.clone(), update: false })
+            .collect();
+        if page.newest {
+            rows = rows.split_off(rows.len().saturating_sub(page.limit));
+        } else {
+            rows.truncate(page.limit);
+        }
+        Ok(rows)
+    }
+
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.0.subscribe()
     }
 
     fn query(&self, filter: &Filter) -> StoreResult<Vec<TrafficLog>> {
@@ -67,6 +111,28 @@ impl Store for FakeStore {
         Ok(liteobs_model::stats::reference(&self.records.lock().unwrap(), query, now))
     }
 
+    /// Echoes the statement and limit; `busy` and `timeout` stand for the engine's answers.
+    fn sql(
+        &self,
+        query: &crate::store::SqlQuery,
+    ) -> std::result::Result<crate::store::SqlAnswer, crate::store::SqlError> {
+        use crate::store::{SqlError, SqlErrorKind, sandbox};
+        match query.sql.as_str() {
+            "busy" => Err(SqlError { kind: SqlErrorKind::Busy, message: "2 SQL queries are running".into() }),
+            "timeout" => Err(SqlError::timeout(Duration::from_secs(10))),
+            sql => {
+                let sql = sandbox::precheck(sql)?;
+                Ok(crate::store::SqlAnswer {
+                    columns: vec![sandbox::SqlColumn { name: "sql".into(), ty: "VARCHAR".into() }],
+                    rows: vec![vec![json!(sql)]],
+                    limit: query.limit.min(10_000),
+                    truncated: false,
+                    elapsed_ms: 0,
+                })
+            }
+        }
+    }
+
     fn map(
         &self,
         query: &liteobs_model::stats::StatsQuery,
@@ -78,7 +144,7 @@ impl Store for FakeStore {
     }
 }
 
-fn record(i: u32) -> TrafficLog {
+pub(super) fn record(i: u32) -> TrafficLog {
     let status = [200, 404, 503][i as usize % 3];
     serde_json::from_value(json!({
         "ts": format!("2026-11-25T10:00:{:02}.000001Z", i % 60),
@@ -95,7 +161,7 @@ fn record(i: u32) -> TrafficLog {
     .unwrap()
 }
 
-fn ndjson(records: &[TrafficLog]) -> String {
+pub(super) fn ndjson(records: &[TrafficLog]) -> String {
     records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect()
 }
 
@@ -110,12 +176,15 @@ struct Harness {
     token: Option<String>,
     max_body: usize,
     budget: Arc<MemoryBudget>,
+    metrics: Arc<crate::metrics::ServerMetrics>,
 }
 
 impl Harness {
     fn new() -> Self {
+        let store = Arc::new(FakeStore::default());
         Harness {
-            store: Arc::new(FakeStore::default()),
+            metrics: Arc::new(crate::metrics::ServerMetrics::new(store.clone())),
+            store,
             token: None,
             max_body: 1 << 20,
             budget: MemoryBudget::new(64 << 20),
@@ -142,10 +211,13 @@ impl Harness {
     async fn send_with_headers(&self, req: test::TestRequest) -> (StatusCode, header::HeaderMap, Value) {
         let state = web::Data::new(ApiState {
             store: self.store.clone(),
+            routes: Arc::default(),
             token: self.token.clone(),
             max_body: self.max_body,
             body_timeout: Duration::from_secs(30),
             budget: self.budget.clone(),
+            metrics: self.metrics.clone(),
+            follow: FollowSettings::new(64, Duration::from_secs(15), tokio::sync::watch::channel(false).1),
         });
         let app = test::init_service(App::new().configure(configure(state))).await;
         let resp = test::call_service(&app, req.to_request()).await;
@@ -530,10 +602,13 @@ async fn an_upload_past_the_memory_budget_is_503_with_retry_after_and_stores_not
         // share only after checking this one gave everything back.
         let state = web::Data::new(ApiState {
             store: h.store.clone(),
+            routes: Arc::default(),
             token: None,
             max_body: h.max_body,
             body_timeout: Duration::from_secs(30),
             budget: h.budget.clone(),
+            metrics: h.metrics.clone(),
+            follow: FollowSettings::new(64, Duration::from_secs(15), tokio::sync::watch::channel(false).1),
         });
         let app = test::init_service(App::new().configure(configure(state))).await;
         let resp = test::call_service(&app, req.set_payload(body.clone()).to_request()).await;
@@ -731,4 +806,125 @@ async fn stats_group_and_name_bad_parameters() {
     }
     let (s, _) = Harness::new().with_token("t").send(test::TestRequest::get().uri("/stats")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "behind the token like everything else");
+}
+
+#[actix_web::test]
+async fn sql_takes_json_or_text_and_answers_columns_and_rows() {
+    let h = Harness::new().with_token("t");
+    let post = || test::TestRequest::post().uri("/sql").insert_header(h.auth());
+    let (s, v) = h.send(post().set_json(json!({"sql": "SELECT 1;", "limit": 5}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["columns"], json!([{"name": "sql", "type": "VARCHAR"}]));
+    assert_eq!(
+        (v["rows"].clone(), v["limit"].clone(), v["truncated"].clone()),
+        (json!([["SELECT 1"]]), json!(5), json!(false))
+    );
+    assert!(v["elapsed_ms"].is_u64());
+    let text = post().insert_header((header::CONTENT_TYPE, "text/plain")).set_payload("SELECT 2");
+    let (s, v) = h.send(text).await;
+    assert_eq!(
+        (s, v["rows"].clone(), v["limit"].clone()),
+        (StatusCode::OK, json!([["SELECT 2"]]), json!(10_000))
+    );
+    let text = test::TestRequest::post().uri("/sql?limit=3").insert_header(h.auth()).set_payload("SELECT 3");
+    assert_eq!(h.send(text).await.1["limit"], json!(3));
+    // Without the token: 401, as everywhere.
+    let (s, _) = h.send(test::TestRequest::post().uri("/sql").set_payload("SELECT 1")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn sql_refusals_are_400_with_a_kind_and_busy_is_503() {
+    let h = Harness::new();
+    let post = |body: Value| test::TestRequest::post().uri("/sql").set_json(body);
+    let (s, v) = h.send(post(json!({"sql": "DELETE FROM traffic_logs"}))).await;
+    assert_eq!((s, v["kind"].clone()), (StatusCode::BAD_REQUEST, json!("refused")), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
+    let (s, v) = h.send(post(json!({"sql": "timeout"}))).await;
+    assert_eq!((s, v["kind"].clone()), (StatusCode::BAD_REQUEST, json!("timeout")), "{v}");
+    let (s, headers, v) = h.send_with_headers(post(json!({"sql": "busy"}))).await;
+    assert_eq!((s, v["kind"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("busy")), "{v}");
+    assert_eq!(headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned()), Some("2".into()));
+    let (s, v) = h.send(post(json!({"sql": "SELECT 1", "limit": 0}))).await;
+    assert_eq!((s, v["kind"].clone()), (StatusCode::BAD_REQUEST, json!("refused")), "{v}");
+    for bad in [json!({"limit": 5}), json!({"sql": 5}), json!({"sql": "SELECT 1", "extra": true}), json!([1])]
+    {
+        let (s, v) = h.send(post(bad.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    let xml = test::TestRequest::post()
+        .uri("/sql")
+        .insert_header((header::CONTENT_TYPE, "text/xml"))
+        .set_payload("x");
+    assert_eq!(h.send(xml).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = test::TestRequest::post().uri("/sql").set_payload(vec![b' '; 2 << 20]);
+    assert_eq!(h.send(huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, v) = h.send(test::TestRequest::post().uri("/sql").set_payload(vec![0xff, 0xfe])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = h.send(test::TestRequest::get().uri("/sql")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "GET is not a route");
+}
+
+/// The API's counters, as a scrape shows them: each upload once by its outcome (a refused
+/// token and a bad body included), records and bytes of committed uploads only, and every
+/// request timed under its route (an unknown path under `other`).
+#[actix_web::test]
+async fn uploads_are_counted_by_outcome_and_requests_timed_by_route() {
+    let h = Harness::new().with_token("t0k");
+    let records: Vec<TrafficLog> = (0..3).map(record).collect();
+    let body = serde_json::to_vec(&records).unwrap();
+    let (s, _) = h
+        .send(
+            test::TestRequest::post()
+                .uri("/upload")
+                .insert_header(h.auth())
+                .insert_header((BATCH_ID_HEADER, "b-1"))
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h
+        .send(
+            test::TestRequest::post()
+                .uri("/upload")
+                .insert_header(h.auth())
+                .insert_header((BATCH_ID_HEADER, "b-1"))
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload(body.clone()),
+        )
+        .await;
+    assert_eq!((s, &v["duplicate"]), (StatusCode::OK, &json!(true)));
+    let (s, _) = h.send(test::TestRequest::post().uri("/upload").set_payload(body.clone())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = h
+        .send(
+            test::TestRequest::post()
+                .uri("/upload")
+                .insert_header(h.auth())
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload("[{\"nope\": 1}]"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(h.query("").await.0, StatusCode::OK);
+    assert_eq!(
+        h.send(test::TestRequest::get().uri("/nowhere/123").insert_header(h.auth())).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let text = h.metrics.encode();
+    for line in [
+        "liteobs_server_uploads_total{outcome=\"stored\"} 1\n".to_owned(),
+        "liteobs_server_uploads_total{outcome=\"duplicate\"} 1\n".to_owned(),
+        "liteobs_server_uploads_total{outcome=\"unauthorized\"} 1\n".to_owned(),
+        "liteobs_server_uploads_total{outcome=\"bad_request\"} 1\n".to_owned(),
+        "liteobs_server_uploads_total{outcome=\"error\"} 0\n".to_owned(),
+        "liteobs_server_ingest_records_total 3\n".to_owned(),
+        format!("liteobs_server_ingest_bytes_total {}\n", body.len()),
+        "liteobs_server_request_duration_seconds_count{route=\"/upload\"} 4\n".to_owned(),
+        "liteobs_server_request_duration_seconds_count{route=\"/query\"} 1\n".to_owned(),
+        "liteobs_server_request_duration_seconds_count{route=\"other\"} 1\n".to_owned(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
 }

@@ -49,14 +49,16 @@ fn footprint(records: &Vec<TrafficLog>) -> usize {
     records.capacity() * size_of::<TrafficLog>() + strings
 }
 
-/// Everything before the store: the records of a valid body, paid for in `reservation`.
+/// Everything before the store: the records of a valid body, paid for in `reservation`, and
+/// the body's length as received.
 async fn records_of(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &ApiState,
     reservation: &mut Reservation,
-) -> Result<Vec<TrafficLog>, ApiError> {
+) -> Result<(Vec<TrafficLog>, usize), ApiError> {
     let raw = body::read(req, payload, state.max_body, state.body_timeout, reservation).await?;
+    let received = raw.as_slice().len();
     let body = body::decode(req, raw, state.max_body, reservation)?;
     let records = match format_of(req, body.as_slice())? {
         Format::JsonArray => decode_json_array(body.as_slice())?,
@@ -66,7 +68,7 @@ async fn records_of(
     let body_bytes = body.footprint();
     drop(body);
     reservation.release(body_bytes);
-    Ok(records)
+    Ok((records, received))
 }
 
 /// The upload's batch id ([`BATCH_ID_HEADER`]): none when absent (the batch is stored without a
@@ -110,8 +112,8 @@ pub async fn upload(
     let started = Instant::now();
     let id = batch_id(&req)?;
     let mut reservation = state.budget.reservation();
-    let records = match records_of(&req, &mut payload, &state, &mut reservation).await {
-        Ok(records) => records,
+    let (records, received) = match records_of(&req, &mut payload, &state, &mut reservation).await {
+        Ok(got) => got,
         Err(e @ (ApiError::Busy(_) | ApiError::TooLarge(_))) => {
             // Memory first: the refused upload's buffers are given back before waiting.
             drop(reservation);
@@ -128,5 +130,11 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     drop(reservation);
-    upload_answer(receipt, sent, id)
+    if !receipt.duplicate {
+        state.metrics.ingested(receipt.accepted, receipt.merged, received);
+    }
+    let mut answer = upload_answer(receipt, sent, id)?;
+    let outcome = if receipt.duplicate { "duplicate" } else { "stored" };
+    answer.extensions_mut().insert(crate::metrics::UploadOutcome(outcome));
+    Ok(answer)
 }

@@ -24,7 +24,7 @@ fn insert(s: &dyn Store, batch: &[TrafficLog]) -> usize {
     receipt.accepted
 }
 
-fn id(s: &str) -> BatchId {
+pub fn id(s: &str) -> BatchId {
     BatchId::parse(s.as_bytes()).expect("valid id")
 }
 
@@ -90,6 +90,8 @@ pub fn corpus(n: usize) -> Vec<TrafficLog> {
             dst_service_ip: (i % 5 == 2).then(|| ["10.96.0.10", "fd00:96::a"][i % 2].parse().ok()).flatten(),
             dst_service_port: (i % 5 == 2).then_some(80),
             exchange_id: (i % 7 != 3).then_some((i as i64).wrapping_mul(0x9e37_79b9_7f4a_7c15u64 as i64)),
+            // What the store's default router gives (every path here is within its bounds).
+            route: Some(liteobs_model::route::route(paths[i % 6], &Default::default())),
             node: format!("node-{}", i % 2),
         })
         .collect()
@@ -223,6 +225,8 @@ pub fn extreme_values_survive(s: &dyn Store) {
     r.path = format!("/{}", "ü".repeat(4000));
     r.method = "PROPFIND".into();
     r.src_comm = Some("x\u{0}y".into());
+    // A path past the longest route remembered gets a folded one.
+    r.route = Some("/*".into());
     insert(s, std::slice::from_ref(&r));
     assert_eq!(s.query(&Filter::default()).expect("query"), vec![r.clone()]);
     assert_eq!(s.query_by_pid(u32::MAX, 1).expect("by pid"), vec![r]);
@@ -294,6 +298,7 @@ pub fn strings_compare_as_bytes(s: &dyn Store) {
             records.push(r);
         }
     }
+    let records = routed(&records, Default::default(), Default::default());
     insert(s, &records);
     // Every record survives as it was sent.
     assert_eq!(
@@ -714,9 +719,10 @@ pub fn stall_of_an_upload_during_a_pass(backend: Backend, path: &Path) {
         (w, p, k, took, report)
     });
     eprintln!(
-        "STALL {backend:?}: {n} rows, pass deleted {} in {took:?}; 1000-row uploads during it: {pass_n}, \
-         p50 {pass_p50:?}, max {pass_worst:?}; without a pass: {base_n}, p50 {base_p50:?}, max {base_worst:?}",
-        report.expired
+        "STALL {backend:?}: {n} rows, pass deleted {} in {took:?} (deleting {:?}, reclaiming {:?}); \
+         1000-row uploads during it: {pass_n}, p50 {pass_p50:?}, max {pass_worst:?}; without a pass: \
+         {base_n}, p50 {base_p50:?}, max {base_worst:?}",
+        report.expired, report.deleting, report.reclaiming
     );
     assert_eq!(report.expired, (n / 2) as u64);
 }
@@ -796,6 +802,7 @@ pub fn version_1_file_is_migrated(backend: Backend, path: &Path, raw: RawExec) {
         let old = all(s.as_ref());
         assert_eq!(old.len(), 1);
         assert_eq!((old[0].path.as_str(), old[0].src_pid, old[0].dst_pid), ("/v1", Some(1000), None));
+        assert_eq!(old[0].route.as_deref(), Some("/v1"), "the migration fills the route in");
         assert!(!s.insert(&batch, Some(&id("m-1"))).expect("insert").duplicate);
     }
     let s = open(backend, path, StoreOptions::default()).expect("reopen after migration");
@@ -870,6 +877,8 @@ pub fn stats_match_the_reference(s: &dyn Store) {
         vec![Dimension::Node],
         vec![Dimension::Server, Dimension::Method],
         vec![Dimension::Status, Dimension::Client],
+        vec![Dimension::Route],
+        vec![Dimension::Server, Dimension::Route],
         Dimension::ALL.to_vec(),
     ];
     let mut queries = Vec::new();
@@ -908,6 +917,171 @@ pub fn stats_match_the_reference(s: &dyn Store) {
     let q = StatsQuery { filter: window, group_by: server_method, sort: SortKey::Count };
     let answer = reference(&records, &q, now);
     assert!(answer.groups.len() > 10 && answer.groups.iter().any(|g| g.p99_us.is_some() && g.errors > 0));
+}
+
+/// Requests to three servers: ids, UUIDs, user names a pattern covers, user names no rule
+/// catches (the per-segment bound must), and many distinct endpoints (the per-server bound
+/// must), in a fixed order.
+fn routed_corpus(n: usize) -> Vec<TrafficLog> {
+    let names = ["ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jo"];
+    corpus(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.path = match i % 8 {
+                0 => format!("/item/{}?x={i}", i * 7),
+                1 => format!("/orders/{:08x}-1b2a-4c5d-9e8f-0a1b2c3d4e5f/lines", i),
+                2 => format!("/users/{}/repos", names[i % 10]),
+                3 => format!("/people/{}", names[(i / 8) % 10]),
+                4 => {
+                    let k = (i / 8) % 40;
+                    format!("/ep/{}/{}", ["a", "b", "c", "d", "e"][k % 5], names[k / 5 % 8])
+                }
+                5 => "/".to_owned(),
+                6 => format!("/static/{}.css", names[i % 3]),
+                _ => format!("/api/v1/items/{i}/tags"),
+            };
+            r.route = None;
+            r
+        })
+        .collect()
+}
+
+fn route_bounds() -> liteobs_model::route::Bounds {
+    liteobs_model::route::Bounds { routes: 30, segment_values: 8, total: 10_000 }
+}
+
+fn route_patterns() -> liteobs_model::route::Patterns {
+    liteobs_model::route::Patterns::parse(["/users/{name}/repos"]).expect("pattern")
+}
+
+/// The routes of `records` in order, computed here from the model's rules with a bound of our
+/// own: what the store must have stored.
+fn with_expected_routes(records: &[TrafficLog]) -> Vec<TrafficLog> {
+    routed(records, route_patterns(), route_bounds())
+}
+
+/// `records` with the routes a router of `patterns` and `bounds` gives them in order.
+fn routed(
+    records: &[TrafficLog],
+    patterns: liteobs_model::route::Patterns,
+    bounds: liteobs_model::route::Bounds,
+) -> Vec<TrafficLog> {
+    use liteobs_model::route::{CardinalityLimit, route};
+    let mut limit = CardinalityLimit::new(bounds);
+    records
+        .iter()
+        .map(|r| {
+            let template = route(&r.path, &patterns);
+            let key = std::net::SocketAddr::new(r.dst_ip, r.dst_port);
+            TrafficLog { route: Some(limit.admit(&key, template)), ..r.clone() }
+        })
+        .collect()
+}
+
+fn routing_store(backend: Backend, path: &Path) -> (Box<dyn Store>, Arc<crate::routes::Router>) {
+    let router = Arc::new(crate::routes::Router::new(route_patterns(), route_bounds()));
+    let options = StoreOptions { routes: router.clone(), ..StoreOptions::default() };
+    (open(backend, path, options).expect("open"), router)
+}
+
+/// `/stats` by route (alone, with the server, with the status) answers what the reference
+/// computes from the routes the model's rules give, the folded ones included; the stored rows
+/// carry those routes, whatever an upload said; and the bound holds across a restart.
+pub fn stats_by_route_match_the_reference(backend: Backend, path: &Path) {
+    use liteobs_model::stats::{Dimension, SortKey, StatsQuery, reference};
+    let mut sent = routed_corpus(2_400);
+    for r in sent.iter_mut().step_by(5) {
+        r.route = Some("/chosen/by/the/uploader".into());
+    }
+    let want = with_expected_routes(&sent);
+    let folded = want.iter().filter(|r| r.route.as_deref().is_some_and(|r| r.ends_with('*'))).count();
+    assert!(folded > 100, "the bounds are reached: {folded} folded");
+    let (s, router) = routing_store(backend, path);
+    for batch in sent.chunks(700) {
+        insert(s.as_ref(), batch);
+    }
+    assert_eq!(router.folded(), folded as u64, "every fold counted");
+    let f = Filter { limit: 10_000, ..Filter::default() };
+    assert_eq!(s.query(&f).expect("query"), expected(&want, &f), "the stored routes");
+    let t = base_time();
+    let now = t + Duration::minutes(5);
+    let window =
+        Filter { since: Some(t), until: Some(t + Duration::seconds(4)), limit: 10_000, ..Filter::default() };
+    let groupings = [
+        vec![Dimension::Route],
+        vec![Dimension::Server, Dimension::Route],
+        vec![Dimension::Route, Dimension::Status],
+    ];
+    for group_by in groupings {
+        for (filter, sort) in [
+            (window.clone(), SortKey::Count),
+            (window.clone(), SortKey::P95Us),
+            (Filter { limit: 5, ..window.clone() }, SortKey::Errors),
+            (Filter { path_prefix: Some("/people".into()), ..window.clone() }, SortKey::Count),
+        ] {
+            let q = StatsQuery { filter, group_by: group_by.clone(), sort };
+            assert_eq!(s.stats(&q, now).expect("stats"), reference(&want, &q, now), "stats for {q:?}");
+        }
+    }
+    let q = StatsQuery { filter: window, group_by: vec![Dimension::Route], sort: SortKey::Count };
+    let routes: Vec<String> = reference(&want, &q, now)
+        .groups
+        .iter()
+        .filter_map(|g| g.key.get("route").and_then(|v| v.as_str()).map(str::to_owned))
+        .collect();
+    for r in ["/item/{id}", "/users/{name}/repos", "/orders/{uuid}/lines", "/people/*", "/ep/a/*"] {
+        assert!(routes.iter().any(|x| x == r), "{r} in {routes:?}");
+    }
+    drop(s);
+    // After a restart the bound starts from what is stored: a route new to a full server folds.
+    let (s, router) = routing_store(backend, path);
+    let mut late = sent[..3].to_vec();
+    late[0].path = "/brand-new-endpoint".into();
+    insert(s.as_ref(), &late);
+    let got =
+        s.query(&Filter { path_prefix: Some("/brand-new".into()), ..Filter::default() }).expect("query");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].route.as_deref(), Some("/*"), "{:?}", got[0].route);
+    assert_eq!(router.folded(), 1);
+}
+
+/// A version-3 file (no `route` column) is migrated in place: every old row gets the route an
+/// upload would have got, in the order they happened, bound included, over more rows than one
+/// fill chunk; `/stats` by route then matches the reference.
+pub fn version_3_rows_get_their_routes(backend: Backend, path: &Path, raw: RawExec) {
+    use liteobs_model::stats::{Dimension, SortKey, StatsQuery, reference};
+    let n = super::route_fill::FILL_CHUNK + 1_500;
+    let sent = routed_corpus(n);
+    {
+        let s = open(backend, path, StoreOptions::default()).expect("create");
+        for batch in sent.chunks(10_000) {
+            insert(s.as_ref(), batch);
+        }
+    }
+    // A file as version 3 left it: no `route`, and no view (which names it).
+    raw(path, "DROP VIEW traffic; ALTER TABLE traffic_logs DROP COLUMN route");
+    raw(path, "UPDATE liteobs_meta SET value = '3' WHERE key = 'schema_version'");
+    let (s, router) = routing_store(backend, path);
+    let want = with_expected_routes(&sent);
+    let f = Filter { limit: 10_000, ..Filter::default() };
+    assert_eq!(s.query(&f).expect("query"), expected(&want, &f), "the newest rows' routes");
+    let oldest = Filter { until: Some(want[5_000].ts), limit: 5_000, ..Filter::default() };
+    assert_eq!(s.query(&oldest).expect("query"), expected(&want, &oldest), "the oldest rows' routes");
+    assert!(router.folded() > 0);
+    let t = base_time();
+    let q = StatsQuery {
+        filter: Filter {
+            since: Some(t),
+            until: Some(t + Duration::hours(1)),
+            limit: 10_000,
+            ..Filter::default()
+        },
+        group_by: vec![Dimension::Server, Dimension::Route],
+        sort: SortKey::Count,
+    };
+    let now = t + Duration::hours(2);
+    assert_eq!(s.stats(&q, now).expect("stats"), reference(&want, &q, now));
 }
 
 /// `/map` answers what the brute-force reference computes: nodes of every kind (pods, processes,
@@ -989,7 +1163,7 @@ fn merging(backend: Backend, path: &Path) -> Box<dyn Store> {
 /// One exchange `k` seen by the client's node (`a`: the client's process, the Service address
 /// before DNAT), again by that node after DNAT (`a2`: nobody's socket) and by the server's
 /// node (`b`: the server's pod), each with its own clock.
-fn halves(k: i64) -> [TrafficLog; 3] {
+pub fn halves(k: i64) -> [TrafficLog; 3] {
     let mut r = corpus(1).remove(0);
     r.exchange_id = Some(0x5eed_0000_0000 + k);
     r.ts = base_time() + Duration::milliseconds(k);
@@ -1091,6 +1265,57 @@ pub fn a_repeated_batch_merges_nothing_twice(backend: Backend, path: &Path) {
     let rows = all(s.as_ref());
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0], liteobs_model::merge::merge(a, b));
+}
+
+/// [`Store::size`]'s row count is kept, not counted: it must agree with the rows a query
+/// finds after plain inserts, merges (a half completing a row adds none), repeats, a group
+/// commit, retention deletes and a reopen; the bytes are the files on disk.
+pub fn size_counts_rows_as_they_come_and_go(backend: Backend, path: &Path) {
+    let start = base_time();
+    let (now, clock) = manual_clock(start);
+    let rows = RowRetention { max_age: Some(Duration::days(1)), max_bytes: None };
+    let options = StoreOptions {
+        clock,
+        rows,
+        merge_window: Some(super::DEFAULT_MERGE_WINDOW),
+        ..StoreOptions::default()
+    };
+    let s = open(backend, path, options.clone()).expect("open");
+    let agree = |s: &dyn Store, what: &str| {
+        let size = s.size();
+        assert_eq!(size.rows, all(s).len() as u64, "{what}");
+        assert!(size.bytes >= on_disk_file(path), "{what}: {} bytes", size.bytes);
+        size.rows
+    };
+    assert_eq!(agree(s.as_ref(), "empty"), 0);
+    insert_in_batches(s.as_ref(), &timeline(start, 1_000), 300);
+    assert_eq!(agree(s.as_ref(), "inserts"), 1_000);
+    let [a, a2, b] = halves(1);
+    s.insert(&[a, a2], Some(&id("half-a"))).expect("a");
+    s.insert(std::slice::from_ref(&b), Some(&id("half-b"))).expect("b");
+    s.insert(std::slice::from_ref(&b), Some(&id("half-b"))).expect("b again");
+    assert_eq!(agree(s.as_ref(), "merged halves and a repeat"), 1_001);
+    let hour = start + Duration::hours(1);
+    let group = at_once(
+        s.as_ref(),
+        (0..4).map(|i| (timeline(hour + Duration::seconds(i), 50 + i as usize), None)).collect(),
+    );
+    assert!(group.iter().all(Result::is_ok));
+    assert_eq!(agree(s.as_ref(), "a group"), 1_001 + 50 + 51 + 52 + 53);
+    // Every row is old by a clock two days on.
+    *now.lock().expect("clock") = start + Duration::days(2);
+    assert_eq!(s.enforce_retention().expect("pass").expired, 1_207);
+    assert_eq!(agree(s.as_ref(), "after retention"), 0);
+    insert(s.as_ref(), &timeline(start + Duration::days(2), 10));
+    let before = agree(s.as_ref(), "after more inserts");
+    drop(s);
+    let s = open(backend, path, options).expect("reopen");
+    assert_eq!(agree(s.as_ref(), "reopened"), before);
+}
+
+/// Bytes of the database file alone.
+fn on_disk_file(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// A store whose clock holds the first group's writer for a moment, so that the uploads
@@ -1338,6 +1563,16 @@ macro_rules! conformance_tests {
                 with_store(c::stats_match_the_reference)
             }
             #[test]
+            fn stats_by_route_match_the_reference() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::stats_by_route_match_the_reference($backend, &path(&dir))
+            }
+            #[test]
+            fn version_3_rows_get_their_routes() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::version_3_rows_get_their_routes($backend, &path(&dir), $raw)
+            }
+            #[test]
             fn map_matches_the_reference() {
                 with_store(c::map_matches_the_reference)
             }
@@ -1486,6 +1721,11 @@ macro_rules! conformance_tests {
             fn deleted_rows_give_their_space_back() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 c::deleted_rows_give_their_space_back($backend, &path(&dir))
+            }
+            #[test]
+            fn size_counts_rows_as_they_come_and_go() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                c::size_counts_rows_as_they_come_and_go($backend, &path(&dir))
             }
             #[test]
             fn unknown_versions_and_foreign_tables_are_refused() {

@@ -6,11 +6,13 @@
 //! Private to `store`: the public seam is [`super::Store`], which callers and fakes implement.
 
 use std::path::Path;
+use std::time::Duration;
 
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::Cell;
 
 use super::query_plan::QueryPlan;
+use super::sandbox::{Answer, SqlError};
 use super::sql::{Param, RawRow};
 
 /// An engine error, kept as its source.
@@ -68,8 +70,15 @@ pub trait Driver: Send + Sync + 'static {
     /// The plan that answers filters fastest on this engine (measured: BENCHMARKS.md).
     const QUERY_PLAN: QueryPlan;
 
+    /// What follows `FROM traffic_logs` in a read by `seq` ([`super::sql::select_seq`]): an
+    /// index hint where the engine needs one (SQLite's `INDEXED BY`), else empty.
+    const SEQ_INDEX: &'static str;
+
     /// Statements run on every open once the schema is in place (indexes), idempotent.
     const AFTER_SCHEMA: &'static str;
+
+    /// What the engine appends to the database's file name for its write-ahead log.
+    const WAL_SUFFIX: &'static str;
 
     /// Opens `path`, creating the file if needed: a writer connection and a reader connection.
     fn open(path: &Path) -> Result<(Self::Conn, Self::Conn), DynError>;
@@ -88,9 +97,10 @@ pub trait Driver: Send + Sync + 'static {
     /// The first column of the first row, if there is a row.
     fn query_text(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Option<String>, DynError>;
 
-    /// Appends `records` to `traffic_logs` with `seq` values `first_seq..`, inside the open
-    /// transaction, in the engine's fastest way.
-    fn append(conn: &Self::Conn, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError>;
+    /// Appends the records of `batches`, in order, to `traffic_logs` with `seq` values
+    /// `first_seq..`, inside the open transaction, in the engine's fastest way: a group
+    /// commit's batches in one append, without copying them into one vector first.
+    fn append(conn: &Self::Conn, first_seq: i64, batches: &[&[TrafficLog]]) -> Result<(), DynError>;
 
     /// Whether the engine has an exact nearest-rank percentile aggregate (`quantile_disc`);
     /// otherwise [`super::stats_sql`] ranks rows itself.
@@ -112,6 +122,28 @@ pub trait Driver: Send + Sync + 'static {
     /// wildcards, and NUL is an ordinary byte. `prefix` is not empty.
     fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String;
 
+    /// The engine's timestamp of `micros`, a column of microseconds since the Unix epoch (UTC):
+    /// the `traffic` view's readable `ts` ([`super::sql::create_view`]).
+    fn timestamp(micros: &str) -> String;
+
+    /// A connection for one `POST /sql` query, in the engine's sandbox ([`super::sandbox`]).
+    type Sandbox: Send;
+
+    /// Makes a sandbox from the file at `path` or from `reader`'s instance (the caller holds
+    /// the reader only for this call); `timeout` counts from now.
+    fn sandbox(path: &Path, reader: &Self::Conn, timeout: Duration) -> Result<Self::Sandbox, DynError>;
+
+    /// Runs one statement (already through [`super::sandbox::precheck`]) in `sandbox`, its rows
+    /// into `answer`, stopped at `timeout`. `checked` is false only in tests that show the
+    /// engine refuses hostile statements on its own.
+    fn run_sql(
+        sandbox: Self::Sandbox,
+        sql: &str,
+        timeout: Duration,
+        answer: &mut Answer,
+        checked: bool,
+    ) -> Result<(), SqlError>;
+
     /// What kind of failure `e` (an error of this driver's calls) is.
     fn failure(e: &DynError) -> Failure {
         failure_from_text(e)
@@ -120,6 +152,13 @@ pub trait Driver: Send + Sync + 'static {
     /// One step of giving back the space deleted rows held ([`super::retention`]). Each step
     /// is short, so the caller can let a batch in between.
     fn reclaim_step(conn: &Self::Conn) -> Result<Reclaim, DynError>;
+
+    /// The part of [`Self::reclaim_step`]'s work that can run on a connection of its own to the
+    /// database at `path`, outside the writer lock and off the reader (uploads and queries go on
+    /// while it runs), before each step. Nothing by default.
+    fn reclaim_prepare(_path: &Path) -> Result<(), DynError> {
+        Ok(())
+    }
 
     /// Bytes the database at `path` uses by `-max-db-size`'s measure: the pages or blocks
     /// holding data, plus the write-ahead log.

@@ -8,6 +8,7 @@
 //! of the writer's database instance: DuckDB lets one process at a time open a file for writing.
 
 use std::path::Path;
+use std::time::Duration;
 
 use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
@@ -15,7 +16,9 @@ use liteobs_model::columns::Cell;
 
 use super::driver::{Driver, DynError, Reclaim, sidecar_len};
 use super::duckdb_columns;
+use super::duckdb_sandbox;
 use super::query_plan::QueryPlan;
+use super::sandbox::{Answer, SqlError};
 use super::sql::{self, Param, RawRow};
 
 /// The DuckDB engine.
@@ -40,12 +43,17 @@ impl Driver for Duckdb {
 
     const QUERY_PLAN: QueryPlan = QueryPlan::TimeWindows;
 
+    const WAL_SUFFIX: &'static str = ".wal";
     const AFTER_SCHEMA: &'static str = "";
+
+    /// No index: `seq` grows with every append, so each row group's min/max skips all but the
+    /// newest groups for a follower's `seq > cursor`.
+    const SEQ_INDEX: &'static str = "";
 
     const PERCENTILE_DISC: bool = true;
 
     fn open(path: &Path) -> Result<(Connection, Connection), DynError> {
-        let writer = Connection::open(path)?;
+        let writer = Connection::open_with_flags(path, config()?)?;
         let reader = writer.try_clone()?;
         Ok((writer, reader))
     }
@@ -75,12 +83,12 @@ impl Driver for Duckdb {
 
     /// One Arrow record batch per call ([`duckdb_columns`]): the appender takes it a vector
     /// (2048 rows) at a time, several times faster than binding 31 values per row.
-    fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
-        if records.is_empty() {
+    fn append(conn: &Connection, first_seq: i64, batches: &[&[TrafficLog]]) -> Result<(), DynError> {
+        if batches.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
         let mut app = conn.appender("traffic_logs")?;
-        app.append_record_batch(duckdb_columns::record_batch(first_seq, records)?)?;
+        app.append_record_batch(duckdb_columns::record_batch(first_seq, batches)?)?;
         Ok(app.flush()?)
     }
 
@@ -106,6 +114,28 @@ impl Driver for Duckdb {
         Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
     }
 
+    /// `TIMESTAMP` (no time zone: UTC by the store's convention), exact to the microsecond.
+    fn timestamp(micros: &str) -> String {
+        format!("make_timestamp({micros})")
+    }
+
+    type Sandbox = duckdb_sandbox::Sandbox;
+
+    /// A new connection of the store's instance ([`config`] applies to it).
+    fn sandbox(_path: &Path, reader: &Connection, _timeout: Duration) -> Result<Self::Sandbox, DynError> {
+        Ok(duckdb_sandbox::Sandbox { conn: reader.try_clone()? })
+    }
+
+    fn run_sql(
+        sandbox: Self::Sandbox,
+        sql: &str,
+        timeout: Duration,
+        answer: &mut Answer,
+        checked: bool,
+    ) -> Result<(), SqlError> {
+        duckdb_sandbox::run(sandbox, sql, timeout, answer, checked)
+    }
+
     /// `CHECKPOINT`: writes the WAL into the file and frees the blocks of row groups whose rows
     /// are all deleted, for new rows to reuse; DuckDB cuts the file only when its last blocks
     /// are free (README, "Retention"). It refuses while another transaction (a query) is open.
@@ -125,7 +155,7 @@ impl Driver for Duckdb {
             [],
             |r| r.get(0),
         )?;
-        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, ".wal"))
+        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, Self::WAL_SUFFIX))
     }
 
     /// `starts_with` compares bytes. (Not a BLOB cast as in SQLite: DuckDB's VARCHAR→BLOB cast
@@ -135,6 +165,14 @@ impl Driver for Duckdb {
         params.push(Param::Text(prefix.to_owned()));
         format!("starts_with({column}, ?)")
     }
+}
+
+/// How every DuckDB instance of the store is opened, the one place that says it: no external
+/// access (no file, URL or extension reachable from SQL: `read_csv`, `COPY ... TO`, `ATTACH`,
+/// `INSTALL`, `LOAD`; the store itself needs none) and the configuration locked, so that no
+/// connection (above all the `POST /sql` sandbox, [`duckdb_sandbox`]) can `SET` it back.
+pub fn config() -> duckdb::Result<duckdb::Config> {
+    duckdb::Config::default().enable_external_access(false)?.with("lock_configuration", "true")
 }
 
 /// Runs `sql` on a connection of its own (tests: files as an older server left them).
@@ -148,4 +186,7 @@ mod tests {
     use crate::store::conformance::conformance_tests;
 
     conformance_tests!(Backend::Duckdb, crate::store::duckdb::raw_exec);
+
+    crate::store::sandbox_tests::sandbox_tests!(crate::store::duckdb::Duckdb, "duckdb");
+    crate::store::conformance_follow::follow_conformance_tests!(Backend::Duckdb);
 }

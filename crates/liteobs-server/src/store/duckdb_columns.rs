@@ -16,22 +16,28 @@ use duckdb::arrow::record_batch::RecordBatch;
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::{self, Column, Kind, Value};
 
-/// `records` with `seq` values `first_seq..`, one Arrow column per table column.
-pub fn record_batch(first_seq: i64, records: &[TrafficLog]) -> Result<RecordBatch, ArrowError> {
-    let n = records.len();
+/// The records of `batches`, in order, with `seq` values `first_seq..`, one Arrow column per
+/// table column.
+pub fn record_batch(first_seq: i64, batches: &[&[TrafficLog]]) -> Result<RecordBatch, ArrowError> {
+    let records = || batches.iter().flat_map(|b| b.iter());
+    let n = batches.iter().map(|b| b.len()).sum();
     let mut fields = vec![Field::new("seq", DataType::Int64, false)];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values((first_seq..).take(n)))];
     for c in columns::in_order_added() {
-        let (data_type, array) = column(c, records)?;
+        let (data_type, array) = column(c, records(), n)?;
         fields.push(Field::new(c.name, data_type, !c.required));
         arrays.push(array);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
 
-/// One column of `records`, in the type the table declares for `c`'s kind (`sql.rs`).
-fn column(c: &Column, records: &[TrafficLog]) -> Result<(DataType, ArrayRef), ArrowError> {
-    let values = records.iter().map(|r| c.get(r));
+/// One column of the `n` `records`, in the type the table declares for `c`'s kind (`sql.rs`).
+fn column<'a>(
+    c: &Column,
+    records: impl Iterator<Item = &'a TrafficLog>,
+    n: usize,
+) -> Result<(DataType, ArrayRef), ArrowError> {
+    let values = records.map(|r| c.get(r));
     Ok(match c.kind {
         Kind::U16 => {
             let ints = values.map(|v| v.as_int().and_then(|n| i32::try_from(n).ok()));
@@ -41,7 +47,7 @@ fn column(c: &Column, records: &[TrafficLog]) -> Result<(DataType, ArrayRef), Ar
             (DataType::Int64, Arc::new(values.map(|v| v.as_int()).collect::<Int64Array>()))
         }
         Kind::Ip | Kind::Text => {
-            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
+            let mut b = StringBuilder::with_capacity(n, n * 16);
             for v in values {
                 match v {
                     Value::Text(s) => b.append_value(s),
@@ -72,7 +78,7 @@ mod tests {
     fn columns_follow_the_table() {
         let names: Vec<&str> = column_list().split(',').map(str::trim).collect();
         let records = corpus(3);
-        let batch = record_batch(7, &records).expect("batch");
+        let batch = record_batch(7, &[&records[..1], &records[1..]]).expect("batch");
         let schema = batch.schema();
         let got: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(got, names);

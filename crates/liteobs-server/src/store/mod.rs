@@ -21,22 +21,32 @@ use liteobs_model::{Filter, TrafficLog};
 pub mod batch_id;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance_follow;
 mod driver;
 #[cfg(feature = "duckdb")]
 mod duckdb;
 #[cfg(feature = "duckdb")]
 mod duckdb_columns;
+#[cfg(feature = "duckdb")]
+mod duckdb_sandbox;
 pub mod merge;
 pub mod query_plan;
 pub mod retention;
+mod route_fill;
+pub mod sandbox;
+#[cfg(test)]
+mod sandbox_tests;
 mod sql;
 mod sql_store;
 mod sqlite;
+mod sqlite_sandbox;
 mod stats_sql;
 
 pub use batch_id::{BatchId, BatchIdError, Retention};
 pub use query_plan::{QueryPlan, QueryTuning};
 pub use retention::{PassReport, RowRetention};
+pub use sandbox::{SqlAnswer, SqlError, SqlErrorKind, SqlLimits, SqlQuery};
 
 /// A storage failure. The message names the database file where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +104,15 @@ pub struct WriteStats {
     pub batches: u64,
 }
 
+/// What a store holds now ([`Store::size`]), cheap to ask on every scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    /// Rows stored (kept by every commit and deletion, not counted per call).
+    pub rows: u64,
+    /// Bytes on disk: the database file and its write-ahead log.
+    pub bytes: u64,
+}
+
 /// `-merge-window`'s default. The halves of an exchange carry the request time each node's
 /// clock gave it: they differ by the clocks' skew (milliseconds between NTP-synchronised
 /// nodes) and the network's latency. A minute covers a badly synchronised node and still
@@ -121,6 +140,11 @@ pub struct StoreOptions {
     /// Which rows [`Store::enforce_retention`] deletes (`-retention`, `-max-db-size`); off by
     /// default here, so that a test's records of any age stay.
     pub rows: RowRetention,
+    /// How each stored record gets its route (`-route`, `-max-routes`, ...): one router per
+    /// server, shared with the API, which reports its count of folded routes.
+    pub routes: Arc<crate::routes::Router>,
+    /// The bounds of `POST /sql` ([`Store::sql`]).
+    pub sql: SqlLimits,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +155,8 @@ impl Default for StoreOptions {
             merge_window: None,
             query: QueryTuning::default(),
             rows: RowRetention::OFF,
+            routes: Arc::default(),
+            sql: SqlLimits::DEFAULT,
         }
     }
 }
@@ -156,6 +182,12 @@ pub trait Store: Send + Sync {
         WriteStats::default()
     }
 
+    /// Rows stored and bytes on disk, without a query (metrics ask on every scrape); zero for
+    /// a store that does not keep them.
+    fn size(&self) -> StoreSize {
+        StoreSize::default()
+    }
+
     /// Records matching `filter`, newest first (`ts` descending, then most recently inserted
     /// first), at most `filter.limit` of them.
     fn query(&self, filter: &Filter) -> Result<Vec<TrafficLog>>;
@@ -176,6 +208,24 @@ pub trait Store: Send + Sync {
     /// (`group_by` and `sort` do not apply).
     fn map(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<MapResponse>;
 
+    /// Runs one read-only query of the user's over the `traffic` view ([`sandbox`]), at most
+    /// `query.limit` rows of it (and never more than the store's [`SqlLimits::max_rows`]),
+    /// within the store's time limit. A store without SQL refuses every query.
+    fn sql(&self, query: &SqlQuery) -> std::result::Result<SqlAnswer, SqlError> {
+        let _ = query;
+        Err(SqlError::refused("this store does not answer SQL"))
+    }
+    /// The rows matching `filter` (its `limit` does not apply) in `page`'s range of `seq`, in
+    /// ascending `seq`: a follower's next page after its cursor, or (`newest`) the backlog
+    /// before it. Every row committed with a `seq` up to a value [`Store::committed`] announced
+    /// is visible here.
+    fn rows_after(&self, filter: &Filter, page: SeqPage) -> Result<Vec<SeqRecord>>;
+
+    /// The `seq` of the last row committed, announced after every commit that wrote rows (a
+    /// follower waits on it instead of asking the database; nothing moves while nothing is
+    /// committed). 0 for an empty store.
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Exchanges where either side has address `ip`.
     fn query_by_ip(&self, ip: IpAddr, limit: usize) -> Result<Vec<TrafficLog>> {
         self.query(&Filter { ip: Some(ip), limit, ..Filter::default() })
@@ -185,6 +235,33 @@ pub trait Store: Send + Sync {
     fn query_by_pid(&self, pid: u32, limit: usize) -> Result<Vec<TrafficLog>> {
         self.query(&Filter { pid: Some(pid), limit, ..Filter::default() })
     }
+}
+
+/// One stored row as a follower reads it ([`Store::rows_after`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqRecord {
+    /// The row's place in the store's order of writes: every commit's rows get higher values
+    /// than every earlier commit's, and a value is never given twice, across restarts too.
+    pub seq: u64,
+    pub record: TrafficLog,
+    /// The row replaces one written earlier: a later half of the same exchange was merged into
+    /// it ([`merge`]), which writes the row again under a new `seq`. Known for the rows merged
+    /// since the store was opened (at least the last [`REWRITES_KEPT`] commits that merged);
+    /// a reader that must never show an exchange twice also compares `exchange_id`s.
+    pub update: bool,
+}
+
+/// Commits that merged whose rewritten rows a store remembers, to mark them as updates.
+pub const REWRITES_KEPT: usize = 65_536;
+
+/// Which rows [`Store::rows_after`] reads: `after < seq <= upto`, at most `limit` of them,
+/// the oldest (`newest: false`) or the newest ones, always answered in ascending `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqPage {
+    pub after: u64,
+    pub upto: u64,
+    pub limit: usize,
+    pub newest: bool,
 }
 
 /// The embedded databases a server can use (`-db-type`).

@@ -76,6 +76,18 @@ pub struct PassReport {
     pub evicted: u64,
     /// Used bytes at the end of the pass, when a size bound is set.
     pub used_bytes: Option<u64>,
+    /// Time spent in the deleting chunks and in giving space back (each step holds the
+    /// writer for a part of it): what an upload may wait for during a pass.
+    pub deleting: Duration,
+    pub reclaiming: Duration,
+}
+
+/// `step` on `w`, its time added to `spent`.
+fn timed<T>(spent: &mut Duration, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let out = step();
+    *spent += t.elapsed();
+    out
 }
 
 /// The steps a pass takes, each one short transaction on the store's writer.
@@ -96,26 +108,33 @@ pub trait ChunkWriter {
 const RECLAIM_STEPS: usize = 10_000;
 
 impl<D: Driver> ChunkWriter for SqlStore<D> {
-    /// One statement: rows before the `ts` of the `limit`-th oldest row (or all before
-    /// `before` when there are fewer). SQLite walks its `ts` index; DuckDB skips row groups by
-    /// their `ts` min/max.
+    /// Rows before the `ts` of the `limit`-th oldest row (or all before `before` when there
+    /// are fewer): that `ts` is found on the reader, so the writer is held only for the delete
+    /// (SQLite walks its `ts` index; DuckDB skips row groups by their `ts` min/max). A row
+    /// older than that `ts` committed in between goes too: it is as old as those deleted.
     fn delete_oldest(&self, before: i64, limit: u64) -> Result<u64> {
         let offset = Param::Int(i64::try_from(limit.saturating_sub(1)).unwrap_or(i64::MAX));
-        let before = Param::Int(before);
-        let params = [before.clone(), before.clone(), offset, before];
-        self.with_writer(|conn| {
-            D::execute(
+        let edge = self.with_reader(|conn| {
+            D::query_int(
                 conn,
-                "DELETE FROM traffic_logs WHERE ts < ? AND ts <= COALESCE(\
-                 (SELECT ts FROM traffic_logs WHERE ts < ? ORDER BY ts LIMIT 1 OFFSET ?), ?)",
-                &params,
+                "SELECT ts FROM traffic_logs WHERE ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+                &[Param::Int(before), offset],
             )
-        })
-        .map(|n| n as u64)
+        })?;
+        let params = [Param::Int(before), Param::Int(edge.unwrap_or(before))];
+        let n = self.with_writer_at(|conn, last| {
+            // The delete may take the rows written last; the next `seq` is read back on open, and
+            // a follower's cursor must never see a `seq` given again: remember it first.
+            D::execute(conn, super::sql::SET_SEQ_HIGH, &[Param::Text(last.to_string())])?;
+            D::execute(conn, "DELETE FROM traffic_logs WHERE ts < ? AND ts <= ?", &params)
+        })? as u64;
+        self.deleted(n);
+        Ok(n)
     }
 
     fn reclaim(&self) -> Result<bool> {
         for _ in 0..RECLAIM_STEPS {
+            D::reclaim_prepare(self.path()).map_err(super::StoreError::Backend)?;
             match self.with_writer(|conn| D::reclaim_step(conn))? {
                 Reclaim::More => std::thread::yield_now(),
                 Reclaim::Done => return Ok(true),
@@ -125,12 +144,16 @@ impl<D: Driver> ChunkWriter for SqlStore<D> {
         Ok(false)
     }
 
+    /// On the reader: the measure needs no lock against uploads (a batch committed meanwhile
+    /// is measured or not, either is right).
     fn used_bytes(&self) -> Result<u64> {
-        self.with_writer(|conn| D::used_bytes(conn, self.path()))
+        self.with_reader(|conn| D::used_bytes(conn, self.path()))
     }
 
+    /// On the reader: SQLite counts by walking an index (about a second at 10 M rows), which
+    /// held every upload back when it ran on the writer.
     fn row_count(&self) -> Result<u64> {
-        self.with_writer(|conn| D::query_int(conn, "SELECT COUNT(*) FROM traffic_logs", &[]))
+        self.with_reader(|conn| D::query_int(conn, "SELECT COUNT(*) FROM traffic_logs", &[]))
             .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
 }
@@ -140,16 +163,16 @@ pub fn pass(w: &impl ChunkWriter, policy: RowRetention, now: DateTime<Utc>) -> R
     let mut report = PassReport::default();
     if let Some(age) = policy.max_age {
         let before = now.timestamp_micros().saturating_sub(age.num_microseconds().unwrap_or(i64::MAX));
-        report.expired = delete_rows(w, before, u64::MAX)?;
+        report.expired = timed(&mut report.deleting, || delete_rows(w, before, u64::MAX))?;
     }
     let Some(max) = policy.max_bytes else {
         if report.expired > 0 {
-            w.reclaim()?;
+            timed(&mut report.reclaiming, || w.reclaim())?;
         }
         return Ok(report);
     };
     // Before measuring: the write-ahead log counts, and a checkpoint empties it.
-    w.reclaim()?;
+    timed(&mut report.reclaiming, || w.reclaim())?;
     for _ in 0..SIZE_ROUNDS {
         let used = w.used_bytes()?;
         report.used_bytes = Some(used);
@@ -160,9 +183,9 @@ pub fn pass(w: &impl ChunkWriter, policy: RowRetention, now: DateTime<Utc>) -> R
         if excess == 0 {
             break;
         }
-        report.evicted += delete_rows(w, i64::MAX, excess)?;
+        report.evicted += timed(&mut report.deleting, || delete_rows(w, i64::MAX, excess))?;
         // Measuring again before the space is back would count the deleted rows twice.
-        if !w.reclaim()? {
+        if !timed(&mut report.reclaiming, || w.reclaim())? {
             break;
         }
     }
@@ -238,31 +261,40 @@ pub fn parse_retention(s: &str) -> std::result::Result<Option<chrono::Duration>,
 }
 
 /// Runs a pass on `store` now and then every `every`, on a thread of its own, until the store
-/// is dropped. A failed pass is logged and tried again at the next tick (a full disk is the
-/// usual reason, and the pass is what makes room).
-pub fn spawn(store: Weak<dyn Store>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// is dropped; `on_pass` is told how each one ended (the metrics count them). A failed pass is
+/// logged and tried again at the next tick (a full disk is the usual reason, and the pass is
+/// what makes room).
+pub fn spawn(
+    store: Weak<dyn Store>,
+    every: Duration,
+    on_pass: impl Fn(&Result<PassReport>) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("retention".into()).spawn(move || {
         loop {
             let Some(s) = store.upgrade() else { return };
-            run_once(s);
+            on_pass(&run_once(s));
             std::thread::sleep(every);
         }
     })
 }
 
-fn run_once(store: Arc<dyn Store>) {
+fn run_once(store: Arc<dyn Store>) -> Result<PassReport> {
     let started = Instant::now();
-    match store.enforce_retention() {
+    let result = store.enforce_retention();
+    match &result {
         Ok(r) if r.expired + r.evicted > 0 => tracing::info!(
             expired = r.expired,
             evicted = r.evicted,
             used_bytes = r.used_bytes,
             took_ms = started.elapsed().as_millis() as u64,
+            deleting_ms = r.deleting.as_millis() as u64,
+            reclaiming_ms = r.reclaiming.as_millis() as u64,
             "retention pass"
         ),
         Ok(r) => tracing::debug!(used_bytes = r.used_bytes, "retention pass: nothing to delete"),
         Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again at the next one"),
     }
+    result
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use super::driver::Driver;
 ///
 /// 1: `traffic_logs` and `liteobs_meta`. 2: adds `liteobs_batches`, the committed batch ids.
 /// 3: adds each side's pod, container and node columns, the Service address and `exchange_id`,
-/// one flat column per field so that SQL and CSV stay simple.
+/// one flat column per field so that SQL and CSV stay simple. 4: adds `route`, filled in for
+/// the rows already stored by the migration itself ([`ROUTE_VERSION`]).
 pub const SCHEMA_VERSION: u32 = {
     let mut v = columns::LATEST_SINCE;
     let mut i = 0;
@@ -33,6 +34,10 @@ pub const SCHEMA_VERSION: u32 = {
     }
     v
 };
+
+/// The version that added `route`: migrating to it also fills the column in the rows it finds
+/// (`route_fill`), since a route is made in Rust, not by a default.
+pub const ROUTE_VERSION: u32 = 4;
 
 /// What a schema version added besides columns: (version, statements).
 const TABLE_STEPS: &[(u32, &str)] = &[(2, CREATE_BATCHES)];
@@ -80,6 +85,16 @@ pub const CREATE_BATCHES: &str = "CREATE TABLE IF NOT EXISTS liteobs_batches (
     batch_seq BIGINT NOT NULL
 )";
 
+/// `liteobs_meta`'s `seq_high`: the highest `seq` given when rows were last deleted, so that a
+/// store whose newest rows were all deleted does not give their `seq`s again after a restart
+/// (the next `seq` is one past the larger of it and the table's). Added on open where missing;
+/// a file without it (older servers) reads as 0.
+pub const ADD_SEQ_HIGH: &str = "INSERT INTO liteobs_meta (key, value) SELECT 'seq_high', '0' \
+     WHERE NOT EXISTS (SELECT 1 FROM liteobs_meta WHERE key = 'seq_high')";
+
+/// Sets `seq_high` (one text parameter).
+pub const SET_SEQ_HIGH: &str = "UPDATE liteobs_meta SET value = ? WHERE key = 'seq_high'";
+
 /// The statements that bring a file of schema version `to - 1` to `to`, run in one
 /// transaction with the version update: the tables that version added, and one `ALTER TABLE
 /// ... ADD COLUMN` per column it added (both engines add one column per statement; existing
@@ -91,6 +106,29 @@ pub fn migration_to(to: u32) -> String {
         .filter(|c| c.since == to)
         .map(|c| format!("ALTER TABLE traffic_logs ADD COLUMN {} {};", c.name, column_type(c)));
     tables.chain(added).collect::<Vec<_>>().join("\n")
+}
+
+/// `DROP VIEW IF EXISTS traffic; CREATE VIEW traffic AS ...`: the stable view `POST /sql`
+/// reads ([`super::sandbox::VIEW`]), made again on every open from [`columns::COLUMNS`], so it
+/// always has the record's columns whatever the table is called or holds besides (`seq`):
+/// `ts` readable (the engine's timestamp from the stored microseconds, [`Driver::timestamp`]),
+/// `ts_us` the stored microseconds, then every other column in the order they were added.
+pub fn create_view<D: Driver>() -> String {
+    let cols: Vec<String> = [format!("{} AS ts", D::timestamp("ts")), "ts AS ts_us".to_owned()]
+        .into_iter()
+        .chain(columns::in_order_added().filter(|c| c.name != "ts").map(|c| c.name.to_owned()))
+        .collect();
+    let view = super::sandbox::VIEW;
+    format!("DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS SELECT {} FROM traffic_logs;", cols.join(", "))
+}
+
+/// The view's column names, in order (README lists them).
+#[cfg(test)]
+pub fn view_columns() -> Vec<&'static str> {
+    ["ts", "ts_us"]
+        .into_iter()
+        .chain(columns::in_order_added().filter(|c| c.name != "ts").map(|c| c.name))
+        .collect()
 }
 
 /// The statements that create a new file's schema (without the version row).
@@ -253,6 +291,31 @@ pub fn select_window<D: Driver>(filter: &Filter, window: TimeWindow, limit: usiz
         format!(
             "SELECT {} FROM traffic_logs{where_clause} ORDER BY ts DESC, seq DESC LIMIT ?",
             column_list()
+        ),
+        params,
+    )
+}
+
+/// The rows of `filter` in `page`'s `seq` range, ordered by `seq` (descending for the newest
+/// page: the caller reverses it), at most `page.limit`. The bounds are literals, as in
+/// [`select_window`] (DuckDB skips row groups by their `seq` min/max only for constants);
+/// SQLite is held to its `seq` index ([`Driver::SEQ_INDEX`]): a walk from the cursor that stops
+/// after `limit` matches, where an either-side filter could pick a side index and sort every
+/// match of the table.
+pub fn select_seq<D: Driver>(filter: &Filter, page: super::SeqPage) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let mut conds = conditions::<D>(filter, None, &mut params);
+    let bound = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    conds.push(format!("seq > {}", bound(page.after)));
+    conds.push(format!("seq <= {}", bound(page.upto)));
+    params.push(Param::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+    let order = if page.newest { "DESC" } else { "ASC" };
+    (
+        format!(
+            "SELECT {} FROM traffic_logs{}{} ORDER BY seq {order} LIMIT ?",
+            column_list(),
+            D::SEQ_INDEX,
+            where_clause(&conds)
         ),
         params,
     )

@@ -4,7 +4,8 @@
 //! concurrent batches (`BEGIN IMMEDIATE`, so a second process on the file waits rather than interleaves) with a
 //! cached prepared INSERT; `synchronous=NORMAL`, which in WAL mode keeps every committed batch
 //! across a crash of the server (not of the machine's power). Indexes on (pid, ts) and (ip, ts)
-//! for each side keep by-PID and by-IP queries off a full scan; two on `liteobs_batches` keep
+//! for each side keep by-PID and by-IP queries off a full scan, one on `seq` keeps a follower's
+//! page after its cursor a short walk; two on `liteobs_batches` keep
 //! its pruning off a scan.
 
 use std::borrow::Cow;
@@ -15,11 +16,13 @@ use std::time::Duration;
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::{Cell, Stored, Value};
 use rusqlite::types::{Null, ToSqlOutput};
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
 use super::driver::{Driver, DynError, Failure, Reclaim, failure_from_text, sidecar_len};
 use super::query_plan::QueryPlan;
+use super::sandbox::{Answer, SqlError};
 use super::sql::{self, Param, RawRow};
+use super::sqlite_sandbox;
 
 /// The SQLite engine.
 pub struct Sqlite;
@@ -58,8 +61,10 @@ impl Driver for Sqlite {
 
     const QUERY_PLAN: QueryPlan = QueryPlan::SideIndexes;
 
+    const WAL_SUFFIX: &'static str = "-wal";
     const AFTER_SCHEMA: &'static str = "
         CREATE INDEX IF NOT EXISTS traffic_logs_ts ON traffic_logs (ts, seq);
+        CREATE INDEX IF NOT EXISTS traffic_logs_seq ON traffic_logs (seq);
         CREATE INDEX IF NOT EXISTS traffic_logs_src_pid ON traffic_logs (src_pid, ts, seq);
         CREATE INDEX IF NOT EXISTS traffic_logs_dst_pid ON traffic_logs (dst_pid, ts, seq);
         CREATE INDEX IF NOT EXISTS traffic_logs_src_ip ON traffic_logs (src_ip, ts, seq);
@@ -69,6 +74,10 @@ impl Driver for Sqlite {
         CREATE INDEX IF NOT EXISTS liteobs_batches_committed_at ON liteobs_batches (committed_at);
         CREATE INDEX IF NOT EXISTS liteobs_batches_batch_seq ON liteobs_batches (batch_seq);
     ";
+
+    /// The follower's reads walk `seq` (an index appended at its right edge: the cheapest of the
+    /// seven to keep up at ingest).
+    const SEQ_INDEX: &'static str = " INDEXED BY traffic_logs_seq";
 
     const PERCENTILE_DISC: bool = false;
 
@@ -115,13 +124,13 @@ impl Driver for Sqlite {
         Ok(conn.prepare_cached(sql)?.query_row(params_from_iter(params), |r| r.get(0)).optional()?)
     }
 
-    fn append(conn: &Connection, first_seq: i64, records: &[TrafficLog]) -> Result<(), DynError> {
+    fn append(conn: &Connection, first_seq: i64, batches: &[&[TrafficLog]]) -> Result<(), DynError> {
         static INSERT: LazyLock<String> = LazyLock::new(|| {
             let marks = vec!["?"; liteobs_model::columns::COLUMNS.len() + 1].join(", ");
             format!("INSERT INTO traffic_logs ({}) VALUES ({marks})", sql::column_list())
         });
         let mut stmt = conn.prepare_cached(&INSERT)?;
-        for (seq, r) in (first_seq..).zip(records) {
+        for (seq, r) in (first_seq..).zip(batches.iter().flat_map(|b| b.iter())) {
             let row = std::iter::once(Value::Int(seq)).chain(sql::values(r)).map(Bind);
             stmt.execute(params_from_iter(row))?;
         }
@@ -150,6 +159,30 @@ impl Driver for Sqlite {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// RFC 3339 text with six decimals, as the API writes times (`ts` may be before 1970).
+    fn timestamp(micros: &str) -> String {
+        format!(
+            "strftime('%Y-%m-%dT%H:%M:%S', {micros} / 1000000 - ({micros} % 1000000 < 0), 'unixepoch') \
+             || printf('.%06dZ', ({micros} % 1000000 + 1000000) % 1000000)"
+        )
+    }
+
+    type Sandbox = sqlite_sandbox::Sandbox;
+
+    fn sandbox(path: &Path, _reader: &Connection, timeout: Duration) -> Result<Self::Sandbox, DynError> {
+        sqlite_sandbox::open(path, timeout)
+    }
+
+    fn run_sql(
+        sandbox: Self::Sandbox,
+        sql: &str,
+        _timeout: Duration,
+        answer: &mut Answer,
+        _checked: bool,
+    ) -> Result<(), SqlError> {
+        sqlite_sandbox::run(sandbox, sql, answer)
+    }
+
     fn failure(e: &DynError) -> Failure {
         match e.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code) {
             Some(rusqlite::ErrorCode::DiskFull) => Failure::DiskFull,
@@ -174,11 +207,23 @@ impl Driver for Sqlite {
         Ok(if busy == 0 { Reclaim::Done } else { Reclaim::Deferred })
     }
 
+    /// A PASSIVE checkpoint: copies the WAL's frames into the file without taking the write
+    /// lock (uploads commit meanwhile), so that the step's `TRUNCATE` checkpoint, which holds
+    /// the writer, has only the frames written since left to copy. After deleting 500 000 rows
+    /// the WAL holds up to 64 MiB (`wal_autocheckpoint`), whose copy and fsync under the writer
+    /// were the longest wait of an upload during a pass (BENCHMARKS.md, "Retention").
+    fn reclaim_prepare(path: &Path) -> Result<(), DynError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Pages in use (all pages but the free list) and the WAL file.
     fn used_bytes(conn: &Connection, path: &Path) -> Result<u64, DynError> {
         let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
         let used = (pragma("page_count")? - pragma("freelist_count")?).max(0) * pragma("page_size")?;
-        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, "-wal"))
+        Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, Self::WAL_SUFFIX))
     }
 
     /// On bytes: SQLite's `substr` and `length` of TEXT stop at the first NUL, and `LIKE` folds
@@ -232,6 +277,7 @@ mod tests {
     use crate::store::{Backend, BatchId, StoreOptions, open};
 
     conformance_tests!(Backend::Sqlite, crate::store::sqlite::raw_exec);
+    crate::store::conformance_follow::follow_conformance_tests!(Backend::Sqlite);
 
     /// Two servers on one file (SQLite allows it): the batch-id check and the insert it guards
     /// are one `BEGIN IMMEDIATE` transaction, so racing uploads of one id never both insert.
@@ -259,4 +305,6 @@ mod tests {
         let all = a.query(&liteobs_model::Filter { limit: 10_000, ..Default::default() }).expect("query");
         assert_eq!(all.len(), batch.len() * ids.len(), "each batch stored once");
     }
+
+    crate::store::sandbox_tests::sandbox_tests!(crate::store::sqlite::Sqlite, "sqlite");
 }

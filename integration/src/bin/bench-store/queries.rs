@@ -14,6 +14,9 @@
 //! 3. **HTTP**: the real server binary on the same file, `GET /query?...&limit=100`, the answer
 //!    read and checked.
 //!
+//! 4. **`/stats`** grouped by server and route over every row: HTTP, in-process, and the
+//!    engine's floors on the same grouping (`--no-stats` skips it).
+//!
 //! Every timing is one query after an untimed warm-up of its kind; p50/p95/max in ms. The report
 //! says each kind's share of rows per key, the file size per million rows and the fill rate.
 //!
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
+use liteobs_model::stats::{Dimension, SortKey, StatsQuery, StatsResponse};
 use liteobs_model::{Filter, QueryResponse, StatusMatch, TrafficLog};
 use liteobs_server::store::{self, QueryPlan, QueryTuning, Store, StoreOptions};
 use rand::rngs::StdRng;
@@ -322,6 +326,7 @@ impl Cluster {
                 .then(|| IpAddr::V4(Ipv4Addr::new(10, 96, 0, (dst_index % 250) as u8 + 1))),
             dst_service_port: service.then_some(80),
             exchange_id: Some(rng.random()),
+            route: None,
             node: node.to_owned(),
         };
         for pid in
@@ -498,6 +503,14 @@ fn filled(backend: Backend, db: &Path, rows: usize, seed: u64) -> Result<Tally> 
     progress(format_args!("{}: filling {} with {rows} rows", backend.name(), db.display()));
     let store = store::open(backend_of(backend), db, StoreOptions::default())
         .with_context(|| format!("opening {}", db.display()))?;
+    // SQLite's six secondary indexes make a fill of millions of rows slow down as they outgrow
+    // the cache (8k rows/s at 2 M rows, measured): they are dropped for the fill and built
+    // again, in one sort each, when the store opens the file after it. The file then has
+    // freshly built (compact) indexes, where a server's grew row by row; queries on it may be
+    // a little faster than on a server's file of the same rows.
+    if backend == Backend::Sqlite {
+        super::sqlite_drop_indexes(db)?;
+    }
     let mut cluster = Cluster::new(seed);
     let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
     let mut store_secs = 0.0;
@@ -528,6 +541,11 @@ fn filled(backend: Backend, db: &Path, rows: usize, seed: u64) -> Result<Tally> 
         }
     }
     drop(store);
+    if backend == Backend::Sqlite {
+        let t = Instant::now();
+        drop(store::open(backend_of(backend), db, StoreOptions::default()).context("building the indexes")?);
+        progress(format_args!("{}: indexes built in {:.0} s", backend.name(), t.elapsed().as_secs_f64()));
+    }
     let tally = Tally {
         generator: GENERATOR,
         rows,
@@ -615,6 +633,134 @@ fn time_http(url: &str, queries: &[Query], expect: &[usize]) -> Result<Vec<Durat
 }
 
 // ------------------------------------------------------------------------------------------------
+// `/stats` over every row, and the engine's floors under it
+
+/// Timed samples of each stats kind (after one untimed warm-up each): fewer on SQLite, whose
+/// percentiles by window functions take seconds at 10 M rows.
+fn stats_samples(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 3,
+        Backend::Duckdb => 7,
+    }
+}
+
+/// The server and route columns `/stats?group_by=server,route` groups by.
+const STATS_KEYS: &str = "dst_ip, dst_port, dst_comm, dst_namespace, dst_pod, route";
+
+/// `group_by=server,route` over the whole file: every row counts.
+fn stats_query(tally: &Tally) -> StatsQuery {
+    StatsQuery {
+        filter: Filter {
+            since: DateTime::from_timestamp_micros(tally.oldest),
+            until: DateTime::from_timestamp_micros(tally.newest + 1),
+            limit: 100,
+            ..Filter::default()
+        },
+        group_by: vec![Dimension::Server, Dimension::Route],
+        sort: SortKey::Count,
+    }
+}
+
+/// The engine alone on the same grouping, read to the last row: `count(*)` only (the floor of
+/// any grouped answer), and for DuckDB with its exact percentiles too (what `/stats` adds).
+fn stats_floors(backend: Backend, db: &Path) -> Result<Vec<(&'static str, Vec<Duration>)>> {
+    let count = format!("SELECT {STATS_KEYS}, count(*) FROM traffic_logs GROUP BY 1, 2, 3, 4, 5, 6");
+    let time = |run: &mut dyn FnMut() -> Result<usize>| -> Result<Vec<Duration>> {
+        run()?;
+        (0..stats_samples(backend))
+            .map(|_| {
+                let t = Instant::now();
+                run()?;
+                Ok(t.elapsed())
+            })
+            .collect()
+    };
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let mut stmt = conn.prepare(&count)?;
+            let samples = time(&mut || Ok(stmt.query_map([], |_| Ok(()))?.count()))?;
+            Ok(vec![("count(*) grouped", samples)])
+        }
+        #[cfg(feature = "duckdb")]
+        Backend::Duckdb => {
+            let conn = duckdb::Connection::open_with_flags(
+                db,
+                duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+            )?;
+            let pct = format!(
+                "SELECT {STATS_KEYS}, count(*), quantile_disc(latency_us, [0.5, 0.95, 0.99]) \
+                 FILTER (WHERE status <> 0) FROM traffic_logs GROUP BY 1, 2, 3, 4, 5, 6"
+            );
+            let mut out = Vec::new();
+            for (name, sql) in [("count(*) grouped", &count), ("count(*) and quantile_disc grouped", &pct)] {
+                let mut stmt = conn.prepare(sql)?;
+                out.push((name, time(&mut || Ok(stmt.query_map([], |_| Ok(()))?.count()))?));
+            }
+            Ok(out)
+        }
+        #[cfg(not(feature = "duckdb"))]
+        Backend::Duckdb => bail!("this bench-store was built without DuckDB"),
+    }
+}
+
+/// `Store::stats` in-process, as the server answers it; the number of groups.
+fn time_stats_in_process(store: &dyn Store, q: &StatsQuery, n: usize) -> Result<(usize, Vec<Duration>)> {
+    let now = Utc::now();
+    let groups = store.stats(q, now)?.groups.len();
+    let samples = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            store.stats(q, now)?;
+            Ok(t.elapsed())
+        })
+        .collect::<Result<_>>()?;
+    Ok((groups, samples))
+}
+
+/// `GET /stats?group_by=server,route&since=..&until=..` through the real server.
+fn time_stats_http(url: &str, q: &StatsQuery, groups: usize, n: usize) -> Result<Vec<Duration>> {
+    // SQLite's answer at 10 M rows can take longer than the tests' 30 s.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+    let mut pairs = url_pairs(&q.filter);
+    pairs.push(("group_by", "server,route".into()));
+    let ask = || -> Result<Duration> {
+        let mut req = agent.get(&format!("{url}/stats"));
+        for (k, v) in &pairs {
+            req = req.query(*k, v);
+        }
+        let t = Instant::now();
+        let mut resp = req.call().context("GET /stats")?;
+        let status = resp.status();
+        let body = resp.body_mut().read_to_string().context("reading the /stats answer")?;
+        let elapsed = t.elapsed();
+        ensure!(status == 200, "GET /stats answered {status}: {body}");
+        let answer: StatsResponse = serde_json::from_str(&body).context("a /stats answer")?;
+        ensure!(
+            answer.groups.len() == groups,
+            "GET /stats: {} groups, in-process {groups}",
+            answer.groups.len()
+        );
+        Ok(elapsed)
+    };
+    ask()?;
+    (0..n).map(|_| ask()).collect()
+}
+
+struct StatsLine {
+    rows: usize,
+    backend: Backend,
+    groups: usize,
+    http: Vec<Duration>,
+    store: Vec<Duration>,
+    floors: Vec<(&'static str, Vec<Duration>)>,
+}
+
+// ------------------------------------------------------------------------------------------------
 // The run and its report
 
 struct Line {
@@ -644,6 +790,7 @@ pub fn run(config: &Config) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let load_before = load_average();
     let mut lines = Vec::new();
+    let mut stats_lines = Vec::new();
     let mut files = Vec::new();
     for &rows in &config.query_rows {
         ensure!(rows >= 1000, "--query-rows must be at least 1000");
@@ -699,6 +846,18 @@ pub fn run(config: &Config) -> Result<()> {
                     timed[i].1 = time_in_process(store.as_ref(), &qs[..n])?;
                 }
             }
+            let stats_q = stats_query(&tally);
+            let stats_timed = if config.no_stats {
+                None
+            } else {
+                progress(format_args!("{}: in-process /stats by server, route", backend.name()));
+                let store = store::open(backend_of(backend), &db, StoreOptions::default())?;
+                let (groups, store_t) =
+                    time_stats_in_process(store.as_ref(), &stats_q, stats_samples(backend))?;
+                drop(store);
+                progress(format_args!("{}: the engine's floors under /stats", backend.name()));
+                Some((groups, store_t, stats_floors(backend, &db)?))
+            };
             let t = Instant::now();
             let server = liteobs_integration::Server::try_start(backend.name(), &db, None, None)
                 .with_context(|| format!("starting the {} server", backend.name()))?;
@@ -724,13 +883,18 @@ pub fn run(config: &Config) -> Result<()> {
                     plain: plain_t,
                 });
             }
+            if let Some((groups, store_t, floors)) = stats_timed {
+                progress(format_args!("{}: HTTP /stats by server, route", backend.name()));
+                let http = time_stats_http(&server.url, &stats_q, groups, stats_samples(backend))?;
+                stats_lines.push(StatsLine { rows, backend, groups, http, store: store_t, floors });
+            }
             let status = server.try_stop()?;
             if !status.success() {
                 bail!("{} server exited with {status}", backend.name());
             }
         }
     }
-    print_report(config, &lines, &files, [load_before, load_average()]);
+    print_report(config, &lines, &stats_lines, &files, [load_before, load_average()]);
     Ok(())
 }
 
@@ -745,7 +909,13 @@ fn pct(x: f64) -> String {
     if x >= 0.001 { format!("{:.2} %", x * 100.0) } else { format!("{:.5} %", x * 100.0) }
 }
 
-fn print_report(config: &Config, lines: &[Line], files: &[FileNote], load: [String; 2]) {
+fn print_report(
+    config: &Config,
+    lines: &[Line],
+    stats_lines: &[StatsLine],
+    files: &[FileNote],
+    load: [String; 2],
+) {
     println!(
         "## Queries at {} rows",
         config.query_rows.iter().map(|r| format!("{} M", *r as f64 / 1e6)).collect::<Vec<_>>().join(" and ")
@@ -784,6 +954,30 @@ fn print_report(config: &Config, lines: &[Line], files: &[FileNote], load: [Stri
             stats(&l.store),
             stats(&l.plain),
         );
+    }
+    if !stats_lines.is_empty() {
+        println!();
+        println!(
+            "`/stats?group_by=server,route` over every row, {} runs after a warm-up (SQLite {}); p50 / p95 / max in ms. Floors: the engine alone on the same grouping, read to the last row.",
+            stats_samples(Backend::Duckdb),
+            stats_samples(Backend::Sqlite)
+        );
+        println!();
+        println!("| rows | backend | groups | HTTP `/stats` | `Store::stats` in-process | engine floors |");
+        println!("|---|---|---|---|---|---|");
+        for l in stats_lines {
+            let floors: Vec<String> =
+                l.floors.iter().map(|(name, s)| format!("{name}: {}", stats(s))).collect();
+            println!(
+                "| {} M | {} | {} | {} | {} | {} |",
+                l.rows as f64 / 1e6,
+                l.backend.name(),
+                l.groups,
+                stats(&l.http),
+                stats(&l.store),
+                floors.join("; ")
+            );
+        }
     }
     println!();
     println!(
