@@ -57,7 +57,8 @@ fn server_image() -> GenericImage {
 }
 
 /// `n` records starting at second `first`, all from one node, written as the server writes
-/// them back.
+/// them back: with the route the server gives every stored exchange (it replaces an uploaded
+/// one, so reading it back checks the server's templating).
 fn records(first: u32, n: u32) -> Vec<Value> {
     (first..first + n)
         .map(|i| {
@@ -65,7 +66,7 @@ fn records(first: u32, n: u32) -> Vec<Value> {
                 "ts": format!("2026-11-25T11:{:02}:{:02}.{:06}Z", i / 60, i % 60, i),
                 "src_ip": "10.244.1.7", "src_port": 30000 + i,
                 "dst_ip": "10.244.2.9", "dst_port": 8080,
-                "method": "GET", "path": format!("/orders/{i}"), "host": "orders.svc",
+                "method": "GET", "path": format!("/orders/{i}"), "route": "/orders/{id}", "host": "orders.svc",
                 "status": if i % 7 == 0 { 500 } else { 200 },
                 "latency_us": 100 + i, "req_bytes": 0, "resp_bytes": i,
                 "src_pid": 4000 + i % 3, "src_comm": "curl", "dst_pid": 5000, "dst_comm": "orders",
@@ -149,7 +150,18 @@ fn image_keeps_data_across_restarts(backend: &str) {
     let run = || {
         image
             .clone()
-            .with_cmd(["-db-type", backend, "-db-path", db.as_str(), "-listen", "0.0.0.0:8080"])
+            // The records' fixed timestamps age past the 7-day default retention, which would
+            // delete them at the restart's first pass: this test is about the volume.
+            .with_cmd([
+                "-db-type",
+                backend,
+                "-db-path",
+                db.as_str(),
+                "-listen",
+                "0.0.0.0:8080",
+                "-retention",
+                "off",
+            ])
             .with_env_var("LITEOBS_TOKEN", TOKEN)
             .with_mount(Mount::bind_mount(host_dir.as_str(), DATA_DIR))
             .with_startup_timeout(Duration::from_secs(60))
