@@ -3,8 +3,9 @@
 #   bash scripts/start.sh local [--keep] [--no-build]
 #                                         build, run a server (default store: DuckDB) and, as root, the
 #                                         agent on lo; make real HTTP traffic; print the table; stop
-#                                         everything it started (--keep leaves the server running;
-#                                         --no-build uses the binaries already in the target dir)
+#                                         everything it started, and print the web page's URL (--keep
+#                                         leaves the server and its page running; --no-build uses the
+#                                         binaries already in the target dir)
 #   bash scripts/start.sh full [ARGS...]   build the images, load them into the current kubectl context
 #                                         (kind, minikube, or push to $LITEOBS_REGISTRY), kubectl apply
 #                                         -k deploy/, wait for the rollout, then run a query (ARGS)
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/images.sh
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 
 # Every process this script starts in the background is the program itself (started with
 # `&` directly or through `root_exec`), never a subshell around it, so that $! is the PID to stop.
@@ -161,6 +162,9 @@ local_mode() {
     fi
     if [ "$keep" = 1 ]; then
         say "left running (pid $server_pid): server at $url, data in $work"
+        say "web page: $url/  (traffic, routes and map; open it in a browser)"
+    else
+        say "web page: $url/  (up while this ran; with --keep it stays up)"
     fi
 }
 

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tshark nginx-light wrk \
     docker.io debootstrap nix-bin containerd runc nodejs iptables \
-    zsh fish man-db  # the client's completion scripts and man page are checked by the real shells and man
+    zsh fish man-db \
+    chromium chromium-driver  # the completions and man page by real shells and man; the web page in a real browser
 # deploy/check runs `kubectl kustomize`; Debian 12 and Ubuntu LTS have no kubectl package (Debian
 # 12's kubernetes-client is 1.20, from 2021), so it is installed only where an apt source has it.
 command -v kubectl >/dev/null || ensure_packaged_if_any kubectl

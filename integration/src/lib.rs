@@ -7,6 +7,8 @@
 //! failure, not a skip. Tests use the panicking forms ([`bin`], [`Server::start`],
 //! [`Server::stop`]); programs use the fallible ones (`try_*`).
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -98,5 +98,10 @@ fn start_local_stops_everything_it_started() {
     assert!(status.success(), "start.sh local failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("agent: capturing lo"), "the agent never started:\n{stderr}");
     assert!(stdout.contains("TIME ") && stdout.contains("python3/"), "no attributed table:\n{stdout}");
+    let last = stderr.lines().rev().find(|l| l.starts_with("==> ")).unwrap_or("");
+    assert!(
+        last.starts_with("==> web page: http://127.0.0.1:"),
+        "it ends with the page's URL: {last:?}\n{stderr}"
+    );
     assert!(left.is_empty(), "start.sh local left these running: {left:?}\nstderr:\n{stderr}");
 }

@@ -54,6 +54,10 @@ pub struct Cli {
     /// -namespace, both hold for the same side).
     #[arg(long, value_name = "PREFIX", global = true)]
     pub pod: Option<String>,
+    /// Exchanges whose route (the path template the server stored, as `stats -group-by route`
+    /// shows it) is exactly this, e.g. '/orders/{id}'.
+    #[arg(long, value_name = "ROUTE", global = true)]
+    pub route: Option<String>,
     /// Only exchanges at or after this time: RFC 3339 or an age like 15m, 2h, 7d.
     #[arg(long, value_name = "TIME", global = true)]
     pub since: Option<String>,
@@ -234,6 +238,7 @@ impl Cli {
             ("path", self.path),
             ("namespace", self.namespace),
             ("pod", self.pod),
+            ("route", self.route),
             ("since", self.since),
             ("until", self.until),
             ("limit", self.limit),
@@ -364,6 +369,8 @@ mod tests {
             "2h",
             "-pod",
             "web-",
+            "-route",
+            "/item/{id}",
             "-namespace",
             "shop",
             "-path",
@@ -381,8 +388,9 @@ mod tests {
         let names: Vec<&str> = c.params.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             names,
-            ["ip", "pid", "method", "status", "path", "namespace", "pod", "since", "until", "limit"]
+            ["ip", "pid", "method", "status", "path", "namespace", "pod", "route", "since", "until", "limit"]
         );
+        assert!(c.params.contains(&("route", "/item/{id}".to_owned())));
         assert!(c.params.contains(&("method", "post".to_owned())));
         assert!(c.params.contains(&("path", "/a b&c".to_owned())));
         assert!(c.params.contains(&("namespace", "shop".to_owned())));

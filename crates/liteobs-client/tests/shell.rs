@@ -8,7 +8,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_liteobs-client");
 
 /// Every long flag of the program and its commands.
-const FLAGS: [&str; 17] = [
+const FLAGS: [&str; 18] = [
     "ip",
     "pid",
     "method",
@@ -16,6 +16,7 @@ const FLAGS: [&str; 17] = [
     "path",
     "namespace",
     "pod",
+    "route",
     "since",
     "until",
     "limit",

@@ -1,7 +1,7 @@
 //! The query contract between client and server.
 //!
-//! A [`Filter`] travels as URL query parameters (`ip`, `pid`, `method`, `status`, `path`, `since`,
-//! `until`, `limit`); the server answers with a [`QueryResponse`]. Parsing lives here so that the
+//! A [`Filter`] travels as URL query parameters (`ip`, `pid`, `method`, `status`, `path`,
+//! `namespace`, `pod`, `route`, `client`, `server`, `since`, `until`, `limit`); the server answers with a [`QueryResponse`]. Parsing lives here so that the
 //! client can reject a bad flag before it calls the server, with the same words the server uses.
 
 use std::net::IpAddr;
@@ -32,6 +32,13 @@ pub struct Filter {
     pub namespace: Option<String>,
     /// Prefix of either side's pod name. With `namespace` too, both hold for the same side.
     pub pod_prefix: Option<String>,
+    /// Exact route (the path template the server stored: `/item/{id}`).
+    pub route: Option<String>,
+    /// Exact node id of the client side, as `/map` names it ([`crate::map::client_node`]:
+    /// `pod:shop/web-1`, `process:10.0.0.2/curl`, `address:10.0.0.2`): one end of a map edge.
+    pub client: Option<String>,
+    /// Exact node id of the server side ([`crate::map::server_node`]).
+    pub server: Option<String>,
     /// Inclusive lower bound on `ts`.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `ts`.
@@ -50,6 +57,9 @@ impl Default for Filter {
             path_prefix: None,
             namespace: None,
             pod_prefix: None,
+            route: None,
+            client: None,
+            server: None,
             since: None,
             until: None,
             limit: DEFAULT_LIMIT,
@@ -146,6 +156,9 @@ impl Filter {
                 "path" => f.path_prefix = Some(value.to_owned()),
                 "namespace" => f.namespace = Some(value.to_owned()),
                 "pod" => f.pod_prefix = Some(value.to_owned()),
+                "route" => f.route = Some(value.to_owned()),
+                "client" => f.client = Some(value.to_owned()),
+                "server" => f.server = Some(value.to_owned()),
                 "since" => f.since = Some(parse_time(value, now).map_err(|r| bad(key, r))?),
                 "until" => f.until = Some(parse_time(value, now).map_err(|r| bad(key, r))?),
                 "limit" => {
@@ -159,7 +172,7 @@ impl Filter {
                 other => {
                     return Err(bad(
                         other,
-                        "unknown parameter (known: ip, pid, method, status, path, namespace, pod, since, until, limit)",
+                        "unknown parameter (known: ip, pid, method, status, path, namespace, pod, route, client, server, since, until, limit)",
                     ));
                 }
             }
@@ -180,6 +193,9 @@ impl Filter {
             && self.status.is_none_or(|s| s.matches(r.status))
             && self.path_prefix.as_deref().is_none_or(|p| r.path.starts_with(p))
             && self.matches_pod(r)
+            && self.route.as_deref().is_none_or(|want| r.route.as_deref() == Some(want))
+            && self.client.as_deref().is_none_or(|want| crate::map::client_node(r) == want)
+            && self.server.as_deref().is_none_or(|want| crate::map::server_node(r) == want)
             && self.since.is_none_or(|s| r.ts >= s)
             && self.until.is_none_or(|u| r.ts < u)
     }

@@ -1,5 +1,6 @@
 //! The REST API: `POST /upload`, `GET /query` (and its live stream, `GET /query?follow=1`),
-//! `GET /stats`, `GET /map`, `POST /sql`, `GET /healthz`.
+//! `GET /stats`, `GET /map`, `POST /sql`, `GET /healthz`; and the web page over it (`GET /`,
+//! [`crate::web`]).
 //!
 //! Handlers decode and validate on the executor, then run store calls on actix's blocking pool
 //! (`web::block`), so a slow disk never stalls other connections. An upload is answered only
@@ -43,7 +44,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// The store's router, for the count of folded routes `/stats` answers.
     pub routes: Arc<crate::routes::Router>,
-    /// When set, every route but `/healthz` needs `Authorization: Bearer <token>`.
+    /// When set, every route but `/healthz` and the page ([`crate::page::is_public`]) needs
+    /// `Authorization: Bearer <token>`.
     pub token: Option<String>,
     /// Largest upload body accepted, in bytes, both as sent and after gzip decoding.
     pub max_body: usize,
@@ -71,6 +73,7 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
                 .route("/stats", web::get().to(stats::stats))
                 .route("/map", web::get().to(stats::map))
                 .route("/sql", web::post().to(sql::sql))
+                .configure(crate::page::configure)
                 .default_service(web::to(not_found)),
         );
     }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod metrics;
+pub mod page;
 pub mod routes;
 pub mod store;
 pub mod tls;

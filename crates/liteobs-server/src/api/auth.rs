@@ -1,4 +1,5 @@
-//! The bearer-token check in front of every route but `/healthz`.
+//! The bearer-token check in front of every route but `/healthz` and the web page's files
+//! ([`crate::page::is_public`]).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -26,7 +27,7 @@ pub async fn require_token(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let token = req.app_data::<web::Data<ApiState>>().and_then(|s| s.token.clone());
     if let Some(want) = token
-        && req.path() != "/healthz"
+        && !crate::page::is_public(req.path())
     {
         let given = req
             .headers()

@@ -208,8 +208,9 @@ impl Harness {
     }
 
     /// [`Harness::send`], with the answer's headers.
-    async fn send_with_headers(&self, req: test::TestRequest) -> (StatusCode, header::HeaderMap, Value) {
-        let state = web::Data::new(ApiState {
+    /// The API's state over this harness's store, limits and token.
+    fn state(&self) -> web::Data<ApiState> {
+        web::Data::new(ApiState {
             store: self.store.clone(),
             routes: Arc::default(),
             token: self.token.clone(),
@@ -218,8 +219,11 @@ impl Harness {
             budget: self.budget.clone(),
             metrics: self.metrics.clone(),
             follow: FollowSettings::new(64, Duration::from_secs(15), tokio::sync::watch::channel(false).1),
-        });
-        let app = test::init_service(App::new().configure(configure(state))).await;
+        })
+    }
+
+    async fn send_with_headers(&self, req: test::TestRequest) -> (StatusCode, header::HeaderMap, Value) {
+        let app = test::init_service(App::new().configure(configure(self.state()))).await;
         let resp = test::call_service(&app, req.to_request()).await;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -385,6 +389,57 @@ async fn body_over_the_limit_is_413_raw_and_after_gzip() {
         .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(h.stored(), 0);
+}
+
+/// The page's files need no token (the page asks for it and sends it with its API calls), come
+/// gzipped when asked, revalidate by `ETag`, and carry a policy that keeps the page to its own
+/// files and server; a name that is not one of them is a JSON 404.
+#[actix_web::test]
+async fn the_page_is_public_gzipped_revalidated_and_confined() {
+    let h = Harness::new().with_token("s3cret");
+    let app = test::init_service(App::new().configure(configure(h.state()))).await;
+    let get = |uri: &str| test::TestRequest::get().uri(uri);
+    let resp = test::call_service(&app, get("/").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let headers = resp.headers().clone();
+    assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/html; charset=utf-8");
+    assert!(
+        headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("connect-src 'self'")
+    );
+    assert!(headers.get(header::CONTENT_ENCODING).is_none(), "not gzipped unless asked");
+    let html = test::read_body(resp).await;
+    assert!(std::str::from_utf8(&html).unwrap().contains("<title>LiteObs</title>"));
+
+    let resp = test::call_service(
+        &app,
+        get("/ui/app.js").insert_header((header::ACCEPT_ENCODING, "gzip, br")).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers().get(header::CONTENT_ENCODING).unwrap(), "gzip");
+    let etag = resp.headers().get(header::ETAG).unwrap().clone();
+    let gz = test::read_body(resp).await;
+    let mut js = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut js).unwrap();
+    assert!(js.contains("TrafficView"), "the app's own code, gzipped");
+
+    let resp =
+        test::call_service(&app, get("/ui/app.js").insert_header((header::IF_NONE_MATCH, etag)).to_request())
+            .await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
+    let resp = test::call_service(&app, get("/ui/../Cargo.toml").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = test::call_service(&app, get("/ui/vendor/LICENSE").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the vendored code's licence is served beside it");
+    // The API behind it still needs the token.
+    let resp = test::call_service(&app, get("/query").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[actix_web::test]

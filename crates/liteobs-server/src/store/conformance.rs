@@ -175,6 +175,52 @@ pub fn every_filter_matches_the_reference(s: &dyn Store) {
     check_against_reference(s, &records, &filters());
 }
 
+/// `route`, `client` and `server` (a map edge's ends, as the web page's clicks send them):
+/// every node id and route the corpus has, alone and paired, and ids that name nothing.
+pub fn routes_and_node_ids_match_the_reference(s: &dyn Store) {
+    use liteobs_model::map::{client_node, server_node};
+    let records = corpus(300);
+    insert(s, &records);
+    let f = || Filter { limit: 10_000, ..Filter::default() };
+    let mut filters = Vec::new();
+    let distinct = |key: fn(&TrafficLog) -> String| {
+        let mut v: Vec<String> = records.iter().map(key).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let clients = distinct(client_node);
+    let servers = distinct(server_node);
+    let routes = distinct(|r| r.route.clone().unwrap_or_default());
+    assert!(
+        clients.len() >= 6 && servers.len() >= 6 && routes.len() >= 4,
+        "{clients:?} {servers:?} {routes:?}"
+    );
+    for c in &clients {
+        filters.push(Filter { client: Some(c.clone()), ..f() });
+    }
+    for sv in &servers {
+        filters.push(Filter { server: Some(sv.clone()), ..f() });
+        filters.push(Filter { server: Some(sv.clone()), client: Some(clients[0].clone()), ..f() });
+    }
+    for r in &routes {
+        filters.push(Filter { route: Some(r.clone()), ..f() });
+        filters.push(Filter { route: Some(r.clone()), server: Some(servers[1].clone()), ..f() });
+    }
+    for nothing in ["pod:/", "address:10.0.0.1:80", "process:10.0.0.1", "/API"] {
+        filters.push(Filter { client: Some(nothing.into()), ..f() });
+        filters.push(Filter { server: Some(nothing.into()), ..f() });
+        filters.push(Filter { route: Some(nothing.into()), ..f() });
+    }
+    for filter in &filters {
+        let got = s.query(filter).expect("query");
+        let want = expected(&records, filter);
+        assert_eq!(got, want, "rows for {filter:?}");
+    }
+    let matched = filters.iter().filter(|f| !expected(&records, f).is_empty()).count();
+    assert!(matched >= clients.len() + servers.len() + routes.len(), "the filters select rows: {matched}");
+}
+
 pub fn records_round_trip_exactly(s: &dyn Store) {
     let records = corpus(40);
     insert(s, &records);
@@ -1593,6 +1639,10 @@ macro_rules! conformance_tests {
             #[test]
             fn every_filter_matches_the_reference() {
                 with_store(c::every_filter_matches_the_reference)
+            }
+            #[test]
+            fn routes_and_node_ids_match_the_reference() {
+                with_store(c::routes_and_node_ids_match_the_reference)
             }
             #[test]
             fn records_round_trip_exactly() {

@@ -230,6 +230,16 @@ fn conditions<D: Driver>(filter: &Filter, skip: Option<SideKey>, params: &mut Ve
         let dst = side("dst_namespace", "dst_pod");
         conds.push(format!("({src} OR {dst})"));
     }
+    if let Some(r) = &filter.route {
+        conds.push("route = ?".into());
+        params.push(Param::Text(r.clone()));
+    }
+    for (side, want) in [(Side::Client, &filter.client), (Side::Server, &filter.server)] {
+        if let Some(id) = want {
+            conds.push(format!("{} = ?", node_id(side)));
+            params.push(Param::Text(id.clone()));
+        }
+    }
     if let Some(t) = filter.since {
         conds.push("ts >= ?".into());
         params.push(Param::Int(micros_ceil(t)));
@@ -239,6 +249,30 @@ fn conditions<D: Driver>(filter: &Filter, skip: Option<SideKey>, params: &mut Ve
         params.push(Param::Int(micros_ceil(t)));
     }
     conds
+}
+
+/// One side of an exchange, for [`node_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// A side's node id as an SQL expression, exactly as [`liteobs_model::map::client_node`] and
+/// [`liteobs_model::map::server_node`] make it in Rust: `/map`'s keys and the `client` and
+/// `server` filters.
+pub fn node_id(side: Side) -> String {
+    let host = |ip: &str| format!("CASE WHEN instr({ip}, ':') > 0 THEN '[' || {ip} || ']' ELSE {ip} END");
+    let (prefix, address) = match side {
+        Side::Client => ("src", format!("'address:' || {}", host("src_ip"))),
+        Side::Server => ("dst", format!("'address:' || {} || ':' || CAST(dst_port AS TEXT)", host("dst_ip"))),
+    };
+    format!(
+        "(CASE WHEN {prefix}_pod IS NOT NULL THEN 'pod:' || COALESCE({prefix}_namespace, '') || '/' || {prefix}_pod \
+         WHEN {prefix}_comm IS NOT NULL THEN 'process:' || {} || '/' || {prefix}_comm \
+         ELSE {address} END)",
+        host(&format!("{prefix}_ip"))
+    )
 }
 
 fn where_clause(conds: &[String]) -> String {

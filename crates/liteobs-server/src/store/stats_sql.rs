@@ -13,7 +13,7 @@ use liteobs_model::stats::{Dimension, Group, GroupKey, SortKey, rate};
 
 use super::StoreError;
 use super::driver::Driver;
-use super::sql::{self, Param};
+use super::sql::{self, Param, Side};
 
 /// The figures after the key columns, in this order, every one an integer (or NULL).
 const FIGURES: [&str; 11] = [
@@ -54,22 +54,9 @@ pub fn stats_keys(group_by: &[Dimension]) -> Vec<Key> {
 /// The keys of `/map`: each side's node id, computed in SQL exactly as
 /// [`liteobs_model::map::client_node`] and [`liteobs_model::map::server_node`] do in Rust.
 pub fn map_keys() -> Vec<Key> {
-    let host = |ip: &str| format!("CASE WHEN instr({ip}, ':') > 0 THEN '[' || {ip} || ']' ELSE {ip} END");
-    let node = |side: &str, address: String| {
-        format!(
-            "CASE WHEN {side}_pod IS NOT NULL THEN 'pod:' || COALESCE({side}_namespace, '') || '/' || {side}_pod \
-             WHEN {side}_comm IS NOT NULL THEN 'process:' || {} || '/' || {side}_comm \
-             ELSE {address} END",
-            host(&format!("{side}_ip"))
-        )
-    };
     vec![
-        Key { name: "client", expr: node("src", format!("'address:' || {}", host("src_ip"))), int: false },
-        Key {
-            name: "server",
-            expr: node("dst", format!("'address:' || {} || ':' || CAST(dst_port AS TEXT)", host("dst_ip"))),
-            int: false,
-        },
+        Key { name: "client", expr: sql::node_id(Side::Client), int: false },
+        Key { name: "server", expr: sql::node_id(Side::Server), int: false },
     ]
 }
 
