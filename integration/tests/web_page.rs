@@ -2,7 +2,7 @@
 //! records: the traffic table shows them, the filters narrow them, the keyboard opens a row's
 //! detail, the live table follows (and pauses for) records uploaded after the page opened, the
 //! routes table and the map show what the records say and their clicks filter the traffic, and
-//! a server with a token gets the page's token prompt.
+//! a server with a token gets the page's token prompt; every visible text has AA contrast.
 //!
 //! The screenshots in `docs/` are made here: with `LITEOBS_UPDATE_SCREENSHOTS=1` they are
 //! written there (`docs/web-traffic.png`, `docs/web-routes.png`, `docs/web-map.png`), otherwise
@@ -87,6 +87,49 @@ async fn rows_are(b: &Browser, n: usize) {
     b.until(&format!("{n} rows in the traffic table"), &format!("{ROWS} === {n}")).await;
 }
 
+/// Every visible text on the page against the background it is drawn on: WCAG 2 contrast of at
+/// least 4.5:1 (AA for body text). Answers how many texts it checked and the failures.
+const CONTRAST: &str = r#"
+const lum = (c) => {
+  const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const rgba = (s) => (s.match(/[\d.]+/g) || []).map(Number);
+const background = (e) => {
+  for (; e; e = e.parentElement) {
+    const c = rgba(getComputedStyle(e).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+};
+const bad = [];
+let checked = 0;
+for (const e of document.querySelectorAll('body *')) {
+  // In SVG only labels count, drawn in their fill on the map's (white) background.
+  const inSvg = e.closest('svg') !== null;
+  if ((inSvg && e.tagName !== 'text') || e.closest('[hidden]') || !e.getClientRects().length) continue;
+  const text = [...e.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent.trim()).join('');
+  if (!text) continue;
+  const style = getComputedStyle(e);
+  if (style.visibility === 'hidden' || Number(style.opacity) < 1) continue;
+  const colour = rgba(inSvg ? style.fill : style.color).slice(0, 3);
+  const under = inSvg ? background(e.closest('svg').parentElement) : background(e);
+  const [a, b] = [lum(colour), lum(under)];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  checked++;
+  if (ratio < 4.5) bad.push(`${text.slice(0, 30)}: ${ratio.toFixed(2)} (${colour} on ${under})`);
+}
+return { checked, bad };
+"#;
+
+async fn contrast_is_aa(b: &Browser, view: &str) {
+    let answer = b.js(CONTRAST).await;
+    assert_eq!(answer["bad"], json!([]), "text under 4.5:1 contrast in the {view} view");
+    let checked = answer["checked"].as_u64().unwrap_or(0);
+    println!("{view}: {checked} texts checked for contrast");
+    assert!(checked >= 20, "the {view} view's texts were checked: {checked}");
+}
+
 async fn screenshot(b: &Browser, name: &str, scratch: &std::path::Path) {
     let png = b.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{name}: a PNG of the page");
@@ -121,6 +164,7 @@ async fn the_page_shows_traffic_routes_and_the_map_and_follows_new_records() {
     assert_eq!(first[6], "nginx (1200)10.0.0.2:80");
     b.until("the live state", "return document.getElementById('status').textContent === 'live'").await;
     screenshot(&b, "traffic", dir.path()).await;
+    contrast_is_aa(&b, "traffic").await;
 
     // Filters narrow it: a status class (a select), then an address typed in.
     b.select("select[name=status]", "5xx").await;
@@ -204,6 +248,7 @@ async fn the_page_shows_traffic_routes_and_the_map_and_follows_new_records() {
     )
     .await;
     screenshot(&b, "routes", dir.path()).await;
+    contrast_is_aa(&b, "routes").await;
     b.click(&row).await;
     // 4 + 2 in the shop, 2 followed.
     rows_are(&b, 8).await;
@@ -224,6 +269,7 @@ async fn the_page_shows_traffic_routes_and_the_map_and_follows_new_records() {
     let failing = b.js("return document.querySelectorAll('#map path.edge-line.bad').length").await;
     assert_eq!(failing, json!(2), "frontend→checkout and checkout→payments have errors (dashed, red)");
     screenshot(&b, "map", dir.path()).await;
+    contrast_is_aa(&b, "map").await;
     let charge = &records[12];
     b.click(&format!(
         "#map g.edge[data-client=\"{}\"][data-server=\"{}\"] path.hit",

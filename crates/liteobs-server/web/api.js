@@ -91,6 +91,7 @@ const sleep = (ms, signal) =>
 export async function follow(params, on, signal) {
   let cursor = null;
   let wait = 1000;
+  let reason = "";
   while (!signal.aborted) {
     const q = new URLSearchParams(params);
     q.set("follow", "1");
@@ -130,10 +131,11 @@ export async function follow(params, on, signal) {
       }
     } catch (e) {
       if (signal.aborted) return;
-      on.state(`reconnecting (${e.message})`);
+      reason = ` (${e.message})`;
     }
     if (signal.aborted) return;
-    on.state("reconnecting");
+    on.state(`reconnecting${reason}`);
+    reason = "";
     await sleep(wait, signal);
     wait = Math.min(wait * 2, 15000);
   }

@@ -34,7 +34,7 @@ export class RoutesView extends AnswerView {
       if (!tr) return;
       const rows = [...this.body.rows];
       const at = rows.indexOf(tr);
-      const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: rows.length - 1 }[e.key];
+      const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: rows.length - 1, PageDown: at + 15, PageUp: at - 15 }[e.key];
       if (to !== undefined) {
         e.preventDefault();
         const next = rows[Math.max(0, Math.min(rows.length - 1, to))];
