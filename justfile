@@ -13,6 +13,10 @@ build:
 test:
     bash scripts/test.sh
 
+# the web page in headless Chromium (integration/tests/web_page.rs), writing docs/web-*.png
+screenshots: build
+    LITEOBS_UPDATE_SCREENSHOTS=1 cargo test --release --locked --workspace --test web_page
+
 # the cargo-fuzz targets (nightly), LITEOBS_FUZZ_SECONDS each (default 10); see README
 fuzz *TARGETS:
     bash scripts/fuzz.sh {{TARGETS}}
