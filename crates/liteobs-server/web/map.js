@@ -81,7 +81,8 @@ export class MapView extends AnswerView {
       // Both directions between two nodes: bend each to its own side.
       const bend = pairs.has(`${l.server}\u0000${l.client}`) ? 28 : 0;
       const d = path(a, b, bend, l.client === l.server);
-      const label = `${rate(l.rate)} · ${failed ? `${percent(failed, l.count)} err` : "ok"} · p95 ${micros(l.p95_us)}`;
+      // Short, so that labels seldom meet; the latencies are in the tooltip and the aria-label.
+      const label = `${rate(l.rate)} · ${failed ? `${percent(failed, l.count)} err` : "ok"}`;
       const g = svg(
         "g",
         {
