@@ -55,6 +55,11 @@ fn to_query(f: &Filter) -> Option<String> {
     if let Some(p) = &f.pod_prefix {
         pairs.push(("pod", p.clone()));
     }
+    for (name, value) in [("route", &f.route), ("client", &f.client), ("server", &f.server)] {
+        if let Some(v) = value {
+            pairs.push((name, v.clone()));
+        }
+    }
     if let Some(t) = &f.since {
         pairs.push(("since", time(t)?));
     }
