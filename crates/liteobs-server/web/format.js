@@ -74,6 +74,15 @@ export function side(r, which) {
   return { name, address };
 }
 
+/** A table cell saying who one side is: its name, then its address (muted), both in the title. */
+export function whoCell(r, which) {
+  const { name, address } = side(r, which);
+  const td = el("td", { class: "who", title: name ? `${name} ${address}` : address });
+  if (name) td.append(el("span", { text: name }), el("span", { class: "muted", text: address }));
+  else td.append(el("span", { text: address }));
+  return td;
+}
+
 /** The client side's node id, as `/map` names it. */
 export function clientNode(r) {
   if (r.src_pod != null) return `pod:${r.src_namespace ?? ""}/${r.src_pod}`;

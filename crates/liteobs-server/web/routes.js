@@ -3,7 +3,7 @@
 // spread on one log scale shared by the table. Choosing a row (click, or Enter) shows its
 // exchanges in the traffic view.
 
-import { el, micros, percent, rate, serverNode, svg } from "./format.js";
+import { el, micros, percent, rate, serverNode, svg, whoCell } from "./format.js";
 import { AnswerView } from "./view.js";
 
 const WIDTH = 160;
@@ -69,11 +69,8 @@ export class RoutesView extends AnswerView {
     const top = Math.max(1, ...answer.groups.map((g) => g.max_us ?? 1));
     answer.groups.forEach((g, i) => {
       const k = g.key;
-      const name = k.dst_pod != null ? (k.dst_namespace ? `${k.dst_namespace}/${k.dst_pod}` : k.dst_pod) : k.dst_comm;
-      const address = k.dst_ip.includes(":") ? `[${k.dst_ip}]:${k.dst_port}` : `${k.dst_ip}:${k.dst_port}`;
-      const server = el("td", { class: "who", title: `${name ?? ""} ${address}`.trim() });
-      if (name) server.append(el("span", { text: name }), el("span", { class: "muted", text: address }));
-      else server.append(el("span", { text: address }));
+      // A `/stats` server key has the record's `dst_*` columns: the traffic table's cell fits it.
+      const server = whoCell(k, "server");
       const failed = g.errors + g.no_response;
       const errors = el("td", { class: `num errors${failed ? " some" : ""}` });
       errors.textContent = failed ? `${failed} (${percent(failed, g.count)})` : "0";

@@ -5,7 +5,7 @@
 // rows, Enter or Space shows the row's detail, Escape closes it and returns to the row.
 
 import { follow, getJSON } from "./api.js";
-import { bytes, clock, el, micros, side, statusClass, statusText } from "./format.js";
+import { bytes, clock, el, micros, statusClass, statusText, whoCell } from "./format.js";
 
 /** Rows kept on the page; older ones are dropped as new ones arrive. */
 const MAX_ROWS = 500;
@@ -236,14 +236,6 @@ export class TrafficView {
   }
 }
 
-function who(r, which) {
-  const { name, address } = side(r, which);
-  const td = el("td", { class: "who", title: name ? `${name} ${address}` : address });
-  if (name) td.append(el("span", { text: name }), el("span", { class: "muted", text: address }));
-  else td.append(el("span", { text: address }));
-  return td;
-}
-
 function row(r) {
   const tr = el("tr", { tabindex: "-1", "data-exchange": r.exchange_id ?? null });
   const status = el("span", { class: `status ${statusClass(r.status)}`, text: statusText(r.status) });
@@ -253,8 +245,8 @@ function row(r) {
     el("td", { class: "path", title: r.host ? `${r.host}${r.path}` : r.path, text: r.path }),
     el("td", {}, status),
     el("td", { class: "num", text: r.status === 0 ? "–" : micros(r.latency_us) }),
-    who(r, "client"),
-    who(r, "server"),
+    whoCell(r, "client"),
+    whoCell(r, "server"),
     el("td", { class: "num", text: `${bytes(r.req_bytes)} / ${bytes(r.resp_bytes)}` }),
     el("td", { class: "muted", text: r.node }),
   );
