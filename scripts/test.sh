@@ -16,6 +16,9 @@ ensure_packages build-essential pkg-config libpcap-dev python3 curl tcpdump tsha
 # deploy/check runs `kubectl kustomize`; Debian 12 and Ubuntu LTS have no kubectl package (Debian
 # 12's kubernetes-client is 1.20, from 2021), so it is installed only where an apt source has it.
 command -v kubectl >/dev/null || ensure_packaged_if_any kubectl
+# The ClickHouse backend's tests start real servers: Debian 12 packages ClickHouse 18.16 (the
+# oldest release LiteObs supports); where no apt source has it, those tests say SKIPPED.
+ensure_packaged_if_any clickhouse-server
 ensure_rust
 ensure_target_dir
 

@@ -21,9 +21,33 @@ use crate::store::{Backend, RowRetention};
     about = "LiteObs server: stores HTTP exchange records and answers queries"
 )]
 pub struct Config {
-    /// Embedded database to use.
+    /// Database to use: embedded (duckdb, sqlite), or a ClickHouse server (-clickhouse-url).
     #[arg(long, value_enum, default_value_t = Backend::DEFAULT)]
     pub db_type: Backend,
+    /// ClickHouse's HTTP interface (-db-type clickhouse); https:// for TLS. With
+    /// -clickhouse-cluster, a comma-separated list of every node: the tables are made on each.
+    #[arg(
+        long,
+        env = "LITEOBS_CLICKHOUSE_URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: Vec<String>,
+    /// ClickHouse database (it must exist).
+    #[arg(long, env = "LITEOBS_CLICKHOUSE_DATABASE", default_value = "default")]
+    pub clickhouse_database: String,
+    #[arg(long, env = "LITEOBS_CLICKHOUSE_USER", default_value = "default")]
+    pub clickhouse_user: String,
+    #[arg(long, env = "LITEOBS_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+    /// A cluster of ClickHouse's `remote_servers`: the tables are `_local` on every node and
+    /// `Distributed` over its shards.
+    #[arg(long)]
+    pub clickhouse_cluster: Option<String>,
+    /// This server's number (0-1023) among the servers sharing one ClickHouse, in each row's
+    /// `seq` (random when not given; give each replica its own where two may write in one ms).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..1024))]
+    pub clickhouse_replica: Option<u16>,
     /// Database file (default: liteobs.duckdb or liteobs.sqlite in the working directory).
     #[arg(long)]
     pub db_path: Option<PathBuf>,
@@ -167,6 +191,19 @@ impl Config {
     /// `-retention` and `-max-db-size` as the store takes them.
     pub fn row_retention(&self) -> RowRetention {
         RowRetention { max_age: self.row_max_age.0, max_bytes: self.max_db_size.0 }
+    }
+
+    /// The `-clickhouse-*` flags as the store takes them.
+    pub fn clickhouse(&self) -> crate::store::clickhouse::ClickhouseConfig {
+        crate::store::clickhouse::ClickhouseConfig {
+            urls: self.clickhouse_url.clone(),
+            database: self.clickhouse_database.clone(),
+            user: self.clickhouse_user.clone(),
+            password: self.clickhouse_password.clone(),
+            cluster: self.clickhouse_cluster.clone(),
+            replica: self.clickhouse_replica,
+            ..Default::default()
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {

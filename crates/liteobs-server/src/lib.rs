@@ -53,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             rows: config.row_retention(),
             routes: router.clone(),
             sql: config.sql_limits(),
+            clickhouse: config.clickhouse(),
             ..Default::default()
         };
         move || store::open(backend, &path, options)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::Cell;
 
+use super::dialect::Dialect;
 use super::query_plan::QueryPlan;
 use super::sandbox::{Answer, SqlError};
 use super::sql::{Param, RawRow};
@@ -57,7 +58,7 @@ pub fn failure_from_text(e: &DynError) -> Failure {
 /// The primitives of one engine. Every call runs on the connection it is given; a transaction is
 /// opened with [`Driver::BEGIN`] and ended with `COMMIT` or `ROLLBACK` by the caller, so calls in
 /// between belong to it.
-pub trait Driver: Send + Sync + 'static {
+pub trait Driver: Dialect + Send + Sync + 'static {
     type Conn: Send;
 
     /// Starts a write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so
@@ -116,15 +117,6 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Runs a [`super::sql::select`] statement.
     fn select(conn: &Self::Conn, sql: &str, params: &[Param]) -> Result<Vec<RawRow>, DynError>;
-
-    /// The condition "text column `column` starts with `prefix`", pushing its parameters. Must
-    /// compare bytes exactly as `str::starts_with` does (the reference): no case folding, no
-    /// wildcards, and NUL is an ordinary byte. `prefix` is not empty.
-    fn starts_with(column: &str, prefix: &str, params: &mut Vec<Param>) -> String;
-
-    /// The engine's timestamp of `micros`, a column of microseconds since the Unix epoch (UTC):
-    /// the `traffic` view's readable `ts` ([`super::sql::create_view`]).
-    fn timestamp(micros: &str) -> String;
 
     /// A connection for one `POST /sql` query, in the engine's sandbox ([`super::sandbox`]).
     type Sandbox: Send;

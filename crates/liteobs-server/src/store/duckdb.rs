@@ -14,6 +14,7 @@ use duckdb::{Connection, OptionalExt, params_from_iter};
 use liteobs_model::TrafficLog;
 use liteobs_model::columns::Cell;
 
+use super::dialect::Dialect;
 use super::driver::{Driver, DynError, Reclaim, sidecar_len};
 use super::duckdb_columns;
 use super::duckdb_sandbox;
@@ -114,11 +115,6 @@ impl Driver for Duckdb {
         Ok(rows.collect::<duckdb::Result<Vec<_>>>()?)
     }
 
-    /// `TIMESTAMP` (no time zone: UTC by the store's convention), exact to the microsecond.
-    fn timestamp(micros: &str) -> String {
-        format!("make_timestamp({micros})")
-    }
-
     type Sandbox = duckdb_sandbox::Sandbox;
 
     /// A new connection of the store's instance ([`config`] applies to it).
@@ -156,6 +152,13 @@ impl Driver for Duckdb {
             |r| r.get(0),
         )?;
         Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, Self::WAL_SUFFIX))
+    }
+}
+
+impl Dialect for Duckdb {
+    /// `TIMESTAMP` (no time zone: UTC by the store's convention), exact to the microsecond.
+    fn timestamp(micros: &str) -> String {
+        format!("make_timestamp({micros})")
     }
 
     /// `starts_with` compares bytes. (Not a BLOB cast as in SQLite: DuckDB's VARCHAR→BLOB cast

@@ -19,10 +19,12 @@ use liteobs_model::stats::{StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
 pub mod batch_id;
+pub mod clickhouse;
 #[cfg(test)]
 pub(crate) mod conformance;
 #[cfg(test)]
 pub(crate) mod conformance_follow;
+mod dialect;
 mod driver;
 #[cfg(feature = "duckdb")]
 mod duckdb;
@@ -145,6 +147,8 @@ pub struct StoreOptions {
     pub routes: Arc<crate::routes::Router>,
     /// The bounds of `POST /sql` ([`Store::sql`]).
     pub sql: SqlLimits,
+    /// Where the ClickHouse backend's server is ([`Backend::Clickhouse`] only).
+    pub clickhouse: clickhouse::ClickhouseConfig,
 }
 
 impl Default for StoreOptions {
@@ -157,6 +161,7 @@ impl Default for StoreOptions {
             rows: RowRetention::OFF,
             routes: Arc::default(),
             sql: SqlLimits::DEFAULT,
+            clickhouse: clickhouse::ClickhouseConfig::default(),
         }
     }
 }
@@ -264,11 +269,13 @@ pub struct SeqPage {
     pub newest: bool,
 }
 
-/// The embedded databases a server can use (`-db-type`).
+/// The databases a server can use (`-db-type`): two embedded ones, and ClickHouse, a server
+/// of its own that several LiteObs servers can share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     Duckdb,
     Sqlite,
+    Clickhouse,
 }
 
 impl Backend {
@@ -280,13 +287,19 @@ impl Backend {
         match self {
             Backend::Duckdb => "liteobs.duckdb",
             Backend::Sqlite => "liteobs.sqlite",
+            Backend::Clickhouse => "",
         }
     }
 }
 
-/// Opens (creating if needed, migrating an older schema) the store of kind `backend` at `path`.
+/// Opens (creating if needed, migrating an older schema) the store of kind `backend` at `path`
+/// (ClickHouse: at [`StoreOptions::clickhouse`]; `path` is not used).
 pub fn open(backend: Backend, path: &Path, options: StoreOptions) -> Result<Box<dyn Store>> {
     match backend {
+        Backend::Clickhouse => {
+            let config = options.clickhouse.clone();
+            Ok(Box::new(clickhouse::ClickhouseStore::open(&config, options)?))
+        }
         Backend::Sqlite => Ok(Box::new(sql_store::SqlStore::<sqlite::Sqlite>::open(path, options)?)),
         #[cfg(feature = "duckdb")]
         Backend::Duckdb => Ok(Box::new(sql_store::SqlStore::<duckdb::Duckdb>::open(path, options)?)),

@@ -13,6 +13,7 @@ use liteobs_model::columns::{self, Cell, Column, Kind};
 use liteobs_model::{Filter, TrafficLog};
 
 use super::StoreError;
+use super::dialect::Dialect;
 use super::driver::Driver;
 
 /// The schema version of the files this server writes: the newest of the columns'
@@ -180,7 +181,7 @@ impl SideKey {
 
 /// The conditions of `filter` (without its limit), `?` placeholders pushed to `params` in
 /// order. `skip` leaves out one either-side condition, which the caller writes itself.
-fn conditions<D: Driver>(filter: &Filter, skip: Option<SideKey>, params: &mut Vec<Param>) -> Vec<String> {
+fn conditions<D: Dialect>(filter: &Filter, skip: Option<SideKey>, params: &mut Vec<Param>) -> Vec<String> {
     let mut conds: Vec<String> = Vec::new();
     for key in [SideKey::Ip, SideKey::Pid] {
         if skip == Some(key) {
@@ -236,7 +237,7 @@ fn conditions<D: Driver>(filter: &Filter, skip: Option<SideKey>, params: &mut Ve
     }
     for (side, want) in [(Side::Client, &filter.client), (Side::Server, &filter.server)] {
         if let Some(id) = want {
-            conds.push(format!("{} = ?", node_id(side)));
+            conds.push(format!("{} = ?", node_id::<D>(side)));
             params.push(Param::Text(id.clone()));
         }
     }
@@ -261,11 +262,14 @@ pub enum Side {
 /// A side's node id as an SQL expression, exactly as [`liteobs_model::map::client_node`] and
 /// [`liteobs_model::map::server_node`] make it in Rust: `/map`'s keys and the `client` and
 /// `server` filters.
-pub fn node_id(side: Side) -> String {
-    let host = |ip: &str| format!("CASE WHEN instr({ip}, ':') > 0 THEN '[' || {ip} || ']' ELSE {ip} END");
+pub fn node_id<D: Dialect>(side: Side) -> String {
+    let host =
+        |ip: &str| format!("CASE WHEN {} > 0 THEN '[' || {ip} || ']' ELSE {ip} END", D::position(ip, "':'"));
     let (prefix, address) = match side {
         Side::Client => ("src", format!("'address:' || {}", host("src_ip"))),
-        Side::Server => ("dst", format!("'address:' || {} || ':' || CAST(dst_port AS TEXT)", host("dst_ip"))),
+        Side::Server => {
+            ("dst", format!("'address:' || {} || ':' || {}", host("dst_ip"), D::to_text("dst_port")))
+        }
     };
     format!(
         "(CASE WHEN {prefix}_pod IS NOT NULL THEN 'pod:' || COALESCE({prefix}_namespace, '') || '/' || {prefix}_pod \
@@ -281,7 +285,7 @@ fn where_clause(conds: &[String]) -> String {
 
 /// `WHERE ...` for `filter` (empty when it selects everything), with `?` placeholders whose
 /// values are pushed onto `params`: the condition `/stats` and `/map` group under.
-pub fn filter_where<D: Driver>(filter: &Filter, params: &mut Vec<Param>) -> String {
+pub fn filter_where<D: Dialect>(filter: &Filter, params: &mut Vec<Param>) -> String {
     where_clause(&conditions::<D>(filter, None, params))
 }
 
@@ -292,7 +296,7 @@ pub fn time_bounds(filter: &Filter) -> (Option<i64>, Option<i64>) {
 
 /// `WHERE ... ORDER BY ... LIMIT ?` for `filter`, with `?` placeholders and their values: the
 /// one statement that answers any filter.
-pub fn select<D: Driver>(filter: &Filter) -> (String, Vec<Param>) {
+pub fn select<D: Dialect>(filter: &Filter) -> (String, Vec<Param>) {
     select_window::<D>(filter, TimeWindow::ALL, filter.limit)
 }
 
@@ -310,7 +314,7 @@ impl TimeWindow {
 /// As [`select`], restricted to `window` and at most `limit` rows. The bounds are written as
 /// literals, not parameters: DuckDB skips row groups by their `ts` min/max only for a constant
 /// comparison it sees when planning.
-pub fn select_window<D: Driver>(filter: &Filter, window: TimeWindow, limit: usize) -> (String, Vec<Param>) {
+pub fn select_window<D: Dialect>(filter: &Filter, window: TimeWindow, limit: usize) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let mut conds = conditions::<D>(filter, None, &mut params);
     if let Some(lo) = window.lo {

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use chrono::{DateTime, Utc};
 use liteobs_model::columns::Cell;
-use liteobs_model::map::{self, MapResponse};
+use liteobs_model::map::MapResponse;
 use liteobs_model::stats::{SortKey, StatsQuery, StatsResponse};
 use liteobs_model::{Filter, TrafficLog};
 
@@ -776,22 +776,11 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     fn stats(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<StatsResponse> {
-        let (since, until) = query.window(now);
-        let filter = query.bounded_filter(now);
-        let keys = stats_sql::stats_keys(&query.group_by);
-        let mut groups = self.grouped(&keys, query.sort, &filter, since, until)?;
-        let truncated = groups.len() > filter.limit;
-        groups.truncate(filter.limit);
-        Ok(StatsResponse { groups, since, until, truncated, routes_folded: None })
+        stats_sql::stats_answer(query, now, &|k, s, f, a, b| self.grouped(k, s, f, a, b))
     }
 
     fn map(&self, query: &StatsQuery, now: DateTime<Utc>) -> Result<MapResponse> {
-        let (since, until) = query.window(now);
-        let filter = query.bounded_filter(now);
-        let mut groups = self.grouped(&stats_sql::map_keys(), SortKey::Count, &filter, since, until)?;
-        let truncated = groups.len() > filter.limit;
-        groups.truncate(filter.limit);
-        Ok(map::answer(groups.into_iter().map(map::edge_of).collect(), since, until, truncated))
+        stats_sql::map_answer::<D>(query, now, &|k, s, f, a, b| self.grouped(k, s, f, a, b))
     }
 
     fn sql(&self, query: &SqlQuery) -> std::result::Result<SqlAnswer, SqlError> {

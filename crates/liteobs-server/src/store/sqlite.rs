@@ -18,6 +18,7 @@ use liteobs_model::columns::{Cell, Stored, Value};
 use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
+use super::dialect::Dialect;
 use super::driver::{Driver, DynError, Failure, Reclaim, failure_from_text, sidecar_len};
 use super::query_plan::QueryPlan;
 use super::sandbox::{Answer, SqlError};
@@ -159,14 +160,6 @@ impl Driver for Sqlite {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// RFC 3339 text with six decimals, as the API writes times (`ts` may be before 1970).
-    fn timestamp(micros: &str) -> String {
-        format!(
-            "strftime('%Y-%m-%dT%H:%M:%S', {micros} / 1000000 - ({micros} % 1000000 < 0), 'unixepoch') \
-             || printf('.%06dZ', ({micros} % 1000000 + 1000000) % 1000000)"
-        )
-    }
-
     type Sandbox = sqlite_sandbox::Sandbox;
 
     fn sandbox(path: &Path, _reader: &Connection, timeout: Duration) -> Result<Self::Sandbox, DynError> {
@@ -224,6 +217,16 @@ impl Driver for Sqlite {
         let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
         let used = (pragma("page_count")? - pragma("freelist_count")?).max(0) * pragma("page_size")?;
         Ok(u64::try_from(used).unwrap_or(0) + sidecar_len(path, Self::WAL_SUFFIX))
+    }
+}
+
+impl Dialect for Sqlite {
+    /// RFC 3339 text with six decimals, as the API writes times (`ts` may be before 1970).
+    fn timestamp(micros: &str) -> String {
+        format!(
+            "strftime('%Y-%m-%dT%H:%M:%S', {micros} / 1000000 - ({micros} % 1000000 < 0), 'unixepoch') \
+             || printf('.%06dZ', ({micros} % 1000000 + 1000000) % 1000000)"
+        )
     }
 
     /// On bytes: SQLite's `substr` and `length` of TEXT stop at the first NUL, and `LIKE` folds

@@ -7,16 +7,19 @@
 //! percentile aggregate, so the statement numbers each group's answered latencies in order with
 //! `row_number()` and picks the row whose number is the rank, `⌈p·n/100⌉` in integers.
 
+use chrono::{DateTime, Utc};
 use liteobs_model::Filter;
 use liteobs_model::columns::{COLUMNS, Cell};
-use liteobs_model::stats::{Dimension, Group, GroupKey, SortKey, rate};
+use liteobs_model::map::{self, MapResponse};
+use liteobs_model::stats::{Dimension, Group, GroupKey, SortKey, StatsQuery, StatsResponse, rate};
 
 use super::StoreError;
+use super::dialect::Dialect;
 use super::driver::Driver;
 use super::sql::{self, Param, Side};
 
 /// The figures after the key columns, in this order, every one an integer (or NULL).
-const FIGURES: [&str; 11] = [
+pub const FIGURES: [&str; 11] = [
     "count",
     "errors",
     "no_response",
@@ -53,10 +56,10 @@ pub fn stats_keys(group_by: &[Dimension]) -> Vec<Key> {
 
 /// The keys of `/map`: each side's node id, computed in SQL exactly as
 /// [`liteobs_model::map::client_node`] and [`liteobs_model::map::server_node`] do in Rust.
-pub fn map_keys() -> Vec<Key> {
+pub fn map_keys<D: Dialect>() -> Vec<Key> {
     vec![
-        Key { name: "client", expr: sql::node_id(Side::Client), int: false },
-        Key { name: "server", expr: sql::node_id(Side::Server), int: false },
+        Key { name: "client", expr: sql::node_id::<D>(Side::Client), int: false },
+        Key { name: "server", expr: sql::node_id::<D>(Side::Server), int: false },
     ]
 }
 
@@ -130,13 +133,47 @@ fn time(us: Option<u64>) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
 
 /// As [`liteobs_model::stats::sort_groups`]: the sort key descending with unknown values
 /// last, then count descending, then the keys ascending with unknown values first.
-fn order_by(sort: SortKey, keys: &[String]) -> String {
+pub fn order_by(sort: SortKey, keys: &[String]) -> String {
     let mut terms = vec![format!("{} DESC NULLS LAST", sort.name())];
     if sort != SortKey::Count {
         terms.push("count DESC".into());
     }
     terms.extend(keys.iter().map(|k| format!("{k} ASC NULLS FIRST")));
     terms.join(", ")
+}
+
+/// What runs one grouped statement: keys, sort, the bounded filter, and the window (for the
+/// rates) in; the groups (at most `limit + 1`) out.
+pub type Grouped<'a> =
+    dyn Fn(&[Key], SortKey, &Filter, DateTime<Utc>, DateTime<Utc>) -> Result<Vec<Group>, StoreError> + 'a;
+
+/// [`super::Store::stats`] from a store's grouped statement.
+pub fn stats_answer(
+    query: &StatsQuery,
+    now: DateTime<Utc>,
+    grouped: &Grouped<'_>,
+) -> Result<StatsResponse, StoreError> {
+    let (since, until) = query.window(now);
+    let filter = query.bounded_filter(now);
+    let keys = stats_keys(&query.group_by);
+    let mut groups = grouped(&keys, query.sort, &filter, since, until)?;
+    let truncated = groups.len() > filter.limit;
+    groups.truncate(filter.limit);
+    Ok(StatsResponse { groups, since, until, truncated, routes_folded: None })
+}
+
+/// [`super::Store::map`] from a store's grouped statement, in dialect `D`.
+pub fn map_answer<D: Dialect>(
+    query: &StatsQuery,
+    now: DateTime<Utc>,
+    grouped: &Grouped<'_>,
+) -> Result<MapResponse, StoreError> {
+    let (since, until) = query.window(now);
+    let filter = query.bounded_filter(now);
+    let mut groups = grouped(&map_keys::<D>(), SortKey::Count, &filter, since, until)?;
+    let truncated = groups.len() > filter.limit;
+    groups.truncate(filter.limit);
+    Ok(map::answer(groups.into_iter().map(map::edge_of).collect(), since, until, truncated))
 }
 
 /// The groups of the statement's rows (cells in [`int_columns`] order).
