@@ -12,13 +12,14 @@
 //! upload took, the copy that is shown changes from one to the other; never two, never none.)
 //!
 //! Not here (yet): the merge of an exchange's halves into one row ([`super::merge`]; both halves
-//! are kept as rows), `POST /sql`, and a follow that sees another replica's rows sooner than
+//! are kept as rows), and a follow that sees another replica's rows sooner than
 //! [`FOLLOW_LAG_MS`].
 
 mod http;
 mod rowbinary;
 mod schema;
 mod seq;
+mod sql;
 mod statements;
 #[cfg(test)]
 mod tests;
@@ -139,6 +140,9 @@ pub struct ClickhouseStore {
     clock: Clock,
     rows: RowRetention,
     transactions: AtomicU64,
+    /// The bounds of `POST /sql`, and how many of its queries run now.
+    sql: super::SqlLimits,
+    sql_in_use: std::sync::atomic::AtomicUsize,
     version: String,
     poller: Option<std::thread::JoinHandle<()>>,
 }
@@ -270,6 +274,8 @@ impl ClickhouseStore {
             clock: options.clock,
             rows: options.rows,
             transactions: AtomicU64::new(0),
+            sql: options.sql,
+            sql_in_use: std::sync::atomic::AtomicUsize::new(0),
             version,
             poller: Some(poller),
         })
@@ -436,6 +442,10 @@ impl Store for ClickhouseStore {
             out.reverse();
         }
         Ok(out)
+    }
+
+    fn sql(&self, query: &super::SqlQuery) -> std::result::Result<super::SqlAnswer, super::SqlError> {
+        self.run_sql(query)
     }
 
     fn committed(&self) -> watch::Receiver<u64> {

@@ -114,8 +114,22 @@ pub fn prepare(
             distributed(http, url, tables.rows, tables.rows_local, cluster)?;
             distributed(http, url, tables.claims, tables.claims_local, cluster)?;
         }
+        view(http, url, tables)?;
     }
     Ok(report)
+}
+
+/// The `traffic` view of `POST /sql`, made again when its columns are not this server's.
+fn view(http: &Http, url: &str, tables: &Tables) -> Result<(), ChError> {
+    let view = super::super::sandbox::VIEW;
+    let have: Vec<String> = columns_of(http, url, view)?.into_iter().map(|(n, _)| n).collect();
+    if have == super::sql::view_columns() {
+        return Ok(());
+    }
+    if !have.is_empty() {
+        http.run(url, &format!("DROP TABLE IF EXISTS {view}"), None, &[])?;
+    }
+    http.run(url, &super::sql::view_ddl(tables), None, &[]).map(drop)
 }
 
 /// `table` as a `Distributed` table over every shard's `local`, made again when its columns

@@ -247,6 +247,9 @@ fn two_servers_write_one_sharded_cluster_exactly_once() {
             .unwrap_or(0);
         assert!(n > 0 && n < 2 * 600, "a shard holds {n} rows");
     }
+    // POST /sql's view reads every shard's visible rows.
+    let counted = one.sql(&crate::store::SqlQuery { sql: "SELECT count() AS n FROM traffic".into(), limit: 1 });
+    assert_eq!(counted.expect("sql").rows, vec![vec![serde_json::json!(600)]]);
     // Aggregates are computed across the shards and match the reference.
     let now = records.iter().map(|r| r.ts).max().unwrap_or_default() + chrono::Duration::seconds(1);
     let query = liteobs_model::stats::StatsQuery {
@@ -257,4 +260,51 @@ fn two_servers_write_one_sharded_cluster_exactly_once() {
     let got = one.stats(&query, now).expect("stats");
     let want = liteobs_model::stats::reference(&records, &query, now);
     assert_eq!(got.groups, want.groups);
+}
+
+#[test]
+fn sql_reads_the_visible_rows_and_refuses_what_is_not_a_read() {
+    if testserver::unavailable("sql_reads_the_visible_rows_and_refuses_what_is_not_a_read") {
+        return;
+    }
+    let node = testserver::single();
+    let db = testserver::fresh_database(node);
+    let store = open(&testserver::config(node, &db));
+    let records = c::corpus(30);
+    store.insert(&records, Some(&c::id("sql-1"))).expect("insert");
+    // Rows of an upload that never claimed them (a server that died before its claim): not seen.
+    testserver::run(
+        node,
+        &format!(
+            "INSERT INTO {db}.traffic_logs (seq, ts, src_ip, src_port, dst_ip, dst_port, method, path, status, latency_us, req_bytes, resp_bytes, node, batch, attempt) VALUES (1, 0, '10.9.9.9', 1, '10.9.9.8', 2, 'GET', '/orphan', 200, 1, 0, 0, 'n', 7, 7)"
+        ),
+    );
+    let ask = |sql: &str, limit: usize| store.sql(&crate::store::SqlQuery { sql: sql.into(), limit });
+    let answer = ask("SELECT count() AS n, sum(status = 500) AS errors FROM traffic", 10).expect("count");
+    let want = records.len();
+    assert_eq!(
+        answer.rows,
+        vec![vec![
+            serde_json::json!(want),
+            serde_json::json!(records.iter().filter(|r| r.status == 500).count())
+        ]]
+    );
+    assert_eq!(answer.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["n", "errors"]);
+    let newest = ask("SELECT ts_us, path FROM traffic ORDER BY ts_us DESC", 5).expect("rows");
+    assert_eq!(newest.rows.len(), 5);
+    assert!(newest.truncated);
+    let view = ask("SELECT * FROM traffic LIMIT 1", 1).expect("view");
+    assert_eq!(view.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), super::sql::view_columns());
+    for hostile in [
+        "SELECT * FROM url('http://127.0.0.1:1/', TSV, 'a String')",
+        "SELECT * FROM file('/etc/passwd', TSV, 'a String')",
+        "SELECT 1 SETTINGS readonly = 0",
+        "INSERT INTO traffic_logs SELECT * FROM traffic_logs",
+        "SELECT 1; DROP TABLE traffic_logs",
+    ] {
+        let err = ask(hostile, 10).expect_err(hostile);
+        assert_eq!(err.kind, crate::store::SqlErrorKind::Refused, "{hostile}: {err:?}");
+    }
+    let err = ask("SELECT nope FROM traffic", 10).expect_err("unknown column");
+    assert_eq!(err.kind, crate::store::SqlErrorKind::Engine);
 }
