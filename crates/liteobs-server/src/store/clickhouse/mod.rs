@@ -23,8 +23,8 @@ mod sql;
 mod statements;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod testserver;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testserver;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -248,7 +248,8 @@ fn two_servers_write_one_sharded_cluster_exactly_once() {
         assert!(n > 0 && n < 2 * 600, "a shard holds {n} rows");
     }
     // POST /sql's view reads every shard's visible rows.
-    let counted = one.sql(&crate::store::SqlQuery { sql: "SELECT count() AS n FROM traffic".into(), limit: 1 });
+    let counted =
+        one.sql(&crate::store::SqlQuery { sql: "SELECT count() AS n FROM traffic".into(), limit: 1 });
     assert_eq!(counted.expect("sql").rows, vec![vec![serde_json::json!(600)]]);
     // Aggregates are computed across the shards and match the reference.
     let now = records.iter().map(|r| r.ts).max().unwrap_or_default() + chrono::Duration::seconds(1);
