@@ -19,8 +19,8 @@ fn record(i: u32) -> TrafficLog {
         "ts": format!("2026-11-25T10:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i),
         "src_ip": format!("10.1.{}.{}", i % 7, i % 200), "src_port": 40000 + (i % 20000),
         "dst_ip": format!("10.2.0.{}", i % 3), "dst_port": 8080,
-        "method": if i % 5 == 0 { "POST" } else { "GET" }, "path": format!("/items/{}", i % 11),
-        "status": if i % 13 == 0 { 503 } else { 200 }, "latency_us": 100 + (i * 37) % 5000,
+        "method": if i.is_multiple_of(5) { "POST" } else { "GET" }, "path": format!("/items/{}", i % 11),
+        "status": if i.is_multiple_of(13) { 503 } else { 200 }, "latency_us": 100 + (i * 37) % 5000,
         "req_bytes": i % 100, "resp_bytes": 10 * (i % 50),
         "src_pid": 100 + i % 4, "src_comm": "client", "node": "node-1"
     }))

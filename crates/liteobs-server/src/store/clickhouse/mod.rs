@@ -25,9 +25,10 @@ mod statements;
 mod tests;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testserver;
+mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -133,13 +134,14 @@ struct Shared {
 pub struct ClickhouseStore {
     shared: Arc<Shared>,
     seqs: SeqClock,
-    /// Uploads of one batch id on this server take turns (the race between servers is
-    /// settled by the claims).
-    id_locks: Vec<Mutex<()>>,
+    /// Group commit ([`writer`]).
+    writer: writer::Writer,
     routes: Arc<Router>,
     clock: Clock,
     rows: RowRetention,
+    /// Groups written, and the uploads they held.
     transactions: AtomicU64,
+    batches: AtomicU64,
     /// The bounds of `POST /sql`, and how many of its queries run now.
     sql: super::SqlLimits,
     sql_in_use: std::sync::atomic::AtomicUsize,
@@ -269,11 +271,12 @@ impl ClickhouseStore {
         Ok(ClickhouseStore {
             shared,
             seqs: SeqClock::new(replica),
-            id_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            writer: writer::Writer::default(),
             routes: options.routes,
             clock: options.clock,
             rows: options.rows,
             transactions: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             sql: options.sql,
             sql_in_use: std::sync::atomic::AtomicUsize::new(0),
             version,
@@ -284,71 +287,6 @@ impl ClickhouseStore {
     /// The server's version (`SELECT version()`).
     pub fn version(&self) -> &str {
         &self.version
-    }
-
-    /// The first claim of `id`: its `attempt` and what it accepted.
-    fn first_claim(&self, id: &str) -> std::result::Result<Option<(u64, u64)>, ChError> {
-        let sql = format!(
-            "SELECT attempt, accepted FROM {} WHERE batch = {} AND id = {} ORDER BY attempt LIMIT 1 FORMAT TabSeparated",
-            self.shared.tables.claims,
-            batch_hash(id),
-            literal(id.as_bytes())
-        );
-        let text = String::from_utf8(self.shared.read(&sql)?).map_err(|e| ChError::Answer(e.to_string()))?;
-        let Some(line) = text.lines().next() else { return Ok(None) };
-        let mut f = line.split('\t').map(str::parse::<u64>);
-        match (f.next(), f.next()) {
-            (Some(Ok(a)), Some(Ok(n))) => Ok(Some((a, n))),
-            _ => Err(ChError::Answer(format!("a claim reads {line:?}"))),
-        }
-    }
-
-    fn insert_rows(&self, sql: &str, body: &[u8]) -> std::result::Result<(), ChError> {
-        // Synchronous on a cluster: answered once every shard has its part.
-        self.shared
-            .http
-            .run(self.shared.first_url(), sql, Some(body), &[("insert_distributed_sync", "1")])
-            .map(drop)
-    }
-
-    fn write(
-        &self,
-        mut batch: Vec<TrafficLog>,
-        id: Option<&BatchId>,
-    ) -> std::result::Result<Receipt, ChError> {
-        let span = self.seqs.reserve(batch.len());
-        let attempt = span.attempt();
-        let id = id.map_or_else(|| format!("-{attempt}"), |i| i.as_str().to_owned());
-        let batch_key = batch_hash(&id);
-        self.routes.assign(&mut batch);
-        if !batch.is_empty() {
-            let mut body = Vec::with_capacity(batch.len() * 256);
-            for (i, r) in batch.iter().enumerate() {
-                rowbinary::row(&mut body, span.seq(i), r, batch_key, attempt);
-            }
-            let sql = format!(
-                "INSERT INTO {} ({}) FORMAT RowBinary",
-                self.shared.tables.rows,
-                schema::insert_columns()
-            );
-            self.insert_rows(&sql, &body)?;
-        }
-        let accepted = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        let mut claim = Vec::with_capacity(64 + id.len());
-        let committed_at = (self.clock)().timestamp_micros();
-        rowbinary::claim(&mut claim, &id, batch_key, attempt, span.last(batch.len()), accepted, committed_at);
-        let sql = format!(
-            "INSERT INTO {} (id, batch, attempt, last_seq, accepted, committed_at) FORMAT RowBinary",
-            self.shared.tables.claims
-        );
-        self.insert_rows(&sql, &claim)?;
-        self.transactions.fetch_add(1, Ordering::Relaxed);
-        match self.first_claim(&id)? {
-            Some((first, n)) if first != attempt => {
-                Ok(Receipt { accepted: n as usize, duplicate: true, merged: 0 })
-            }
-            _ => Ok(Receipt { accepted: batch.len(), duplicate: false, merged: 0 }),
-        }
     }
 
     fn rows(&self, sql: &str) -> Result<Vec<super::sql::RawRow>> {
@@ -394,18 +332,14 @@ impl Store for ClickhouseStore {
     }
 
     fn insert_owned(&self, batch: Vec<TrafficLog>, id: Option<BatchId>) -> Result<Receipt> {
-        let Some(id) = id else { return Ok(self.write(batch, None)?) };
-        let lock = &self.id_locks[(batch_hash(id.as_str()) % 64) as usize];
-        let _turn = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, n)) = self.first_claim(id.as_str())? {
-            return Ok(Receipt { accepted: n as usize, duplicate: true, merged: 0 });
-        }
-        Ok(self.write(batch, Some(&id))?)
+        self.insert_grouped(batch, id)
     }
 
     fn write_stats(&self) -> WriteStats {
-        let n = self.transactions.load(Ordering::Relaxed);
-        WriteStats { transactions: n, batches: n }
+        WriteStats {
+            transactions: self.transactions.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
     }
 
     fn size(&self) -> StoreSize {
