@@ -10,6 +10,7 @@
 //! both then read which claim is first, and the other answers as a duplicate. (If the later
 //! claim is the lower one, which takes two replicas whose clocks disagree by more than the
 //! upload took, the copy that is shown changes from one to the other; never two, never none.)
+//! Concurrent uploads to one server are written as one group ([`writer`]).
 //!
 //! Not here (yet): the merge of an exchange's halves into one row ([`super::merge`]; both halves
 //! are kept as rows), and a follow that sees another replica's rows sooner than
