@@ -476,7 +476,7 @@ else
     has_containerd_flag=0
     say "this liteobs-agent has no -containerd-socket flag: the agents run without it (pod fields cannot be right)"
 fi
-# The DaemonSet's capabilities (deploy/agent.yaml): everything else out of the bounding set.
+# The DaemonSet's capabilities (deploy/base/agent.yaml): everything else out of the bounding set.
 caps=-all,+bpf,+perfmon,+net_raw,+net_admin,+sys_ptrace,+dac_read_search
 want_caps=$(( (1 << 39) | (1 << 38) | (1 << 13) | (1 << 12) | (1 << 19) | (1 << 2) ))
 for n in "${NODES[@]}"; do

@@ -2,7 +2,7 @@
 # `just e2e`: this machine plays a Kubernetes node, with containers instead of pods.
 #   - liteobs-server in a container (image deploy/docker/server.Dockerfile, DuckDB on its volume,
 #     read-only root file system, token from the environment as the Secret gives it);
-#   - liteobs-agent in containers run as the DaemonSet (deploy/agent.yaml) runs it: host network,
+#   - liteobs-agent in containers run as the DaemonSet (deploy/base/agent.yaml) runs it: host network,
 #     host PID namespace, every capability dropped but BPF, PERFMON, NET_RAW, NET_ADMIN,
 #     SYS_PTRACE, DAC_READ_SEARCH, seccomp unconfined, no new privileges, read-only root, tracefs
 #     and bpffs mounted read-only from the host, NODE_NAME in the environment, its resource
@@ -95,7 +95,7 @@ d run -d --name "$NAME-server" --label "io.liteobs.e2e=$RUN" --network "$NET" --
 SERVER_URL=http://$(ip_of "$NAME-server"):8080
 wait_http "$SERVER_URL/healthz" 60 || die "server did not answer $SERVER_URL/healthz within 60 s"
 
-# Capabilities as in deploy/agent.yaml. Docker before 23 (Debian 12 has 20.10) does not know the
+# Capabilities as in deploy/base/agent.yaml. Docker before 23 (Debian 12 has 20.10) does not know the
 # names BPF and PERFMON; there SYS_ADMIN, which the kernel accepts in place of both, stands in.
 caps=(--cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH)
 want_caps=$(( (1 << 13) | (1 << 12) | (1 << 19) | (1 << 2) ))

@@ -1,6 +1,6 @@
 # liteobs-agent on Debian 12 with the libpcap runtime. It runs as root inside the container but
-# only with the capabilities the DaemonSet grants (deploy/agent.yaml says which and why), in the
-# host's network and PID namespaces. Two ways to build it, with BuildKit or the legacy builder:
+# only with the capabilities the DaemonSet grants (deploy/base/agent.yaml says which and why), in
+# the host's network and PID namespaces. Two ways to build it, with BuildKit or the legacy builder:
 #
 #   From source, for anyone who can pull the rust and debian images (context: the repository root):
 #     docker build -f deploy/docker/agent.Dockerfile -t liteobs-agent:0.1.0 .

@@ -4,7 +4,8 @@
 //! object back and compares), and the properties the deployment relies on hold: the agent
 //! DaemonSet's namespaces, exact capabilities, mounts, node name, token, tolerations and
 //! resources; the server's probes, token, volume and non-root user; names that refer to each
-//! other agree.
+//! other agree. `kubectl kustomize` builds deploy/, deploy/ with the tls component and
+//! deploy/overlays/clickhouse (alone and with tls), and the tests check what it builds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, Namespace, PersistentVolumeClaim, PodSpec, Probe, ResourceRequirements, Service,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use liteobs_deploy_check::{repo_root, skip_missing_tool, workspace_version};
@@ -75,32 +77,56 @@ fn load() -> Manifests {
     let dir = deploy_dir();
     let kustomization: Value =
         yaml(&dir.join("kustomization.yaml")).pop().expect("kustomization.yaml is empty");
+    let mut m = Manifests {
+        namespace: kustomization["namespace"].as_str().expect("kustomization.yaml sets namespace").to_owned(),
+        ..Manifests::default()
+    };
+    load_kustomization(&mut m, &dir, "");
+    m
+}
+
+/// Adds the resources of the kustomization in `dir` (`rel`: its path under deploy/, for messages)
+/// to `m`: files are parsed, directories are kustomizations of their own (deploy/base/), read
+/// the same way.
+fn load_kustomization(m: &mut Manifests, dir: &Path, rel: &str) {
+    let kustomization: Value = yaml(&dir.join("kustomization.yaml"))
+        .pop()
+        .unwrap_or_else(|| panic!("{rel}kustomization.yaml is empty"));
+    if let Some(ns) = kustomization["namespace"].as_str() {
+        assert_eq!(ns, m.namespace, "{rel}kustomization.yaml: namespace differs from deploy/'s");
+    }
     let resources: Vec<String> = kustomization["resources"]
         .as_array()
-        .expect("kustomization.yaml: resources is a list")
+        .unwrap_or_else(|| panic!("{rel}kustomization.yaml: resources is a list"))
         .iter()
-        .map(|r| r.as_str().expect("kustomization.yaml: resources are file names").to_owned())
+        .map(|r| r.as_str().expect("kustomization.yaml: resources are file or directory names").to_owned())
         .collect();
+    for r in &resources {
+        assert!(
+            !r.contains("..") && !r.starts_with('/') && !r.contains("://"),
+            "{rel}kustomization.yaml: resource {r} is not below it"
+        );
+    }
+    let (bases, files): (Vec<&String>, Vec<&String>) = resources.iter().partition(|r| dir.join(r).is_dir());
 
     // Every manifest next to kustomization.yaml is one of its resources, and the other way round.
-    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
-        .expect("deploy/")
+    let on_disk: BTreeSet<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
         .map(|e| e.expect("deploy/ entry").file_name().to_string_lossy().into_owned())
         .filter(|n| (n.ends_with(".yaml") || n.ends_with(".yml")) && n != "kustomization.yaml")
         .collect();
     assert_eq!(
         on_disk,
-        resources.iter().cloned().collect(),
-        "deploy/*.yaml and kustomization.yaml resources differ"
+        files.iter().map(|f| (*f).clone()).collect(),
+        "deploy/{rel}*.yaml and {rel}kustomization.yaml resources differ"
     );
 
-    let mut m = Manifests {
-        namespace: kustomization["namespace"].as_str().expect("kustomization.yaml sets namespace").to_owned(),
-        ..Manifests::default()
-    };
-    for file in &resources {
+    for base in bases {
+        load_kustomization(m, &dir.join(base), &format!("{rel}{}/", base.trim_end_matches('/')));
+    }
+    for file in files {
         for (i, doc) in yaml(&dir.join(file)).into_iter().enumerate() {
-            let what = format!("{file} document {}", i + 1);
+            let what = format!("{rel}{file} document {}", i + 1);
             let api = doc["apiVersion"].as_str().unwrap_or_else(|| panic!("{what}: no apiVersion"));
             match (api, doc["kind"].as_str().unwrap_or_else(|| panic!("{what}: no kind"))) {
                 ("v1", "Namespace") => m.namespaces.push(typed(&what, &doc)),
@@ -112,7 +138,6 @@ fn load() -> Manifests {
             }
         }
     }
-    m
 }
 
 /// The documents of a (multi-document) YAML file, as JSON values; empty documents are skipped.
@@ -406,12 +431,23 @@ fn server_deployment_service_and_volume_fit_together() {
     );
 
     // The Service selects these pods and reaches the named port.
-    let svc = one(&m.services, "Service");
+    assert_service_reaches(one(&m.services, "Service"), &template_labels, c, listen);
+}
+
+/// Service `svc` selects the pods labelled `template_labels` (and no selector is empty), and
+/// its targetPort is a port of container `c`, as is the port of `c`'s `-listen` (`listen`).
+fn assert_service_reaches(
+    svc: &Service,
+    template_labels: &BTreeMap<String, String>,
+    c: &Container,
+    listen: &str,
+) {
+    let what = format!("container {}", c.name);
     let sspec = svc.spec.as_ref().expect("Service spec");
     let selector = sspec.selector.clone().unwrap_or_default();
     assert!(
         !selector.is_empty() && selector.iter().all(|(k, v)| template_labels.get(k) == Some(v)),
-        "Service selector"
+        "Service selector {selector:?} does not select the pods ({template_labels:?})"
     );
     let sport = one(sspec.ports.as_deref().unwrap_or_default(), "Service port");
     let target = sport.target_port.as_ref().expect("Service targetPort");
@@ -538,23 +574,33 @@ fn flag<'a>(c: &'a Container, name: &str) -> &'a str {
     args.get(at + 1).unwrap_or_else(|| panic!("container {}: {name} has no value", c.name))
 }
 
+/// The manifests of deploy/ (its YAML files and those of its directories: base/, tls/,
+/// overlays/*; not check/ or docker/) copied to a temporary directory, to be built with a change.
+fn copy_manifests() -> tempfile::TempDir {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().expect("name");
+            if path.is_dir() && !["check", "docker", "target"].iter().any(|n| name == *n) {
+                copy_dir(&path, &to.join(name));
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::copy(&path, to.join(name)).expect("copy");
+            }
+        }
+    }
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_dir(&deploy_dir(), copy.path());
+    copy
+}
+
 /// deploy/tls/, enabled the way deploy/kustomization.yaml says (uncommenting `components: [tls]`):
 /// one Secret `liteobs-tls` gives the server its certificate and key and the agents the CA, the
 /// agents upload to the Service over https, the probes speak HTTPS, and nothing else changes.
 #[test]
 fn tls_component_wires_one_secret_into_server_and_agent() {
     let dir = deploy_dir();
-    let copy = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(copy.path().join("tls")).expect("mkdir");
-    for sub in ["", "tls"] {
-        for entry in std::fs::read_dir(dir.join(sub)).expect("deploy/") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                std::fs::copy(&path, copy.path().join(sub).join(path.file_name().expect("name")))
-                    .expect("copy");
-            }
-        }
-    }
+    let copy = copy_manifests();
     let k = std::fs::read_to_string(copy.path().join("kustomization.yaml")).expect("kustomization.yaml");
     assert!(
         k.contains("\n# components: [tls]\n"),
@@ -618,6 +664,272 @@ fn tls_component_wires_one_secret_into_server_and_agent() {
     assert_eq!(flag(c, "-iface"), flag(base_c, "-iface"));
     assert_eq!(flag(c, "-metrics-listen"), flag(base_c, "-metrics-listen"), "the patch keeps the metrics");
     assert!(flag(base_c, "-server").starts_with("http://"), "the base stays plain http");
+}
+
+fn clickhouse_overlay() -> PathBuf {
+    deploy_dir().join("overlays/clickhouse")
+}
+
+/// (kind, name, namespace) of every document, sorted.
+fn object_ids(docs: &[Value]) -> Vec<(String, String, Option<String>)> {
+    let mut ids: Vec<_> = docs
+        .iter()
+        .map(|d| {
+            let md = &d["metadata"];
+            (
+                d["kind"].as_str().unwrap_or_default().to_owned(),
+                md["name"].as_str().unwrap_or_default().to_owned(),
+                md["namespace"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The one document of `kind` in a kustomize build.
+fn only_of<'a>(docs: &'a [Value], kind: &str, what: &str) -> &'a Value {
+    let of: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(of.len(), 1, "{what}: expected exactly one {kind}");
+    of[0]
+}
+
+/// The JSON paths in `v` of any key in `keys`.
+fn keys_in(v: &Value, keys: &[&str], path: &str, found: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, sub) in o {
+                let p = format!("{path}.{k}");
+                if keys.contains(&k.as_str()) {
+                    found.push(p.clone());
+                }
+                keys_in(sub, keys, &p, found);
+            }
+        }
+        Value::Array(a) => {
+            a.iter().enumerate().for_each(|(i, sub)| keys_in(sub, keys, &format!("{path}[{i}]"), found))
+        }
+        _ => {}
+    }
+}
+
+/// What a setting of container `c` is: its flag `-name VALUE` in the args, else its environment
+/// variable `env_name` written in the manifest.
+fn setting(c: &Container, name: &str, env_name: &str) -> Option<String> {
+    let args = c.args.as_deref().unwrap_or_default();
+    let from_args = args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    from_args.or_else(|| {
+        c.env.as_deref().unwrap_or_default().iter().find(|e| e.name == env_name).and_then(|e| e.value.clone())
+    })
+}
+
+/// deploy/overlays/clickhouse/ (`kubectl apply -k deploy/overlays/clickhouse`): the server on
+/// ClickHouse as three stateless replicas of a Deployment, no claim and no data volume, the
+/// ClickHouse Service and password wired in, a PodDisruptionBudget and a spread over nodes;
+/// everything else (the Service, the agent, the server's probes, resources, security context,
+/// token) exactly the base's.
+#[test]
+fn clickhouse_overlay_runs_stateless_servers_behind_the_same_service() {
+    let (Some(base), Some(built)) = (kustomize(&deploy_dir()), kustomize(&clickhouse_overlay())) else {
+        return;
+    };
+    let m = load();
+    let ns = Some(m.namespace.clone());
+
+    // Every file of the overlay is one of its resources or patches, and the other way round.
+    let dir = clickhouse_overlay();
+    let k: Value = yaml(&dir.join("kustomization.yaml")).pop().expect("overlay kustomization.yaml");
+    let resources = k["resources"].as_array().expect("overlay resources").iter().filter_map(Value::as_str);
+    let patches = k["patches"].as_array().expect("overlay patches").iter().filter_map(|p| p["path"].as_str());
+    let used: BTreeSet<String> =
+        resources.chain(patches).filter(|r| dir.join(r).is_file()).map(str::to_owned).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("deploy/overlays/clickhouse/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(on_disk, used, "deploy/overlays/clickhouse/*.yaml and its kustomization.yaml differ");
+
+    // The base's objects but the Namespace (deploy/namespace.yaml, applied first) and the claim,
+    // plus the PodDisruptionBudget; all in the namespace, none keeping state.
+    let mut want: Vec<_> = object_ids(&base)
+        .into_iter()
+        .filter(|(kind, _, _)| kind != "Namespace" && kind != "PersistentVolumeClaim")
+        .collect();
+    want.push(("PodDisruptionBudget".to_owned(), "liteobs-server".to_owned(), ns.clone()));
+    want.sort();
+    assert_eq!(object_ids(&built), want, "the overlay's objects");
+    let mut stateful = Vec::new();
+    for doc in &built {
+        keys_in(doc, &["volumeClaimTemplates", "persistentVolumeClaim"], "", &mut stateful);
+    }
+    assert!(stateful.is_empty(), "no claim in the ClickHouse overlay: {stateful:?}");
+    assert!(built.iter().all(|d| d["kind"] != "StatefulSet"), "a Deployment, not a StatefulSet");
+
+    let what = "clickhouse Deployment liteobs-server";
+    let server: Deployment = typed(what, only_of(&built, "Deployment", "overlay"));
+    let base_server: Deployment = typed("base Deployment", only_of(&base, "Deployment", "base"));
+    let spec = server.spec.as_ref().expect("Deployment spec");
+    let base_spec = base_server.spec.as_ref().expect("base Deployment spec");
+    assert_eq!(spec.replicas, Some(3), "{what}: three replicas");
+    assert_eq!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("RollingUpdate"),
+        "{what}: nothing on disk to hand over, so rolling updates"
+    );
+    assert_eq!(spec.selector, base_spec.selector, "{what}: selector");
+    assert_eq!(spec.template.metadata, base_spec.template.metadata, "{what}: labels and annotations");
+    let template_labels =
+        spec.template.metadata.as_ref().and_then(|md| md.labels.clone()).unwrap_or_default();
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| template_labels.get(k) == Some(v)),
+        "{what}: selector selects the template"
+    );
+
+    let pod = pod_spec(&spec.template.spec, what);
+    let base_pod = pod_spec(&base_spec.template.spec, "base server");
+    let c = only_container(pod, what);
+    let base_c = only_container(base_pod, "base server");
+    assert_image(c, "server");
+    assert_healthz(&c.readiness_probe, c, "readiness");
+    assert_healthz(&c.liveness_probe, c, "liveness");
+    assert_token_from_secret(c);
+    assert_resources(c);
+    assert_eq!(pod.security_context, base_pod.security_context, "{what}: pod securityContext as in the base");
+    assert_eq!(c.security_context, base_c.security_context, "{what}: securityContext as in the base");
+    assert_eq!((&c.readiness_probe, &c.liveness_probe), (&base_c.readiness_probe, &base_c.liveness_probe));
+    assert_eq!((&c.resources, &c.ports), (&base_c.resources, &base_c.ports), "{what}: resources, ports");
+    assert_eq!(pod.automount_service_account_token, Some(false), "{what}: no API token");
+
+    // The data volume and its mount are gone, the rest (/tmp) is the base's.
+    let claim_volumes: BTreeSet<&str> = base_pod
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.persistent_volume_claim.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(!claim_volumes.is_empty(), "the base keeps its database on a claim");
+    let kept = |vs: &[k8s_openapi::api::core::v1::Volume]| -> Vec<String> {
+        vs.iter().filter(|v| !claim_volumes.contains(v.name.as_str())).map(|v| v.name.clone()).collect()
+    };
+    let names = |vs: &[k8s_openapi::api::core::v1::Volume]| -> Vec<String> {
+        vs.iter().map(|v| v.name.clone()).collect()
+    };
+    assert_eq!(
+        names(pod.volumes.as_deref().unwrap_or_default()),
+        kept(base_pod.volumes.as_deref().unwrap_or_default()),
+        "{what}: the base's volumes but the claim's"
+    );
+    let mounts = |c: &Container| -> Vec<(String, String)> {
+        c.volume_mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|v| !claim_volumes.contains(v.name.as_str()))
+            .map(|v| (v.name.clone(), v.mount_path.clone()))
+            .collect()
+    };
+    assert_eq!(mounts(c), mounts(base_c), "{what}: the base's mounts but the claim's");
+    assert_eq!(
+        mounts(c).len(),
+        c.volume_mounts.as_deref().unwrap_or_default().len(),
+        "{what}: a mount of a claim volume"
+    );
+
+    // ClickHouse: the flags, the Service `clickhouse` of this namespace, the password from its
+    // Secret (optional), and no database file.
+    assert_eq!(flag(c, "-db-type"), "clickhouse", "{what}: -db-type");
+    assert_eq!(
+        setting(c, "-clickhouse-url", "LITEOBS_CLICKHOUSE_URL").as_deref(),
+        Some("http://clickhouse:8123"),
+        "{what}: ClickHouse's HTTP interface, the Service `clickhouse` in the same namespace"
+    );
+    let args = c.args.as_deref().unwrap_or_default();
+    for gone in ["-db-path", "-clickhouse-password"] {
+        assert!(!args.iter().any(|a| a == gone), "{what}: {gone} in {args:?}");
+    }
+    let password = env(c, "LITEOBS_CLICKHOUSE_PASSWORD");
+    assert!(password.value.is_none(), "{what}: the password must not be written in the manifest");
+    let r = password.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref());
+    let r = r.unwrap_or_else(|| panic!("{what}: LITEOBS_CLICKHOUSE_PASSWORD is not from a Secret"));
+    assert_eq!((r.name.as_str(), r.key.as_str()), ("liteobs-clickhouse", "password"), "{what}: password");
+    assert_eq!(r.optional, Some(true), "{what}: a ClickHouse without a password needs no Secret");
+    // Every other flag of the base's, unchanged.
+    let base_args = base_c.args.as_deref().unwrap_or_default();
+    for name in base_args.iter().filter(|a| a.starts_with('-') && *a != "-db-type" && *a != "-db-path") {
+        assert_eq!(flag(c, name), flag(base_c, name), "{what}: {name} as in the base");
+    }
+
+    // Spread over nodes; disruptions leave two of the three.
+    let spread = pod.topology_spread_constraints.as_deref().unwrap_or_default();
+    let by_node = spread.iter().find(|t| t.topology_key == "kubernetes.io/hostname");
+    let by_node = by_node.unwrap_or_else(|| panic!("{what}: no topology spread over kubernetes.io/hostname"));
+    let spread_labels =
+        by_node.label_selector.as_ref().and_then(|l| l.match_labels.clone()).unwrap_or_default();
+    assert!(
+        !spread_labels.is_empty() && spread_labels.iter().all(|(k, v)| template_labels.get(k) == Some(v)),
+        "{what}: the spread counts these pods"
+    );
+    let pdb: PodDisruptionBudget =
+        typed("PodDisruptionBudget", only_of(&built, "PodDisruptionBudget", "overlay"));
+    let pdb_spec = pdb.spec.as_ref().expect("PodDisruptionBudget spec");
+    assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(2)), "PodDisruptionBudget: minAvailable 2");
+    assert_eq!(
+        pdb_spec.selector.as_ref(),
+        Some(&spec.selector),
+        "PodDisruptionBudget: the Deployment's pods"
+    );
+
+    // The base's Service selects these pods; the agents, the base's, upload to it.
+    let service: Service = typed("clickhouse Service", only_of(&built, "Service", "overlay"));
+    assert_eq!(
+        only_of(&built, "Service", "overlay"),
+        only_of(&base, "Service", "base"),
+        "the base's Service"
+    );
+    assert_service_reaches(&service, &template_labels, c, flag(c, "-listen"));
+    let agent: DaemonSet = typed("clickhouse DaemonSet", only_of(&built, "DaemonSet", "overlay"));
+    assert_eq!(
+        only_of(&built, "DaemonSet", "overlay"),
+        only_of(&base, "DaemonSet", "base"),
+        "the base's agent"
+    );
+    let agent_c =
+        only_container(pod_spec(&agent.spec.as_ref().expect("spec").template.spec, "agent"), "agent");
+    let port =
+        one(service.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default(), "Service port").port;
+    let svc_name = service.metadata.name.as_deref().expect("Service name");
+    assert_eq!(flag(agent_c, "-server"), format!("http://{svc_name}.{}.svc:{port}", m.namespace));
+}
+
+/// The overlay with the tls component, as its kustomization.yaml says (`components:
+/// [../../tls]`): both changes hold, the ClickHouse flags and the TLS ones.
+#[test]
+fn clickhouse_overlay_takes_the_tls_component() {
+    let copy = copy_manifests();
+    let overlay = copy.path().join("overlays/clickhouse");
+    let k = std::fs::read_to_string(overlay.join("kustomization.yaml")).expect("kustomization.yaml");
+    assert!(k.contains("`components: [../../tls]`"), "the overlay's kustomization.yaml says how to add TLS");
+    std::fs::write(overlay.join("kustomization.yaml"), format!("{k}components: [../../tls]\n"))
+        .expect("write");
+    let Some(built) = kustomize(&overlay) else { return };
+    let server: Deployment = typed("clickhouse+tls Deployment", only_of(&built, "Deployment", "overlay+tls"));
+    let spec = server.spec.as_ref().expect("Deployment spec");
+    let pod = pod_spec(&spec.template.spec, "server");
+    let c = only_container(pod, "server");
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(flag(c, "-db-type"), "clickhouse");
+    assert_eq!(flag(c, "-clickhouse-url"), "http://clickhouse:8123");
+    assert_eq!(secret_file(pod, c, flag(c, "-tls-cert")), ("liteobs-tls".to_owned(), "tls.crt".to_owned()));
+    assert_eq!(secret_file(pod, c, flag(c, "-tls-key")), ("liteobs-tls".to_owned(), "tls.key".to_owned()));
+    assert!(pod.volumes.as_deref().unwrap_or_default().iter().all(|v| v.persistent_volume_claim.is_none()));
+    let agent: DaemonSet = typed("clickhouse+tls DaemonSet", only_of(&built, "DaemonSet", "overlay+tls"));
+    let agent_c =
+        only_container(pod_spec(&agent.spec.as_ref().expect("spec").template.spec, "agent"), "agent");
+    assert!(flag(agent_c, "-server").starts_with("https://liteobs-server."), "agents upload over https");
 }
 
 /// The port a probe or annotation names: a number, or a container port's name.
