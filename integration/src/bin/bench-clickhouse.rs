@@ -52,11 +52,11 @@ fn progress(msg: std::fmt::Arguments) {
 
 /// A cluster's traffic: 20 nodes, Zipf-ish PIDs and servers, 5xx on 2 %, `ts` one minute of
 /// traffic per 60 000 rows from 2026-12-01.
-fn workload(rows: usize, seed: u64) -> Vec<TrafficLog> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+fn workload(first: usize, rows: usize, seed: u64) -> Vec<TrafficLog> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ first as u64);
     let start = chrono::DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default();
     let methods = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-    (0..rows)
+    (first..first + rows)
         .map(|i| {
             let server = (rng.random::<f64>().powi(3) * 50.0) as u32;
             let client_pid = 1000 + (rng.random::<f64>().powi(2) * 200.0) as u32;
@@ -197,7 +197,7 @@ fn main() -> Result<()> {
         config.uploaders,
         load()
     );
-    let records = workload(config.rows, config.seed);
+    let records = workload(0, config.rows, config.seed);
     let bodies = Arc::new(encode(&records, config.batch)?);
     let scratch = tempfile::tempdir_in(&config.dir)?;
 
@@ -242,8 +242,16 @@ fn main() -> Result<()> {
     }
 
     progress(format_args!("query runs: {} rows", config.query_rows));
-    let records = workload(config.query_rows, config.seed + 1);
-    let bodies = Arc::new(encode(&records, 10_000)?);
+    // Made and encoded a chunk at a time (the records of 10 M rows would take over 10 GiB);
+    // every 1 000th record is kept to pick the keys from.
+    let mut records = Vec::new();
+    let mut bodies = Vec::new();
+    for first in (0..config.query_rows).step_by(100_000) {
+        let chunk = workload(first, 100_000.min(config.query_rows - first), config.seed + 1);
+        bodies.extend(encode(&chunk, 10_000)?);
+        records.extend(chunk.into_iter().step_by(1000));
+    }
+    let bodies = Arc::new(bodies);
     ch(node, "default", "CREATE DATABASE bench_query")?;
     let chs = server(
         "clickhouse",
