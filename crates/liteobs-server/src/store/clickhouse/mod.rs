@@ -88,6 +88,8 @@ impl From<ChError> for StoreError {
 /// its rows by then.
 pub const FOLLOW_LAG_MS: i64 = 1_000;
 const POLL: Duration = Duration::from_millis(250);
+/// Polls between two refreshes of the size (5 s).
+const MEASURE_EVERY: u32 = 20;
 
 /// Where and how to reach ClickHouse (`-clickhouse-*`).
 #[derive(Debug, Clone)]
@@ -173,21 +175,31 @@ impl Shared {
         self.urls.first().map_or("", String::as_str)
     }
 
-    /// One poll: new claims announced, size refreshed.
+    /// New claims announced, size refreshed.
     fn poll(&self) -> std::result::Result<(), ChError> {
+        self.announce()?;
+        self.measure()
+    }
+
+    /// Announces the newest claimed `seq` old enough for followers ([`FOLLOW_LAG_MS`]).
+    fn announce(&self) -> std::result::Result<(), ChError> {
         let watermark = seq::highest_at(seq::now_ms() - FOLLOW_LAG_MS);
         let text = String::from_utf8(self.read(&format!(
-            "SELECT max(last_seq), sum(accepted) FROM {} WHERE last_seq <= {watermark} FORMAT TabSeparated",
+            "SELECT max(last_seq) FROM {} WHERE last_seq <= {watermark} FORMAT TabSeparated",
             self.tables.claims
         ))?)
         .map_err(|e| ChError::Answer(e.to_string()))?;
-        let mut fields = text.trim().split('\t');
-        let newest: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let newest: u64 = text.trim().parse().unwrap_or(0);
         self.committed.send_if_modified(|c| {
             let moved = newest > *c;
             *c = (*c).max(newest);
             moved
         });
+        Ok(())
+    }
+
+    /// Refreshes [`Store::size`] from every node's parts.
+    fn measure(&self) -> std::result::Result<(), ChError> {
         let mut rows = 0;
         let mut bytes = 0;
         for url in &self.urls {
@@ -258,9 +270,17 @@ impl ClickhouseStore {
             std::thread::Builder::new()
                 .name("clickhouse-poll".into())
                 .spawn(move || {
+                    // The size (metrics read it on a scrape) every MEASURE_EVERY polls, not on each.
+                    let mut tick = 0u32;
                     while !shared.stop.load(Ordering::Relaxed) {
                         std::thread::sleep(POLL);
-                        if let Err(e) = shared.poll() {
+                        tick = tick.wrapping_add(1);
+                        let polled = if tick.is_multiple_of(MEASURE_EVERY) {
+                            shared.poll()
+                        } else {
+                            shared.announce()
+                        };
+                        if let Err(e) = polled {
                             tracing::warn!(error = %e, "polling ClickHouse");
                         }
                     }
@@ -403,7 +423,7 @@ struct Day {
     bytes: u64,
 }
 
-fn days(shared: &Shared, table: &str) -> std::result::Result<Vec<Day>, ChError> {
+fn parts_by_day(shared: &Shared, table: &str) -> std::result::Result<Vec<Day>, ChError> {
     let mut out = Vec::new();
     for url in &shared.urls {
         let text = shared.http.text(
@@ -445,7 +465,7 @@ fn retention_pass(
 ) -> std::result::Result<PassReport, ChError> {
     let started = std::time::Instant::now();
     let mut report = PassReport::default();
-    let mut days = days(shared, shared.tables.rows_local)?;
+    let mut days = parts_by_day(shared, shared.tables.rows_local)?;
     if let Some(age) = rows.max_age {
         let cutoff = (now - age).date_naive();
         for d in days.iter().filter(|d| d.day < cutoff) {
@@ -467,18 +487,13 @@ fn retention_pass(
         }
         report.used_bytes = Some(used);
     }
-    let oldest_kept =
-        crate::store::clickhouse::days(shared, shared.tables.rows_local)?.first().map(|d| d.day);
+    let oldest_kept = parts_by_day(shared, shared.tables.rows_local)?.first().map(|d| d.day);
     if let Some(keep_from) = oldest_kept.and_then(|d| d.pred_opt()) {
-        for d in days_of_claims(shared)?.iter().filter(|d| d.day < keep_from) {
+        for d in parts_by_day(shared, shared.tables.claims_local)?.iter().filter(|d| d.day < keep_from) {
             drop_day(shared, shared.tables.claims_local, d)?;
         }
     }
     report.deleting = started.elapsed();
     shared.poll()?;
     Ok(report)
-}
-
-fn days_of_claims(shared: &Shared) -> std::result::Result<Vec<Day>, ChError> {
-    days(shared, shared.tables.claims_local)
 }
